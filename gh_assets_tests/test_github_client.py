@@ -1,0 +1,765 @@
+"""The GitHub client against a real HTTP server replaying recorded and scripted GitHub answers.
+
+No mocks of ``requests``: every test goes through sockets. Waits are recorded, never slept.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import re
+import socket
+import struct
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gh_assets import github
+from gh_assets.github import (
+    GONE,
+    NOT_MODIFIED,
+    GitHubClient,
+    GitHubError,
+    GitHubHTTPError,
+    ListedUser,
+    MalformedResponseError,
+    RateLimitError,
+    UserDetail,
+)
+
+RECORDINGS = Path(__file__).resolve().parents[2] / "shared" / "github-recordings"
+RECORDED = sorted(p.name for p in RECORDINGS.glob("*.json")) or ["(no recordings)"]
+# Recorded headers the replay server must not repeat: framing and encoding belong to the new
+# exchange (bodies are stored decoded), and http.server adds its own Date and Server.
+NOT_REPLAYED = {
+    "status",
+    "content-length",
+    "transfer-encoding",
+    "content-encoding",
+    "connection",
+    "date",
+    "server",
+}
+TOKEN = "ghp_SECRETSECRETSECRET0123456789abcdefXYZ"
+ETAG64 = "cdcdd165941281cdc3948a0cdff00dcb40d91a0ba044e67272d5b433326e8f81"
+
+
+@dataclass
+class Reply:
+    """One scripted answer; ``body`` is JSON-encoded unless it is bytes."""
+
+    status: int = 200
+    body: Any = None
+    headers: Sequence[tuple[str, str]] = ()
+    delay: float = 0.0
+    drop: bool = False  # reset the connection instead of answering
+
+
+@dataclass
+class Seen:
+    method: str
+    path: str
+    headers: dict[str, str]  # lower-cased names
+
+
+@dataclass
+class Replay:
+    """What the server answers (a queue, or ``route`` by path) and what it was asked."""
+
+    url: str = ""
+    replies: deque[Reply] = field(default_factory=deque)
+    route: Callable[[str], Reply] | None = None
+    seen: list[Seen] = field(default_factory=list)
+    in_flight: int = 0
+    peak: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def queue(self, *replies: Reply) -> None:
+        self.replies.extend(replies)
+
+    def answer(self, handler: BaseHTTPRequestHandler) -> None:
+        with self.lock:
+            self.seen.append(
+                Seen(
+                    handler.command,
+                    handler.path,
+                    {k.lower(): v for k, v in handler.headers.items()},
+                )
+            )
+            self.in_flight += 1
+            self.peak = max(self.peak, self.in_flight)
+            if self.route is not None:
+                reply = self.route(handler.path)
+            elif self.replies:
+                reply = self.replies.popleft()
+            else:
+                reply = Reply(418, {"message": "replay queue is empty"})
+        try:
+            time.sleep(reply.delay)
+            if reply.drop:
+                linger = struct.pack("ii", 1, 0)  # close with RST: a connection reset
+                handler.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
+                handler.close_connection = True
+                return
+            body = reply.body if isinstance(reply.body, bytes) else b""
+            if reply.body is not None and not isinstance(reply.body, bytes):
+                body = json.dumps(reply.body).encode()
+            handler.send_response(reply.status)
+            for name, value in reply.headers:
+                handler.send_header(name, value)
+            if reply.status != 304:
+                handler.send_header("Content-Length", str(len(body)))
+            handler.end_headers()
+            if reply.status != 304:
+                handler.wfile.write(body)
+        finally:
+            with self.lock:
+                self.in_flight -= 1
+
+
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Quiet: clients that time out leave broken pipes behind on purpose."""
+
+
+@pytest.fixture
+def replay() -> Iterator[Replay]:
+    state = Replay()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            state.answer(self)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = _Server(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
+    thread.start()
+    state.url = f"http://127.0.0.1:{server.server_address[1]}"
+    yield state
+    server.shutdown()
+    server.server_close()
+    thread.join(5)
+
+
+@pytest.fixture
+def waits() -> list[float]:
+    return []
+
+
+@pytest.fixture
+def make_client(replay: Replay, waits: list[float]) -> Iterator[Callable[..., GitHubClient]]:
+    """Clients on the replay server whose sleeps are recorded in ``waits`` instead of slept."""
+    clients: list[GitHubClient] = []
+
+    def make(api_url: str | None = None, **kwargs: Any) -> GitHubClient:
+        kwargs.setdefault("max_retries", 3)
+        kwargs.setdefault("timeout", 5.0)
+        client = GitHubClient(api_url or replay.url, **kwargs)
+        client._sleep = waits.append
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.close()
+
+
+def user_body(user_id: int, **overrides: Any) -> dict[str, Any]:
+    body = {
+        "id": user_id,
+        "login": f"user{user_id}",
+        "type": "User",
+        "public_repos": 1,
+        "public_gists": 2,
+        "followers": 3,
+        "following": 4,
+    }
+    return body | overrides
+
+
+def listed(*ids: int) -> list[dict[str, Any]]:
+    return [{"id": i, "login": f"user{i}", "type": "User"} for i in ids]
+
+
+def next_link(url: str) -> tuple[str, str]:
+    return ("Link", f'<{url}>; rel="next", <{url.split("?")[0]}{{?since}}>; rel="first"')
+
+
+# --- every recording -------------------------------------------------------------------------
+
+
+def load(name: str) -> dict[str, Any]:
+    if not RECORDINGS.is_dir():
+        pytest.skip(f"no recordings at {RECORDINGS}")
+    return json.loads((RECORDINGS / name).read_text())
+
+
+def recorded_reply(recording: dict[str, Any], base_url: str) -> Reply:
+    """The recorded answer, its Link header pointed at the replay server."""
+    response = recording["response"]
+    headers = [
+        (
+            name,
+            value.replace("https://api.github.com", base_url) if name.lower() == "link" else value,
+        )
+        for name, value in response["headers"]
+        if name.lower() not in NOT_REPLAYED
+    ]
+    body = response["body"]
+    return Reply(
+        response["status"], body if body is not None else response["body_text"].encode(), headers
+    )
+
+
+def header(recording: dict[str, Any], name: str) -> str | None:
+    values = [v for k, v in recording["response"]["headers"] if k.lower() == name.lower()]
+    return values[0] if values else None
+
+
+def opaque(etag: str | None) -> str | None:
+    match = re.fullmatch(r'(?:W/)?"([^"]*)"', etag or "")
+    return match.group(1) if match else None
+
+
+@pytest.mark.parametrize("name", RECORDED)
+def test_every_recording_is_understood(
+    name: str, replay: Replay, make_client: Callable[..., GitHubClient], waits: list[float]
+) -> None:
+    recording = load(name)
+    reply = recorded_reply(recording, replay.url)
+    status, body = reply.status, recording["response"]["body"]
+    client = make_client(max_retries=2)
+
+    if status == 200 and isinstance(body, list):
+        replay.queue(reply)
+        users = client.list_users(body[0]["id"], body[-1]["id"])
+        assert users == [ListedUser(u["id"], u["login"], u["type"], u.get("node_id")) for u in body]
+        assert replay.seen[0].path == f"/users?since={body[0]['id'] - 1}&per_page=100"
+    elif status == 200:
+        replay.queue(reply)
+        user = client.get_user(body["id"])
+        counters = ("public_repos", "public_gists", "followers", "following")
+        assert user == UserDetail(
+            body["id"],
+            body["login"],
+            body["type"],
+            *(body[c] for c in counters),
+            etag=opaque(header(recording, "ETag")),
+        )
+        assert user.etag and len(user.etag) in (32, 64)
+        remaining = header(recording, "X-RateLimit-Remaining")
+        assert client.stats.rate_limit_remaining == (int(remaining) if remaining else None)
+    elif status == 304:
+        replay.queue(reply)
+        etag = opaque(recording["request"]["headers"]["If-None-Match"])
+        assert client.get_user(1, etag) is NOT_MODIFIED
+        assert replay.seen[0].headers["if-none-match"] == f'W/"{etag}"'
+        assert (client.stats.not_modified, client.stats.rate_limit_remaining) == (
+            1,
+            int(header(recording, "X-RateLimit-Remaining") or 0),
+        )
+    elif status == 404:
+        replay.queue(reply)
+        assert client.get_user(1) is GONE
+    elif status == 403 and header(recording, "Retry-After"):
+        replay.queue(reply, Reply(200, user_body(1)))
+        assert client.get_user(1) == UserDetail(1, "user1", "User", 1, 2, 3, 4)
+        assert waits == [float(header(recording, "Retry-After") or 0)]
+    elif status == 403:
+        assert header(recording, "X-RateLimit-Remaining") == "0"
+        replay.queue(reply)
+        with pytest.raises(RateLimitError) as raised:
+            client.get_user(1)
+        assert not raised.value.secondary and waits == []
+        # Recorded before GitHub sent X-RateLimit-Reset: assume a whole hour's window.
+        expected = datetime.now(UTC).timestamp() + github.PRIMARY_WINDOW
+        assert raised.value.reset_at.timestamp() == pytest.approx(expected, abs=5)
+        # With a reset two seconds ahead the client waits for it and retries instead.
+        reset = ("X-RateLimit-Reset", str(int(time.time()) + 2))
+        replay.queue(Reply(403, body, [*reply.headers, reset]), Reply(200, user_body(1)))
+        assert isinstance(client.get_user(1), UserDetail)
+        assert len(waits) == 1 and 1 <= waits[0] <= 3.5
+    elif status == 503:
+        replay.queue(reply, Reply(200, user_body(1)))
+        assert isinstance(client.get_user(1), UserDetail)
+        replay.queue(*[reply] * 3)
+        with pytest.raises(GitHubHTTPError, match="giving up after 3 attempts") as raised:
+            client.get_user(1)
+        assert raised.value.status == 503 and len(waits) == 3
+    else:
+        pytest.fail(f"{name}: no expectation for status {status}")
+
+
+def test_recorded_pages_chain_through_their_link_headers(
+    replay: Replay, make_client: Callable[..., GitHubClient]
+) -> None:
+    first, second = (
+        load("01_list_users_first_page_2013.json"),
+        load("02_list_users_since_135_2013.json"),
+    )
+    replay.queue(recorded_reply(first, replay.url), recorded_reply(second, replay.url))
+    users = make_client().list_users(1, 200)
+    bodies = first["response"]["body"] + second["response"]["body"]
+    assert [(u.id, u.login) for u in users] == [
+        (b["id"], b["login"]) for b in bodies if b["id"] <= 200
+    ]
+    assert [s.path for s in replay.seen] == ["/users?since=0&per_page=100", "/users?since=135"]
+    assert [u.type for u in users] == [b["type"] for b in bodies if b["id"] <= 200]
+    assert "Organization" in {u.type for u in users}
+
+
+# --- paging ----------------------------------------------------------------------------------
+
+
+def test_pages_follow_next_links_under_a_path_prefix(
+    replay: Replay, make_client: Callable[..., GitHubClient]
+) -> None:
+    base = f"{replay.url}/api/v3"
+    replay.queue(
+        Reply(200, listed(5, 8), [next_link(f"{base}/users?per_page=100&since=8")]),
+        Reply(200, listed(9, 12, 20), [next_link(f"{base}/users?per_page=100&since=20")]),
+    )
+    users = make_client(f"{base}/").list_users(4, 12)
+    assert [u.id for u in users] == [5, 8, 9, 12]
+    assert [s.path for s in replay.seen] == [
+        "/api/v3/users?since=3&per_page=100",
+        "/api/v3/users?per_page=100&since=8",
+    ]
+
+
+def test_paging_stops_without_a_next_link_or_on_an_empty_page(
+    replay: Replay, make_client: Callable[..., GitHubClient]
+) -> None:
+    client = make_client()
+    replay.queue(Reply(200, listed(1, 2)))
+    assert [u.id for u in client.list_users(1, 100)] == [1, 2]
+    replay.queue(Reply(200, [], [next_link(f"{replay.url}/users?since=5")]))
+    assert client.list_users(1, 100) == []
+    assert client.list_users(10, 9) == []
+    assert len(replay.seen) == 2
+
+
+def test_a_next_link_to_another_host_is_refused(
+    replay: Replay, make_client: Callable[..., GitHubClient]
+) -> None:
+    replay.queue(Reply(200, listed(1), [next_link("http://evil.example/users?since=1")]))
+    with pytest.raises(MalformedResponseError, match=r"leaves the API: http://evil\.example"):
+        make_client(token=TOKEN).list_users(1, 10)
+    assert len(replay.seen) == 1
+
+
+# --- retries ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def top_of_jitter(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make full jitter pick its upper bound so the backoff curve is visible."""
+    monkeypatch.setattr(github.random, "uniform", lambda low, high: high)
+
+
+@pytest.mark.usefixtures("top_of_jitter")
+@pytest.mark.parametrize(
+    "failure",
+    [
+        Reply(500, {"message": "Server Error"}),
+        Reply(502, b"<html>Bad Gateway</html>"),
+        Reply(503, b""),
+        Reply(drop=True),
+        Reply(200, b"<html>not json</html>"),
+    ],
+    ids=["500", "502", "503", "reset", "non-json-200"],
+)
+def test_transient_failures_are_retried_with_growing_backoff(
+    failure: Reply, replay: Replay, make_client: Callable[..., GitHubClient], waits: list[float]
+) -> None:
+    client = make_client(max_retries=4, backoff_base=0.5, backoff_max=3.0)
+    replay.queue(*[failure] * 3, Reply(200, user_body(7)))
+    assert client.get_user(7) == UserDetail(7, "user7", "User", 1, 2, 3, 4)
+    assert waits == [0.5, 1.0, 2.0]
+    assert (client.stats.requests, client.stats.retries) == (4, 3)
+
+    replay.queue(*[failure] * 5)
+    with pytest.raises(GitHubHTTPError, match="giving up after 5 attempts") as raised:
+        client.get_user(7)
+    assert waits[3:] == [0.5, 1.0, 2.0, 3.0]  # capped at backoff_max
+    assert f"{replay.url}/user/7" in str(raised.value)
+    assert len(replay.seen) == 9
+
+
+def test_timeouts_are_retried_then_reported(
+    replay: Replay, make_client: Callable[..., GitHubClient], waits: list[float]
+) -> None:
+    client = make_client(timeout=0.2, max_retries=2)
+    replay.queue(*[Reply(200, user_body(1), delay=0.5)] * 3)
+    with pytest.raises(GitHubHTTPError, match=r"giving up after 3 attempts.*Timeout") as raised:
+        client.get_user(1)
+    assert raised.value.status is None and "no response" in str(raised.value)
+    assert len(waits) == 2 and client.stats.requests == 3
+
+
+def test_jitter_stays_within_the_exponential_bound(
+    replay: Replay, make_client: Callable[..., GitHubClient], waits: list[float]
+) -> None:
+    client = make_client(max_retries=6, backoff_base=1.0, backoff_max=10.0)
+    replay.queue(*[Reply(502)] * 7)
+    with pytest.raises(GitHubHTTPError):
+        client.get_user(1)
+    assert all(0 <= w <= min(10.0, 2**i) for i, w in enumerate(waits)) and len(waits) == 6
+
+
+# --- rate limits -----------------------------------------------------------------------------
+
+
+def limited(status: int, message: str, *headers: tuple[str, str]) -> Reply:
+    return Reply(status, {"message": message}, headers)
+
+
+def test_429_with_retry_after_waits_that_long(
+    replay: Replay, make_client: Callable[..., GitHubClient], waits: list[float]
+) -> None:
+    client = make_client()
+    replay.queue(limited(429, "Too Many Requests", ("Retry-After", "7")), Reply(200, user_body(1)))
+    assert isinstance(client.get_user(1), UserDetail)
+    assert waits == [7.0]
+    assert (client.stats.requests, client.stats.retries) == (2, 1)
+
+
+def test_exhausted_primary_budget_waits_for_a_near_reset(
+    replay: Replay, make_client: Callable[..., GitHubClient], waits: list[float]
+) -> None:
+    reset = int(time.time()) + 2
+    headers = (("X-RateLimit-Remaining", "0"), ("X-RateLimit-Reset", str(reset)))
+    replay.queue(limited(403, "API rate limit exceeded", *headers), Reply(200, user_body(1)))
+    client = make_client()
+    assert isinstance(client.get_user(1), UserDetail)
+    assert len(waits) == 1 and 1 <= waits[0] <= 3.5
+    assert client.stats.rate_limit_remaining is None  # the 200 carried no rate-limit headers
+
+
+@pytest.mark.parametrize("status", [403, 429])
+def test_a_distant_reset_raises_at_once(
+    status: int, replay: Replay, make_client: Callable[..., GitHubClient], waits: list[float]
+) -> None:
+    reset = int(time.time()) + 7200
+    headers = (("X-RateLimit-Remaining", "0"), ("X-RateLimit-Reset", str(reset)))
+    replay.queue(limited(status, "API rate limit exceeded for user ID 1.", *headers))
+    client = make_client()
+    started = time.monotonic()
+    with pytest.raises(RateLimitError) as raised:
+        client.get_user(1)
+    assert time.monotonic() - started < 2 and waits == [] and len(replay.seen) == 1
+    error = raised.value
+    assert error.reset_at == datetime.fromtimestamp(reset, UTC)
+    assert not error.secondary and error.status == status
+    assert f"resets at {error.reset_at:%Y-%m-%dT%H:%M:%SZ}" in str(error)
+    assert "(primary)" in str(error) and "in 120 min" in str(error)
+    assert (client.stats.rate_limit_remaining, client.stats.rate_limit_reset) == (0, error.reset_at)
+
+
+def test_secondary_limit_without_retry_after_waits_a_minute_doubling(
+    replay: Replay, make_client: Callable[..., GitHubClient], waits: list[float]
+) -> None:
+    message = "You have exceeded a secondary rate limit. Please wait a few minutes."
+    replay.queue(*[limited(403, message)] * 3, Reply(200, user_body(1)))
+    assert isinstance(make_client(max_rate_limit_wait=1000).get_user(1), UserDetail)
+    assert waits == [60.0, 120.0, 240.0]
+
+    replay.queue(limited(429, "slow down"), limited(429, "slow down"))
+    with pytest.raises(RateLimitError, match=r"\(secondary\)") as raised:
+        make_client().get_user(1)  # the second wait, 120 s, is over max_rate_limit_wait
+    assert raised.value.secondary and waits[3:] == [60.0]
+
+
+def test_rate_limit_waits_are_bounded(
+    replay: Replay, make_client: Callable[..., GitHubClient], waits: list[float]
+) -> None:
+    replay.queue(*[limited(403, "abuse", ("Retry-After", "1"))] * 10)
+    with pytest.raises(RateLimitError):
+        make_client().get_user(1)
+    assert waits == [1.0] * github.MAX_RATE_LIMIT_WAITS
+
+
+def test_a_plain_403_is_forbidden_not_limited(
+    replay: Replay, make_client: Callable[..., GitHubClient], waits: list[float]
+) -> None:
+    replay.queue(limited(403, "Resource not accessible by integration"))
+    with pytest.raises(GitHubHTTPError, match="Resource not accessible") as raised:
+        make_client().get_user(1)
+    assert type(raised.value) is GitHubHTTPError and raised.value.status == 403
+    assert waits == [] and len(replay.seen) == 1
+
+
+def test_rate_limit_headers_are_tracked(
+    replay: Replay, make_client: Callable[..., GitHubClient]
+) -> None:
+    reset = int(time.time()) + 600
+    headers = (("X-RateLimit-Remaining", "4999"), ("X-RateLimit-Reset", str(reset)))
+    replay.queue(Reply(200, user_body(1), headers), Reply(404, {"message": "Not Found"}))
+    client = make_client()
+    client.get_user(1)
+    assert client.stats.rate_limit_remaining == 4999
+    assert client.stats.rate_limit_reset == datetime.fromtimestamp(reset, UTC)
+    assert client.get_user(2) is GONE
+    assert (client.stats.rate_limit_remaining, client.stats.rate_limit_reset) == (None, None)
+
+
+# --- malformed answers -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "page",
+    [
+        {"message": "not a list"},
+        [1, 2],
+        [{"login": "a", "type": "User"}],
+        [{"id": "1", "login": "a", "type": "User"}],
+        [{"id": True, "login": "a", "type": "User"}],
+        [{"id": 1, "login": None, "type": "User"}],
+        [{"id": 1, "login": "a"}],
+        listed(3, 2),
+    ],
+    ids=[
+        "object",
+        "numbers",
+        "no-id",
+        "string-id",
+        "bool-id",
+        "null-login",
+        "no-type",
+        "unordered",
+    ],
+)
+def test_malformed_pages_are_refused_without_retry(
+    page: Any, replay: Replay, make_client: Callable[..., GitHubClient], waits: list[float]
+) -> None:
+    replay.queue(Reply(200, page))
+    with pytest.raises(MalformedResponseError) as raised:
+        make_client().list_users(1, 100)
+    assert f"{replay.url}/users?since=0&per_page=100" in str(raised.value)
+    assert raised.value.status == 200 and len(replay.seen) == 1 and waits == []
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {k: v for k, v in user_body(1).items() if k != "followers"},
+        user_body(1, public_repos=-1),
+        user_body(1, following="4"),
+        user_body(1, public_gists=True),
+        user_body(1, followers=10**12),
+        user_body(1, followers=3.0),
+        user_body(2),
+        [user_body(1)],
+    ],
+    ids=["missing", "negative", "string", "bool", "absurd", "float", "other-user", "list"],
+)
+def test_malformed_users_are_refused_without_retry(
+    body: Any, replay: Replay, make_client: Callable[..., GitHubClient], waits: list[float]
+) -> None:
+    replay.queue(Reply(200, body))
+    with pytest.raises(MalformedResponseError, match=f"GET {replay.url}/user/1 -> 200"):
+        make_client().get_user(1)
+    assert len(replay.seen) == 1 and waits == []
+
+
+def test_oversized_bodies_are_refused(
+    replay: Replay,
+    make_client: Callable[..., GitHubClient],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(github, "MAX_BODY_BYTES", 1000)
+    replay.queue(Reply(200, user_body(1, bio="x" * 2000)))
+    with pytest.raises(MalformedResponseError, match="larger than 1000 bytes"):
+        make_client().get_user(1)
+    assert len(replay.seen) == 1
+
+
+def test_gzip_bodies_are_measured_decompressed(
+    replay: Replay,
+    make_client: Callable[..., GitHubClient],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(github, "MAX_BODY_BYTES", 1000)
+    gzipped = [("Content-Encoding", "gzip")]
+    small = gzip.compress(json.dumps(user_body(1)).encode())
+    bomb = gzip.compress(json.dumps(user_body(1, bio="x" * 50_000)).encode())
+    assert len(bomb) < 1000
+    replay.queue(Reply(200, small, gzipped), Reply(200, bomb, gzipped))
+    client = make_client()
+    assert isinstance(client.get_user(1), UserDetail)
+    with pytest.raises(MalformedResponseError, match="larger than 1000 bytes"):
+        client.get_user(1)
+
+
+def test_organizations_and_old_bodies_without_node_id_parse(
+    replay: Replay, make_client: Callable[..., GitHubClient]
+) -> None:
+    replay.queue(Reply(200, [{"id": 9, "login": "org", "type": "Organization", "node_id": "X"}]))
+    replay.queue(Reply(200, listed(3)))
+    client = make_client()
+    assert client.list_users(9, 9) == [ListedUser(9, "org", "Organization", "X")]
+    assert client.list_users(3, 3) == [ListedUser(3, "user3", "User", None)]
+
+
+# --- conditional requests --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("etag_header", "expected"),
+    [
+        (f'W/"{ETAG64}"', ETAG64),
+        ('"ded215d39a497c6d2de00dd5e5a5deb6"', "ded215d39a497c6d2de00dd5e5a5deb6"),
+    ],
+    ids=["weak", "strong"],
+)
+def test_etags_are_kept_opaque_and_sent_back_weak(
+    etag_header: str,
+    expected: str,
+    replay: Replay,
+    make_client: Callable[..., GitHubClient],
+) -> None:
+    client = make_client()
+    replay.queue(Reply(200, user_body(1), [("ETag", etag_header)]), Reply(304))
+    user = client.get_user(1)
+    assert isinstance(user, UserDetail) and user.etag == expected
+    assert client.get_user(1, user.etag) is NOT_MODIFIED
+    assert "if-none-match" not in replay.seen[0].headers
+    assert replay.seen[1].headers["if-none-match"] == f'W/"{expected}"'
+    assert (client.stats.requests, client.stats.not_modified) == (2, 1)
+
+
+def test_a_user_without_etag_has_none(
+    replay: Replay, make_client: Callable[..., GitHubClient]
+) -> None:
+    replay.queue(Reply(200, user_body(1)))
+    assert make_client().get_user(1) == UserDetail(1, "user1", "User", 1, 2, 3, 4, etag=None)
+
+
+# --- concurrency -----------------------------------------------------------------------------
+
+
+def by_id(path: str) -> int:
+    match = re.fullmatch(r"/user/(\d+)", path)
+    assert match, path
+    return int(match.group(1))
+
+
+def test_get_users_keeps_at_most_max_concurrency_in_flight(
+    replay: Replay, make_client: Callable[..., GitHubClient]
+) -> None:
+    replay.route = lambda path: (
+        Reply(304, delay=0.05)
+        if by_id(path) % 4 == 0
+        else Reply(200, user_body(by_id(path)), delay=0.05)
+    )
+    client = make_client(max_concurrency=3)
+    answers = client.get_users([(i, "e" if i % 4 == 0 else None) for i in range(1, 16)])
+    assert sorted(answers) == list(range(1, 16))
+    assert all(answers[i] is NOT_MODIFIED for i in (4, 8, 12))
+    assert all(isinstance(answers[i], UserDetail) and answers[i].id == i for i in (1, 2, 15))
+    assert 1 < replay.peak <= 3
+    assert (client.stats.requests, client.stats.not_modified) == (15, 3)
+    assert client.get_users([]) == {}
+
+
+def test_get_users_stops_at_the_first_error(
+    replay: Replay, make_client: Callable[..., GitHubClient]
+) -> None:
+    replay.route = lambda path: (
+        Reply(401, {"message": "Bad credentials"})
+        if by_id(path) == 5
+        else Reply(200, user_body(by_id(path)), delay=0.2)
+    )
+    with pytest.raises(GitHubHTTPError, match="Bad credentials") as raised:
+        make_client(max_concurrency=3).get_users([(i, None) for i in range(1, 31)])
+    assert raised.value.status == 401
+    assert len(replay.seen) < 12  # the rest were cancelled before they started
+
+
+# --- headers and secrets ---------------------------------------------------------------------
+
+
+def test_required_headers_are_sent(
+    replay: Replay, make_client: Callable[..., GitHubClient]
+) -> None:
+    replay.queue(Reply(200, user_body(1)), Reply(200, user_body(1)))
+    make_client(token=TOKEN).get_user(1)
+    make_client(user_agent="tests/1").get_user(1)
+    with_token, anonymous = (s.headers for s in replay.seen)
+    assert with_token["authorization"] == f"Bearer {TOKEN}"
+    assert with_token["accept"] == "application/vnd.github+json"
+    assert with_token["x-github-api-version"] == "2022-11-28"
+    assert with_token["user-agent"].startswith("gh-assets/")
+    assert "authorization" not in anonymous and anonymous["user-agent"] == "tests/1"
+
+
+def test_the_token_never_leaks(
+    replay: Replay,
+    make_client: Callable[..., GitHubClient],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    client = make_client(token=TOKEN, max_retries=1)
+    far = str(int(time.time()) + 7200)
+    replay.queue(
+        Reply(200, {"message": "not a list"}),
+        limited(
+            403,
+            "API rate limit exceeded",
+            ("X-RateLimit-Remaining", "0"),
+            ("X-RateLimit-Reset", far),
+        ),
+        limited(403, f"token Bearer {TOKEN} lacks a scope"),  # a server echoing the credential
+        limited(401, "Bad credentials"),
+        Reply(502),
+        Reply(502),
+        Reply(drop=True),
+        Reply(drop=True),
+        Reply(200, listed(1), [next_link(f"{replay.url}/users?since=1&access_token=hunter2")]),
+        Reply(200, "not a page"),
+    )
+    errors: list[GitHubError] = []
+    for call in (
+        lambda: client.list_users(1, 10),
+        lambda: client.get_user(1),
+        lambda: client.get_user(1),
+        lambda: client.get_user(1),
+        lambda: client.get_user(1),
+        lambda: client.get_user(1),
+        lambda: client.list_users(1, 10),
+    ):
+        with pytest.raises(GitHubError) as raised:
+            call()
+        errors.append(raised.value)
+    kinds = {type(e) for e in errors}
+    assert kinds == {MalformedResponseError, RateLimitError, GitHubHTTPError}
+    assert "access_token=***" in str(errors[-1]) and "hunter2" not in str(errors[-1])
+    assert all(s.headers["authorization"] == f"Bearer {TOKEN}" for s in replay.seen)
+    texts = [str(e) for e in errors] + [repr(e) for e in errors]
+    texts += [r.getMessage() for r in caplog.records] + [repr(client), repr(client.stats)]
+    assert caplog.records and not [t for t in texts if "SECRET" in t]
+    assert (
+        repr(client)
+        == f"GitHubClient(api_url='{replay.url}', authenticated=True, max_concurrency=8)"
+    )
+
+
+def test_urls_in_messages_lose_their_credentials() -> None:
+    assert (
+        github._safe_url("https://user:pw@ghe.example/api/v3/users?since=5&client_secret=s#x")
+        == "https://ghe.example/api/v3/users?since=5&client_secret=***"
+    )
+    assert "pw" not in repr(GitHubClient("https://user:pw@ghe.example/api/v3"))
