@@ -1,0 +1,96 @@
+"""``python -m gh_assets.standin``: serve the GitHub stand-in until SIGTERM or Ctrl-C.
+
+``--port-file`` appears (atomically) only once the server listens, so a parent process can wait
+for the file instead of polling the port.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from gh_assets.standin.data import Dataset
+from gh_assets.standin.server import StandinServer
+
+
+def id_range(text: str) -> tuple[int, int]:
+    """``300-400`` or ``300``: an inclusive range of user IDs."""
+    first, _, last = text.partition("-")
+    try:
+        low, high = int(first), int(last or first)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected FIRST-LAST or ID, got {text!r}") from None
+    if low > high:
+        raise argparse.ArgumentTypeError(f"empty ID range {text!r}")
+    return low, high
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m gh_assets.standin", description=__doc__.splitlines()[0]
+    )
+    add = parser.add_argument
+    add("--host", default="127.0.0.1")
+    add("--port", type=int, default=0, help="0: any free port")
+    add("--size", type=int, default=1000, help="highest user ID that may exist")
+    add("--seed", type=int, default=0)
+    add("--latency-ms", type=float, default=0.0, help="added to every API answer")
+    add("--error-rate", type=float, default=0.0, help="share of API answers that are 503s")
+    add("--fail-ids", type=id_range, action="append", default=[], metavar="FIRST-LAST",
+        help="answer 502 for these users and list pages showing them (repeatable)")  # fmt: skip
+    add("--rate-limit", type=int, default=5000, help="requests per window and credential")
+    add("--rate-window", type=float, default=3600.0, help="seconds")
+    add("--port-file", type=Path, help="write the base URL here once listening")
+    add("--verbose", action="store_true", help="log every request to stderr")
+    return parser.parse_args(argv)
+
+
+def write_atomically(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        server = StandinServer(
+            Dataset(size=args.size, seed=args.seed),
+            host=args.host,
+            port=args.port,
+            latency_ms=args.latency_ms,
+            error_rate=args.error_rate,
+            fail_ids=args.fail_ids,
+            rate_limit=args.rate_limit,
+            rate_window=args.rate_window,
+            seed=args.seed,
+            verbose=args.verbose,
+        ).start()
+    except (ValueError, OSError) as exc:
+        print(f"gh_assets.standin: {exc}", file=sys.stderr)
+        return 2
+    try:
+        url = server.url
+        print(f"GitHub stand-in serving {args.size} ids (seed {args.seed}) at {url}", flush=True)
+        if args.port_file:
+            write_atomically(args.port_file, url + "\n")
+        stop.wait()
+    finally:
+        if args.port_file:
+            with contextlib.suppress(FileNotFoundError):
+                args.port_file.unlink()
+        server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
