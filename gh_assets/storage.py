@@ -1,0 +1,228 @@
+"""The Redis key schema and every read and write of it.
+
+The schema is a contract for other tools and notebooks (prefix ``gh:`` by default):
+
+- ``gh:user:{id}``: hash ``id login type public_repos public_gists followers following
+  fetched_at [etag etag_auth]``; integers as decimal strings, ``fetched_at`` ISO-8601 UTC,
+  ``etag`` the entity tag without ``W/`` and quotes, ``etag_auth`` which credential got it.
+- ``gh:logins``: hash lower-cased login -> id.
+- ``gh:ids``: sorted set of every stored user id (score = id).
+- ``gh:page:{page}``: hash of page bookkeeping (window, counts, ``fetched_at``).
+- ``gh:page:{page}:users`` / ``gh:page:{page}:gone``: sets of the page's user ids and of the ids
+  listed but deleted before their details were read.
+- ``gh:pages``: sorted set page -> ``fetched_at`` as epoch seconds (oldest pages first).
+
+Nothing needs ``KEYS`` or a scan of the keyspace. The module works without Dagster, e.g.
+``RedisStore.from_url("redis://localhost:6379/0").read_frame()`` in a notebook.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import resources
+
+import numpy as np
+import pandas as pd
+import redis
+
+COUNTERS = ("public_repos", "public_gists", "followers", "following")
+FRAME_FIELDS = ("id", "login", "type", *COUNTERS, "fetched_at")
+USER_FIELDS = (*FRAME_FIELDS, "etag", "etag_auth")
+READ_BATCH = 10_000
+
+_WRITE_PAGE = resources.files(__package__).joinpath("write_page.lua").read_text()
+
+
+def iso_utc(moment: datetime) -> str:
+    """The one timestamp format of the schema: ISO-8601, UTC, whole seconds."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class PageWrite:
+    """Everything one crawled page puts into Redis; hashes hold strings, as Redis does."""
+
+    page: str
+    users: Sequence[Mapping[str, str]]
+    gone: Sequence[int]
+    meta: Mapping[str, str]
+    fetched_at: datetime
+
+
+class RedisStore:
+    """Reads and writes the gh_assets key schema on one Redis database."""
+
+    def __init__(self, client: redis.Redis, prefix: str = "gh:"):
+        self.client = client
+        self.prefix = prefix
+        self._write_page = client.register_script(_WRITE_PAGE)
+
+    @classmethod
+    def from_url(cls, url: str, prefix: str = "gh:", **client_options) -> RedisStore:
+        """Connect from a redis://, rediss:// or unix:// URL (password or ACL user in it)."""
+        options = {"socket_timeout": 60, "socket_connect_timeout": 10, "health_check_interval": 30}
+        return cls(redis.Redis.from_url(url, **(options | client_options)), prefix)
+
+    def __repr__(self) -> str:
+        # The connection kwargs may carry a password: show only where the data lives.
+        kwargs = self.client.connection_pool.connection_kwargs
+        where = kwargs.get("path") or f"{kwargs.get('host')}:{kwargs.get('port')}"
+        return f"RedisStore({where} db={kwargs.get('db', 0)} prefix={self.prefix!r})"
+
+    # Keys -----------------------------------------------------------------------------------
+    def user_key(self, user_id: int | str) -> str:
+        return f"{self.prefix}user:{user_id}"
+
+    def page_key(self, page: str, part: str = "") -> str:
+        return f"{self.prefix}page:{page}{':' + part if part else ''}"
+
+    @property
+    def logins_key(self) -> str:
+        return f"{self.prefix}logins"
+
+    @property
+    def ids_key(self) -> str:
+        return f"{self.prefix}ids"
+
+    @property
+    def pages_key(self) -> str:
+        return f"{self.prefix}pages"
+
+    # Writes ---------------------------------------------------------------------------------
+    def write_page(self, write: PageWrite) -> None:
+        """Replace a page's users, gone ids and bookkeeping in one atomic step.
+
+        Users that the page held before and no longer lists are deleted with their login entry,
+        so re-running a page is idempotent and never leaves a deleted account behind.
+        """
+        for user in write.users:
+            _check_user(user)
+        meta = dict(write.meta) | {"fetched_at": iso_utc(write.fetched_at)}
+        payload = {
+            "users": [_flat(_ordered(user)) for user in write.users],
+            "gone": [str(user_id) for user_id in write.gone],
+            "meta": _flat(meta),
+        }
+        self._write_page(
+            keys=[
+                self.page_key(write.page),
+                self.page_key(write.page, "users"),
+                self.page_key(write.page, "gone"),
+                self.logins_key,
+                self.ids_key,
+                self.pages_key,
+            ],
+            args=[
+                self.user_key(""),
+                write.page,
+                int(write.fetched_at.timestamp()),
+                json.dumps(payload),
+            ],
+        )
+
+    # Reads ----------------------------------------------------------------------------------
+    def read_users(self, user_ids: Iterable[int]) -> dict[int, dict[str, str]]:
+        """Stored hashes of the given ids (absent ids left out), in one round trip."""
+        ids = list(user_ids)
+        with self.client.pipeline(transaction=False) as pipe:
+            for user_id in ids:
+                pipe.hgetall(self.user_key(user_id))
+            hashes = pipe.execute()
+        return {
+            user_id: {k.decode(): v.decode() for k, v in found.items()}
+            for user_id, found in zip(ids, hashes, strict=True)
+            if found
+        }
+
+    def user_id_for_login(self, login: str) -> int | None:
+        found = self.client.hget(self.logins_key, login.lower())
+        return int(found) if found is not None else None
+
+    def page_members(self, page: str) -> set[int]:
+        return {int(member) for member in self.client.smembers(self.page_key(page, "users"))}
+
+    def page_gone(self, page: str) -> set[int]:
+        return {int(member) for member in self.client.smembers(self.page_key(page, "gone"))}
+
+    def page_meta(self, page: str) -> dict[str, str]:
+        found = self.client.hgetall(self.page_key(page))
+        return {k.decode(): v.decode() for k, v in found.items()}
+
+    def pages_fetched_at(self) -> dict[str, datetime]:
+        """Every crawled page with the time it was last written, oldest first."""
+        return {
+            page.decode(): datetime.fromtimestamp(score, UTC)
+            for page, score in self.client.zrange(self.pages_key, 0, -1, withscores=True)
+        }
+
+    def user_count(self) -> int:
+        return self.client.zcard(self.ids_key)
+
+    def iter_id_batches(self, batch: int = READ_BATCH) -> Iterator[list[bytes]]:
+        """Stored ids in ascending order, a batch at a time (bounded memory on both sides)."""
+        start = 0
+        while ids := self.client.zrange(self.ids_key, start, start + batch - 1):
+            yield ids
+            start += batch
+
+    def read_frame(self, batch: int = READ_BATCH) -> pd.DataFrame:
+        """Every stored user as a DataFrame with integer counters, in ascending id order.
+
+        Reads ids from the index in batches and each batch's fields with one pipelined round
+        trip; columns are built once from flat lists, never a row at a time.
+        """
+        columns: dict[str, list[bytes]] = {field: [] for field in FRAME_FIELDS}
+        for ids in self.iter_id_batches(batch):
+            with self.client.pipeline(transaction=False) as pipe:
+                for user_id in ids:
+                    pipe.hmget(self.user_key(user_id.decode()), FRAME_FIELDS)
+                rows = pipe.execute()
+            for row in rows:
+                if row[0] is None:  # deleted by a page write between the two reads
+                    continue
+                for field, value in zip(FRAME_FIELDS, row, strict=True):
+                    columns[field].append(value)
+        return frame_from_columns(columns)
+
+
+def _ordered(user: Mapping[str, str]) -> dict[str, str]:
+    """Schema fields first, in schema order (``HGETALL`` reads well), then any others."""
+    ordered = {field: user[field] for field in USER_FIELDS if field in user}
+    return ordered | {field: value for field, value in user.items() if field not in ordered}
+
+
+def _flat(fields: Mapping[str, str]) -> list[str]:
+    return [str(item) for pair in fields.items() for item in pair]
+
+
+def _check_user(user: Mapping[str, str]) -> None:
+    """Refuse a user hash that would break the schema, before anything is written."""
+    for field in ("id", "login", "type"):
+        if not user.get(field):
+            raise ValueError(f"user {user.get('id', '?')} has no {field!r}")
+    for field in ("id", *COUNTERS):
+        if not str(user.get(field, "")).isdecimal():
+            raise ValueError(f"user {user['id']} has a non-integer {field!r}: {user.get(field)!r}")
+
+
+def frame_from_columns(columns: Mapping[str, list[bytes | None]]) -> pd.DataFrame:
+    """Typed DataFrame from raw hash values; a missing or non-integer counter is an error."""
+    data: dict[str, object] = {}
+    for field in ("id", *COUNTERS):
+        values = columns[field]
+        if any(value is None for value in values):
+            raise ValueError(f"stored users lack the integer field {field!r}")
+        try:
+            data[field] = np.array(values, dtype=np.bytes_).astype(np.int64)
+        except ValueError as error:
+            raise ValueError(f"stored users have a non-integer {field!r}: {error}") from None
+    for field in ("login", "type"):
+        data[field] = [value.decode() for value in columns[field]]  # pandas' own string dtype
+    fetched = pd.Series([value.decode() if value else None for value in columns["fetched_at"]])
+    data["fetched_at"] = pd.to_datetime(fetched, format="ISO8601", utc=True)
+    frame = pd.DataFrame({field: data[field] for field in FRAME_FIELDS})
+    frame["type"] = frame["type"].astype("category")
+    return frame

@@ -1,0 +1,66 @@
+-- Replace one crawled page atomically: Redis runs a script as a single step, so readers see the
+-- page as it was before or as it is after, never half-written, and a failed call writes nothing.
+--
+-- KEYS[1] page bookkeeping hash   KEYS[2] page member set   KEYS[3] page gone set
+-- KEYS[4] login -> id hash        KEYS[5] all-ids sorted set KEYS[6] page -> fetched_at sorted set
+-- ARGV[1] user key prefix         ARGV[2] page key           ARGV[3] page fetched_at (epoch seconds)
+-- ARGV[4] JSON {"users": [[field, value, ...]], "gone": [id], "meta": [field, value, ...]}, all
+--         strings; each user's fields start with id and login, in the order they are stored
+
+local user_prefix, page, fetched_at = ARGV[1], ARGV[2], ARGV[3]
+local data = cjson.decode(ARGV[4])
+local logins = KEYS[4]
+
+-- Forget a login -> id entry only while it still points at this id (another account may own it now).
+local function forget_login(login, id)
+  if login and redis.call('HGET', logins, string.lower(login)) == id then
+    redis.call('HDEL', logins, string.lower(login))
+  end
+end
+
+-- Redis does not roll a script back: refuse a bad payload before the first write.
+local listed = {}
+for _, fields in ipairs(data.users) do
+  if fields[1] ~= 'id' or fields[3] ~= 'login' or type(fields[4]) ~= 'string' then
+    return redis.error_reply('page ' .. page .. ': a user without id or login')
+  end
+  listed[fields[2]] = true
+end
+
+-- Users that left the page (deleted accounts) lose their hash, login entry and id.
+for _, id in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+  if not listed[id] then
+    local key = user_prefix .. id
+    forget_login(redis.call('HGET', key, 'login'), id)
+    redis.call('DEL', key)
+    redis.call('ZREM', KEYS[5], id)
+  end
+end
+redis.call('DEL', KEYS[2], KEYS[3])
+
+for _, fields in ipairs(data.users) do
+  local id, login = fields[2], fields[4]
+  local key = user_prefix .. id
+  local old_login = redis.call('HGET', key, 'login')
+  if old_login and string.lower(old_login) ~= string.lower(login) then
+    forget_login(old_login, id)
+  end
+  redis.call('DEL', key)
+  redis.call('HSET', key, unpack(fields))
+  redis.call('HSET', logins, string.lower(login), id)
+  redis.call('ZADD', KEYS[5], id, id)
+  redis.call('SADD', KEYS[2], id)
+end
+
+for _, id in ipairs(data.gone) do
+  local key = user_prefix .. id
+  forget_login(redis.call('HGET', key, 'login'), id)
+  redis.call('DEL', key)
+  redis.call('ZREM', KEYS[5], id)
+  redis.call('SADD', KEYS[3], id)
+end
+
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], unpack(data.meta))
+redis.call('ZADD', KEYS[6], fetched_at, page)
+return #data.users

@@ -1,0 +1,69 @@
+"""Shared fixtures: a real Redis server and the GitHub stand-in over real HTTP.
+
+The tests start their own Redis server on a free port; ``GH_ASSETS_TEST_REDIS_URL`` names another
+one instead. Either way each test writes under a key prefix of its own and deletes only that.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from gh_assets.github import GitHubClient
+from gh_assets.services import redis_server
+from gh_assets.standin import Dataset, StandinServer
+from gh_assets.storage import RedisStore
+
+REPO = Path(__file__).resolve().parents[1]
+STANDIN_SIZE = 1000
+STANDIN_SEED = 7
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    named = os.environ.get("GH_ASSETS_TEST_REDIS_URL")
+    if named:
+        yield named
+        return
+    with redis_server(tmp_path_factory.mktemp("redis"), persist=False) as url:
+        yield url
+
+
+@pytest.fixture
+def key_prefix(redis_url: str) -> Iterator[str]:
+    prefix = f"test:{uuid.uuid4().hex[:12]}:"
+    yield prefix
+    client = redis.Redis.from_url(redis_url)
+    keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+@pytest.fixture
+def store(redis_url: str, key_prefix: str) -> Iterator[RedisStore]:
+    store = RedisStore.from_url(redis_url, key_prefix)
+    yield store
+    store.client.close()
+
+
+@pytest.fixture
+def dataset() -> Dataset:
+    return Dataset(size=STANDIN_SIZE, seed=STANDIN_SEED)
+
+
+@pytest.fixture
+def standin(dataset: Dataset) -> Iterator[StandinServer]:
+    with StandinServer(dataset) as server:
+        yield server
+
+
+@pytest.fixture
+def client(standin: StandinServer) -> Iterator[GitHubClient]:
+    with GitHubClient(standin.url, backoff_base=0.01, backoff_max=0.05) as github:
+        yield github

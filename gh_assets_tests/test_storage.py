@@ -1,0 +1,160 @@
+"""The Redis key schema: atomic, idempotent page writes and the bulk read into pandas."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pandas as pd
+import pytest
+import redis
+
+from gh_assets.storage import COUNTERS, PageWrite, RedisStore
+
+WHEN = datetime(2026, 11, 27, 3, 0, 0, tzinfo=UTC)
+ETAG = "cdcdd165941281cdc3948a0cdff00dcb40d91a0ba044e67272d5b433326e8f81"
+
+
+def user(user_id: int, login: str | None = None, followers: int = 1, **extra: str) -> dict:
+    fields = {
+        "id": str(user_id),
+        "login": login or f"User{user_id}",
+        "type": "User",
+        "public_repos": str(user_id % 7),
+        "public_gists": "0",
+        "followers": str(followers),
+        "following": "3",
+        "fetched_at": "2026-11-27T03:00:00Z",
+    }
+    return fields | extra
+
+
+def page(users: list[dict], gone: tuple[int, ...] = (), key: str = "p1") -> PageWrite:
+    meta = {"listed": str(len(users) + len(gone)), "users": str(len(users))}
+    return PageWrite(key, users, list(gone), meta, WHEN)
+
+
+def snapshot(store: RedisStore) -> dict[str, object]:
+    """Every key under the store's prefix with its full contents."""
+    found: dict[str, object] = {}
+    for raw in store.client.scan_iter(match=f"{store.prefix}*"):
+        key = raw.decode()
+        kind = store.client.type(key).decode()
+        if kind == "hash":
+            found[key] = store.client.hgetall(key)
+        elif kind == "set":
+            found[key] = store.client.smembers(key)
+        elif kind == "zset":
+            found[key] = store.client.zrange(key, 0, -1, withscores=True)
+    return found
+
+
+def test_page_write_stores_the_schema(store: RedisStore) -> None:
+    store.write_page(
+        page([user(3, "Alice", etag=ETAG, etag_auth="anonymous"), user(5, "bob")], (4,))
+    )
+
+    assert store.read_users([3, 4, 5]) == {
+        3: user(3, "Alice", etag=ETAG, etag_auth="anonymous"),
+        5: user(5, "bob"),
+    }
+    assert store.user_id_for_login("ALICE") == 3
+    assert store.client.hgetall(store.logins_key) == {b"alice": b"3", b"bob": b"5"}
+    assert store.client.zrange(store.ids_key, 0, -1) == [b"3", b"5"]
+    assert store.page_members("p1") == {3, 5}
+    assert store.page_gone("p1") == {4}
+    assert store.page_meta("p1") == {
+        "listed": "3",
+        "users": "2",
+        "fetched_at": "2026-11-27T03:00:00Z",
+    }
+    assert store.pages_fetched_at() == {"p1": WHEN}
+
+
+def test_rerun_is_idempotent(store: RedisStore) -> None:
+    write = page([user(i) for i in range(1, 40)], (40, 41))
+    store.write_page(write)
+    first = snapshot(store)
+    store.write_page(write)
+    assert snapshot(store) == first
+    assert len(first) == 39 + 6  # user hashes + logins, ids, pages, page meta, members, gone
+
+
+def test_rerun_drops_users_that_left_and_renames(store: RedisStore) -> None:
+    store.write_page(page([user(1, "one"), user(2, "two"), user(3, "three")]))
+    store.write_page(page([user(1, "one"), user(3, "Three-Renamed")], (2,)))
+
+    assert store.page_members("p1") == {1, 3}
+    assert store.client.exists(store.user_key(2)) == 0
+    assert store.client.hgetall(store.logins_key) == {b"one": b"1", b"three-renamed": b"3"}
+    assert store.client.zrange(store.ids_key, 0, -1) == [b"1", b"3"]
+    assert store.user_count() == 2
+
+
+def test_a_login_taken_over_by_another_account_is_kept(store: RedisStore) -> None:
+    store.write_page(page([user(1, "name")], key="a"))
+    store.write_page(page([user(1, "renamed")], key="a"))
+    store.write_page(page([user(900, "name")], key="b"))  # someone else takes the old login
+    store.write_page(page([], (1,), key="a"))  # then account 1 is deleted
+
+    assert store.client.hgetall(store.logins_key) == {b"name": b"900"}
+
+
+def test_stale_fields_do_not_survive_a_rewrite(store: RedisStore) -> None:
+    store.write_page(page([user(1, etag=ETAG, etag_auth="anonymous")]))
+    store.write_page(page([user(1)]))
+    assert "etag" not in store.read_users([1])[1]
+
+
+def test_a_failed_write_leaves_the_page_as_it_was(store: RedisStore, redis_url: str) -> None:
+    store.write_page(page([user(1), user(2)]))
+    before = snapshot(store)
+    for bad in ({"id": "2", "type": "User"}, user(2, followers="-1")):
+        with pytest.raises(ValueError, match=r"login|followers"):
+            store.write_page(page([user(1, followers=5), bad]))
+        assert snapshot(store) == before
+
+    dead = RedisStore.from_url("redis://127.0.0.1:1/0", store.prefix, socket_connect_timeout=0.2)
+    with pytest.raises(redis.ConnectionError):
+        dead.write_page(page([user(1, followers=9)]))
+    assert snapshot(store) == before
+
+
+def test_user_hash_stays_in_compact_encoding(store: RedisStore) -> None:
+    store.write_page(page([user(1, "a" * 39, etag=ETAG, etag_auth="sha256:0123456789ab")]))
+    assert store.client.object("encoding", store.user_key(1)) == b"listpack"
+
+
+def test_read_frame_types_and_values(store: RedisStore) -> None:
+    store.write_page(page([user(i, followers=i * 10) for i in range(1, 26)], key="a"))
+    store.write_page(page([user(i, followers=i * 10) for i in range(26, 31)], key="b"))
+
+    frame = store.read_frame(batch=7)
+
+    assert tuple(frame.columns) == ("id", "login", "type", *COUNTERS, "fetched_at")
+    for column in ("id", "public_repos", "public_gists", "followers", "following"):
+        assert frame[column].dtype == "int64", column
+    assert frame["id"].tolist() == list(range(1, 31))
+    assert frame["followers"].tolist() == [i * 10 for i in range(1, 31)]
+    assert frame["public_repos"].tolist() == [i % 7 for i in range(1, 31)]
+    assert frame["login"].tolist() == [f"User{i}" for i in range(1, 31)]
+    assert (frame["fetched_at"] == pd.Timestamp("2026-11-27T03:00:00Z")).all()
+    assert set(frame["type"].cat.categories) == {"User"}
+
+
+def test_read_frame_of_an_empty_store(store: RedisStore) -> None:
+    frame = store.read_frame()
+    assert len(frame) == 0
+    assert frame["followers"].dtype == "int64"
+
+
+def test_read_frame_rejects_corrupt_counters(store: RedisStore) -> None:
+    store.write_page(page([user(1)]))
+    store.client.hset(store.user_key(1), "followers", "many")
+    with pytest.raises(ValueError, match="followers"):
+        store.read_frame()
+
+
+def test_repr_hides_the_password(redis_url: str) -> None:
+    store = RedisStore.from_url("redis://reader:s3cret-pass@127.0.0.1:6390/2")
+    assert "s3cret-pass" not in repr(store)
+    assert "127.0.0.1:6390" in repr(store)
