@@ -1,0 +1,117 @@
+"""The asset graph: pages of GitHub users -> one DataFrame -> summary statistics."""
+
+import base64
+
+import dagster as dg
+import pandas as pd
+
+from gh_assets.crawl import PageReport, crawl_page
+from gh_assets.partitions import PageWindow, github_pages
+from gh_assets.resources import GitHubResource, RedisResource
+from gh_assets.summary import UserSummary, follower_histogram_png, summarize
+
+GITHUB_POOL = "github_api"
+
+
+@dg.asset(
+    partitions_def=github_pages,
+    pool=GITHUB_POOL,
+    kinds={"python", "redis"},
+    group_name="github",
+    description="GitHub users of one page (a fixed window of user IDs), one Redis hash each.",
+)
+def github_users(
+    context: dg.AssetExecutionContext, github: GitHubResource, redis: RedisResource
+) -> dg.MaterializeResult:
+    store = redis.get_store()
+    reports: list[PageReport] = []
+    with github.get_client() as client:
+        for key in context.partition_keys:
+            report = crawl_page(client, store, PageWindow.from_key(key), github.credential_id)
+            context.log.info(
+                f"page {key}: {report.written} users written, {report.gone} gone, "
+                f"{report.not_modified} unchanged (304), {report.requests} requests, "
+                f"{report.seconds:.1f} s"
+            )
+            reports.append(report)
+    return dg.MaterializeResult(metadata=_page_metadata(reports))
+
+
+def _page_metadata(reports: list[PageReport]) -> dict[str, int | float | str]:
+    remaining = reports[-1].rate_limit_remaining if reports else None
+    return {
+        "users_written": sum(r.written for r in reports),
+        "users_gone": sum(r.gone for r in reports),
+        "users_listed": sum(r.listed for r in reports),
+        "not_modified": sum(r.not_modified for r in reports),
+        "api_requests": sum(r.requests for r in reports),
+        "rate_limit_remaining": remaining if remaining is not None else "unlimited",
+        "seconds": round(sum(r.seconds for r in reports), 3),
+        "pages": len(reports),
+    }
+
+
+@dg.asset(
+    deps=[github_users],
+    kinds={"pandas", "redis"},
+    group_name="analysis",
+    description="Every stored GitHub user in one DataFrame, read from Redis.",
+)
+def github_users_frame(redis: RedisResource) -> dg.MaterializeResult:
+    frame = redis.get_store().read_frame()
+    return dg.MaterializeResult(
+        value=frame,
+        metadata={
+            "dagster/row_count": len(frame),
+            "dagster/column_schema": dg.TableSchema(
+                columns=[dg.TableColumn(name, str(dtype)) for name, dtype in frame.dtypes.items()]
+            ),
+            "preview": _table(frame.head(10)),
+            "organizations": int((frame["type"] == "Organization").sum()),
+        },
+    )
+
+
+@dg.asset(
+    kinds={"pandas"},
+    group_name="analysis",
+    description="Summary statistics of the users frame: counters, account types, top followed.",
+)
+def github_user_summary(github_users_frame: pd.DataFrame) -> dg.MaterializeResult:
+    summary: UserSummary = summarize(github_users_frame)
+    plot = base64.b64encode(follower_histogram_png(github_users_frame)).decode()
+    counters = summary.counters.round(3).rename_axis("counter").reset_index()
+    return dg.MaterializeResult(
+        value=summary,
+        metadata={
+            "accounts": len(github_users_frame),
+            "counters": _table(counters),
+            "by_type": _table(summary.by_type.round(4).reset_index()),
+            "top_followers": _table(summary.top_followers),
+            "follower_distribution": dg.MetadataValue.md(
+                f"![followers per account, log scale](data:image/png;base64,{plot})"
+            ),
+        },
+    )
+
+
+def _table(frame: pd.DataFrame) -> dg.TableMetadataValue:
+    """A DataFrame as a table in the Dagster UI."""
+    kinds = {"i": "int", "u": "int", "f": "float", "b": "bool"}
+    columns = [
+        dg.TableColumn(str(name), kinds.get(dtype.kind, "string"))
+        for name, dtype in frame.dtypes.items()
+    ]
+    records = [
+        dg.TableRecord({str(k): _plain(v) for k, v in row.items()})
+        for row in frame.to_dict(orient="records")
+    ]
+    return dg.MetadataValue.table(records, dg.TableSchema(columns=columns))
+
+
+def _plain(value: object) -> str | int | float | bool | None:
+    if value is None or isinstance(value, str | bool | int | float):
+        return value
+    if hasattr(value, "item"):  # numpy scalars
+        return value.item()
+    return str(value)

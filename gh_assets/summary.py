@@ -1,0 +1,87 @@
+"""Summary statistics of the users frame, and the follower plot shown beside them in the UI."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import pandas as pd
+
+from gh_assets.storage import COUNTERS
+
+STATISTICS = ("count", "sum", "mean", "median", "std", "p90", "p99", "max")
+TOP_N = 10
+
+
+@dataclass(frozen=True)
+class UserSummary:
+    """Statistics of each counter, accounts by type, and the most followed accounts."""
+
+    counters: pd.DataFrame  # index: counter; columns: STATISTICS
+    by_type: pd.DataFrame  # index: type; columns: accounts, share
+    top_followers: pd.DataFrame  # TOP_N rows: id, login, type, followers
+
+    def render(self) -> str:
+        """Plain-text tables for a terminal."""
+        with pd.option_context("display.float_format", "{:,.2f}".format, "display.width", 120):
+            return "\n\n".join(
+                [
+                    f"Counters over {int(self.counters['count'].iloc[0]):,} accounts:\n"
+                    f"{self.counters.to_string()}",
+                    f"Accounts by type:\n{self.by_type.to_string()}",
+                    f"Top {TOP_N} by followers:\n{self.top_followers.to_string(index=False)}",
+                ]
+            )
+
+
+def summarize(frame: pd.DataFrame) -> UserSummary:
+    """Summary statistics (``std`` is the sample standard deviation, percentiles interpolate)."""
+    values = frame[list(COUNTERS)]
+    counters = pd.DataFrame(
+        {
+            "count": values.count(),
+            "sum": values.sum(),
+            "mean": values.mean(),
+            "median": values.median(),
+            "std": values.std(),
+            "p90": values.quantile(0.90),
+            "p99": values.quantile(0.99),
+            "max": values.max(),
+        }
+    )
+    accounts = frame["type"].astype(str).value_counts().rename("accounts")
+    by_type = accounts.to_frame().assign(share=accounts / max(len(frame), 1))
+    by_type.index.name = "type"
+    top_followers = (
+        frame.sort_values(["followers", "id"], ascending=[False, True])
+        .head(TOP_N)[["id", "login", "type", "followers"]]
+        .reset_index(drop=True)
+    )
+    return UserSummary(counters=counters, by_type=by_type, top_followers=top_followers)
+
+
+def follower_histogram_png(frame: pd.DataFrame) -> bytes:
+    """Followers per account on log-log axes: the heavy tail is the story of this data."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    followers = frame["followers"].to_numpy()
+    figure, axes = plt.subplots(figsize=(7, 4), dpi=100)
+    try:
+        top = max(int(followers.max(initial=0)), 1)
+        bins = np.unique(np.concatenate([[0], np.logspace(0, np.log10(top + 1), 40)]).round())
+        axes.hist(followers, bins=bins, color="#4c72b0")
+        axes.set_xscale("symlog", linthresh=1)
+        axes.set_yscale("log")
+        axes.set_xlabel("followers")
+        axes.set_ylabel("accounts")
+        axes.set_title(f"Follower distribution of {len(followers):,} accounts")
+        figure.tight_layout()
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png")
+        return buffer.getvalue()
+    finally:
+        plt.close(figure)

@@ -1,0 +1,170 @@
+"""The asset graph through Dagster: every page, then the frame and the summary."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+import pytest
+
+from gh_assets.assets import github_user_summary, github_users, github_users_frame
+from gh_assets.partitions import CrawlSettings, PageWindow, add_missing_pages, github_pages
+from gh_assets.resources import GitHubResource, RedisResource
+from gh_assets.sensors import github_pages_sensor
+from gh_assets.standin import Dataset, StandinServer
+from gh_assets.storage import COUNTERS
+from gh_assets.summary import UserSummary
+
+from .conftest import REPO
+
+PAGES = CrawlSettings(page_size=100, pages=4)
+ALL_ASSETS = [github_users, github_users_frame, github_user_summary]
+
+
+@pytest.fixture
+def resources(standin: StandinServer, redis_url: str, key_prefix: str, tmp_path: Path) -> dict:
+    return {
+        "github": GitHubResource(api_url=standin.url, max_retries=1),
+        "redis": RedisResource(url=redis_url, key_prefix=key_prefix),
+        "io_manager": dg.FilesystemIOManager(base_dir=str(tmp_path / "storage")),
+    }
+
+
+@pytest.fixture
+def instance() -> dg.DagsterInstance:
+    with dg.instance_for_test() as instance:
+        add_missing_pages(instance, PAGES.page_keys())
+        yield instance
+
+
+def truth_frame(dataset: Dataset, last_id: int) -> pd.DataFrame:
+    users = dataset.users_between(1, last_id)
+    return pd.DataFrame(
+        {"id": [u.id for u in users], "login": [u.login for u in users]}
+        | {"type": [u.type for u in users]}
+        | {name: [getattr(u, name) for u in users] for name in COUNTERS}
+    )
+
+
+def crawl(instance: dg.DagsterInstance, resources: dict, key: str) -> dg.ExecuteInProcessResult:
+    return dg.materialize(
+        [github_users], partition_key=key, instance=instance, resources=resources,
+        raise_on_error=False,
+    )  # fmt: skip
+
+
+def test_every_page_then_frame_and_summary_equal_the_ground_truth(
+    instance: dg.DagsterInstance, resources: dict, dataset: Dataset
+) -> None:
+    for window in PAGES.windows():
+        result = crawl(instance, resources, window.key)
+        assert result.success
+        meta = result.asset_materializations_for_node("github_users")[0].metadata
+        expected = len(dataset.users_between(window.first_id, window.last_id))
+        assert meta["users_written"].value == expected
+        assert meta["api_requests"].value == expected + 1
+        assert meta["users_gone"].value == 0
+        assert meta["rate_limit_remaining"].value < 5000
+
+    result = dg.materialize(
+        ALL_ASSETS, selection=[github_users_frame, github_user_summary], instance=instance,
+        resources=resources,
+    )  # fmt: skip
+    frame: pd.DataFrame = result.output_for_node("github_users_frame")
+    expected = truth_frame(dataset, PAGES.windows()[-1].last_id)
+    pd.testing.assert_frame_equal(
+        frame.drop(columns="fetched_at"), expected.astype({"type": "category"})
+    )
+    frame_meta = result.asset_materializations_for_node("github_users_frame")[0].metadata
+    assert frame_meta["dagster/row_count"].value == len(expected)
+
+    summary: UserSummary = result.output_for_node("github_user_summary")
+    for name in COUNTERS:
+        values = expected[name].to_numpy()
+        row = summary.counters.loc[name]
+        assert row["count"] == len(values)
+        assert row["sum"] == values.sum()
+        assert row["max"] == values.max()
+        assert row["median"] == pytest.approx(np.median(values))
+        assert row["mean"] == pytest.approx(values.mean())
+        assert row["std"] == pytest.approx(values.std(ddof=1))
+        assert row["p90"] == pytest.approx(np.percentile(values, 90))
+        assert row["p99"] == pytest.approx(np.percentile(values, 99))
+    organizations = int((expected["type"] == "Organization").sum())
+    assert summary.by_type.loc["Organization", "accounts"] == organizations > 0
+    top = expected.sort_values(["followers", "id"], ascending=[False, True]).head(10)
+    assert summary.top_followers["id"].tolist() == top["id"].tolist()
+
+    summary_meta = result.asset_materializations_for_node("github_user_summary")[0].metadata
+    plot = summary_meta["follower_distribution"].value
+    assert plot.startswith("![") and "data:image/png;base64,iVBORw0KGgo" in plot
+    counters = summary_meta["counters"].value
+    assert [r.data["counter"] for r in counters.records] == list(COUNTERS)
+
+
+def test_a_failed_page_leaves_the_others_and_reruns_alone(
+    instance: dg.DagsterInstance, resources: dict, standin: StandinServer, dataset: Dataset
+) -> None:
+    broken = PAGES.windows()[2]
+    victim = dataset.users_between(broken.first_id, broken.last_id)[5].id
+    standin.set_faults(fail_ids=[(victim, victim)])
+
+    results = {key: crawl(instance, resources, key) for key in PAGES.page_keys()}
+    assert [key for key, r in results.items() if not r.success] == [broken.key]
+    store = resources["redis"].get_store()
+    assert store.page_members(broken.key) == set()
+    assert store.user_count() == sum(
+        len(dataset.users_between(w.first_id, w.last_id)) for w in PAGES.windows() if w != broken
+    )
+
+    standin.heal()
+    assert crawl(instance, resources, broken.key).success
+    assert store.page_members(broken.key) == {
+        u.id for u in dataset.users_between(broken.first_id, broken.last_id)
+    }
+
+
+def test_the_pages_sensor_registers_the_configured_pages(monkeypatch) -> None:
+    monkeypatch.setenv("GH_ASSETS_PAGE_SIZE", "250")
+    monkeypatch.setenv("GH_ASSETS_PAGES", "3")
+    with dg.instance_for_test() as instance:
+        result = github_pages_sensor(dg.build_sensor_context(instance=instance))
+        (request,) = result.dynamic_partitions_requests
+        assert request.partition_keys == [
+            "0000000001-0000000250", "0000000251-0000000500", "0000000501-0000000750",
+        ]  # fmt: skip
+        instance.add_dynamic_partitions(github_pages.name, request.partition_keys)
+        again = github_pages_sensor(dg.build_sensor_context(instance=instance))
+        assert isinstance(again, dg.SkipReason)
+
+
+def test_page_keys_name_their_window() -> None:
+    assert PageWindow.from_key("0000000101-0000000200") == PageWindow(101, 200)
+    assert PageWindow.number(0, 100).key == "0000000001-0000000100"
+    assert PageWindow.number(9, 100).since == 900
+    keys = CrawlSettings(page_size=7, pages=30).page_keys()
+    assert keys == sorted(keys)
+    with pytest.raises(ValueError, match="page key"):
+        PageWindow.from_key("1-100")
+
+
+def test_the_code_location_loads(monkeypatch) -> None:
+    monkeypatch.setenv("GITHUB_TOKEN", "ghp_NotARealTokenButSecretAnyway123456")
+    from gh_assets.definitions import defs
+
+    dg.Definitions.validate_loadable(defs)
+    validate = subprocess.run(
+        [sys.executable, "-m", "dagster", "definitions", "validate", "-m", "gh_assets.definitions"],
+        cwd=REPO,
+        env=os.environ | {"GITHUB_TOKEN": "ghp_NotARealTokenButSecretAnyway123456"},
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert validate.returncode == 0, validate.stdout + validate.stderr
+    assert "ghp_NotARealToken" not in validate.stdout + validate.stderr
