@@ -1,0 +1,87 @@
+"""``make demo`` end to end, in a temporary copy of the project, as a newcomer runs it."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gh_assets.partitions import CrawlSettings
+from gh_assets.standin import Dataset
+from gh_assets.storage import COUNTERS
+
+from .conftest import REPO
+
+# The demo's own environment: only what a newcomer's shell has, and this test's venv for speed.
+SCRUBBED = ("REDIS_URL", "GITHUB_API_URL", "GITHUB_TOKEN", "DAGSTER_HOME", "GH_ASSETS_")
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    copy = tmp_path / "project"
+    tracked = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO, capture_output=True, text=True, check=True,
+    ).stdout.split()  # fmt: skip
+    for name in tracked:
+        if (REPO / name).is_file():
+            (copy / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, copy / name)
+    return copy
+
+
+def make_demo(project: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    venv = Path(sys.prefix)
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(SCRUBBED)}
+    return subprocess.run(
+        # -o: use this venv as it is (never re-point its editable install at the copy)
+        ["make", "-o", f"{venv}/.installed-runtime", "demo", f"VENV={venv}", *args],
+        cwd=project,
+        env=clean | env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def test_make_demo_offline_matches_the_stand_in_and_recovers_a_failed_page(project: Path) -> None:
+    pages = CrawlSettings().windows()
+    broken = pages[4]
+    dataset = Dataset(size=1000, seed=0)  # what the demo's stand-in serves by default
+    victim = dataset.users_between(broken.first_id, broken.last_id)[0].id
+
+    failed = make_demo(project, GH_ASSETS_STANDIN_ARGS=f"--fail-ids {victim}-{victim}")
+    assert failed.returncode != 0, failed.stdout + failed.stderr
+    assert f"[5/10] page {broken.key}: FAILED" in failed.stdout
+    assert "1 of 10 pages failed" in failed.stdout
+    assert f"make demo PAGES={broken.key}" in failed.stdout
+    assert failed.stdout.count(" users, 0 gone,") == 9
+
+    rerun = make_demo(project, f"PAGES={broken.key}")
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert "[1/1] page" in rerun.stdout
+    assert "offline stand-in" in rerun.stdout
+
+    full = make_demo(project)
+    assert full.returncode == 0, full.stdout + full.stderr
+    assert full.stdout.count(" users, 0 gone,") == 10
+    assert "Top 10 by followers" in full.stdout
+
+    users = dataset.users_between(1, 1000)
+    storage = project / ".data" / "dagster_home" / "storage"
+    with open(storage / "github_user_summary", "rb") as handle:
+        summary = pickle.load(handle)
+    for name in COUNTERS:
+        values = np.array([getattr(u, name) for u in users])
+        row = summary.counters.loc[name]
+        assert (row["count"], row["sum"], row["max"]) == (len(users), values.sum(), values.max())
+        assert row["mean"] == pytest.approx(values.mean())
+        assert row["p99"] == pytest.approx(np.percentile(values, 99))
+    assert f"Counters over {len(users):,} accounts" in full.stdout
+    assert (project / ".data" / "redis" / "appendonlydir").is_dir()  # the data persists
