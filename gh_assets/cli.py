@@ -12,6 +12,7 @@ import contextlib
 import fcntl
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -175,7 +176,15 @@ def dev(port: int) -> int:
             services.stop_process_group(process, grace=20)
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
+    # SIGTERM and SIGINT (even when a parent ignored it) unwind the stack, so every server
+    # started here is stopped by its context manager.
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
     parser = argparse.ArgumentParser(prog="gh-assets", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     run_demo = commands.add_parser("demo", help="crawl the default pages, then print the summary")
