@@ -20,7 +20,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from gh_assets import services
-from gh_assets.partitions import CrawlSettings, PageWindow
+from gh_assets.partitions import PageWindow, default_page_keys
+from gh_assets.settings import Settings
 
 INSTANCE_CONFIG = Path(__file__).with_name("dagster.yaml")
 QUIET_RUN = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -92,7 +93,7 @@ def _project_redis(folder: Path) -> Iterator[str]:
 
 def demo(pages: list[str] | None) -> int:
     """Crawl every page in its own run, then refresh the frame and the summary; print them."""
-    keys = pages or CrawlSettings.from_env().page_keys()
+    keys = pages or default_page_keys(Settings.from_env())
     for key in keys:
         PageWindow.from_key(key)  # a clear error before anything starts
     with local_environment():

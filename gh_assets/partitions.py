@@ -10,15 +10,14 @@ fixed in code, so the crawl can grow with GitHub without a redeploy.
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 
 import dagster as dg
 
+from gh_assets.settings import Settings
+
 KEY_DIGITS = 10
-DEFAULT_PAGE_SIZE = 100
-DEFAULT_PAGES = 10
 
 github_pages = dg.DynamicPartitionsDefinition(name="github_pages")
 
@@ -58,38 +57,9 @@ class PageWindow:
         return cls(k * width + 1, (k + 1) * width)
 
 
-@dataclass(frozen=True)
-class CrawlSettings:
-    """How wide a page is and how many pages the crawl covers, from the environment."""
-
-    page_size: int = DEFAULT_PAGE_SIZE
-    pages: int = DEFAULT_PAGES
-
-    @classmethod
-    def from_env(cls) -> CrawlSettings:
-        return cls(
-            page_size=_positive_int("GH_ASSETS_PAGE_SIZE", DEFAULT_PAGE_SIZE),
-            pages=_positive_int("GH_ASSETS_PAGES", DEFAULT_PAGES),
-        )
-
-    def windows(self) -> list[PageWindow]:
-        return [PageWindow.number(k, self.page_size) for k in range(self.pages)]
-
-    def page_keys(self) -> list[str]:
-        return [window.key for window in self.windows()]
-
-
-def _positive_int(name: str, default: int) -> int:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValueError(f"{name} must be a positive integer, got {raw!r}") from None
-    if value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {raw!r}")
-    return value
+def default_page_keys(settings: Settings) -> list[str]:
+    """Pages 0 .. ``settings.pages``-1 of ``settings.page_size`` IDs each."""
+    return [PageWindow.number(k, settings.page_size).key for k in range(settings.pages)]
 
 
 def add_missing_pages(

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gh_assets.partitions import CrawlSettings
+from gh_assets.partitions import PageWindow
 from gh_assets.standin import Dataset
 from gh_assets.storage import COUNTERS
 
@@ -51,12 +51,17 @@ def make_demo(project: Path, *args: str, **env: str) -> subprocess.CompletedProc
 
 
 def test_make_demo_offline_matches_the_stand_in_and_recovers_a_failed_page(project: Path) -> None:
-    pages = CrawlSettings().windows()
+    pages = [PageWindow.number(k, 100) for k in range(10)]
     broken = pages[4]
     dataset = Dataset(size=1000, seed=0)  # what the demo's stand-in serves by default
     victim = dataset.users_between(broken.first_id, broken.last_id)[0].id
 
-    failed = make_demo(project, GH_ASSETS_STANDIN_ARGS=f"--fail-ids {victim}-{victim}")
+    failed = make_demo(
+        project,
+        GH_ASSETS_STANDIN_ARGS=f"--fail-ids {victim}-{victim}",
+        GH_ASSETS_MAX_RETRIES="1",  # the fault is permanent: fail the page soon
+        GH_ASSETS_PAGE_RETRIES="0",
+    )
     assert failed.returncode != 0, failed.stdout + failed.stderr
     assert f"[5/10] page {broken.key}: FAILED" in failed.stdout
     assert "1 of 10 pages failed" in failed.stdout
