@@ -268,6 +268,17 @@ class GitHubClient:
                 return users
             url = self._same_origin(next_url, safe)
 
+    def users_after(self, since: int, limit: int = PAGE_SIZE) -> list[ListedUser]:
+        """One ``GET /users`` page: up to ``limit`` users with ``id > since`` (a frontier probe)."""
+        url = f"{self._api_url}/users?since={since}&per_page={min(limit, PAGE_SIZE)}"
+        safe = _safe_url(url)
+        resp, data = self._get(url)
+        if resp.status_code != 200 or not isinstance(data, list):
+            raise MalformedResponseError(
+                "expected a JSON array of users", url=safe, status=resp.status_code
+            )
+        return [_parse(_listed_user, item, safe) for item in data]
+
     def get_user(self, user_id: int, etag: str | None = None) -> UserDetail | NotModified | Gone:
         """One user's counters; with ``etag``, ``NOT_MODIFIED`` when unchanged (free of quota)."""
         url = f"{self._api_url}/user/{user_id}"

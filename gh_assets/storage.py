@@ -11,6 +11,8 @@ The schema is a contract for other tools and notebooks (prefix ``gh:`` by defaul
 - ``gh:page:{page}:users`` / ``gh:page:{page}:gone``: sets of the page's user ids and of the ids
   listed but deleted before their details were read.
 - ``gh:pages``: sorted set page -> ``fetched_at`` as epoch seconds (oldest pages first).
+- ``gh:deferred``: sorted set page -> epoch seconds after which a page that hit a long rate
+  limit may run again; a successful write of the page removes it.
 
 Nothing needs ``KEYS`` or a scan of the keyspace. The module works without Dagster, e.g.
 ``RedisStore.from_url("redis://localhost:6379/0").read_frame()`` in a notebook.
@@ -91,6 +93,10 @@ class RedisStore:
     def pages_key(self) -> str:
         return f"{self.prefix}pages"
 
+    @property
+    def deferred_key(self) -> str:
+        return f"{self.prefix}deferred"
+
     # Writes ---------------------------------------------------------------------------------
     def write_page(self, write: PageWrite) -> None:
         """Replace a page's users, gone ids and bookkeeping in one atomic step.
@@ -114,6 +120,7 @@ class RedisStore:
                 self.logins_key,
                 self.ids_key,
                 self.pages_key,
+                self.deferred_key,
             ],
             args=[
                 self.user_key(""),
@@ -157,6 +164,44 @@ class RedisStore:
             page.decode(): datetime.fromtimestamp(score, UTC)
             for page, score in self.client.zrange(self.pages_key, 0, -1, withscores=True)
         }
+
+    def stale_pages(self, before: datetime, limit: int) -> list[str]:
+        """Up to ``limit`` pages last written before ``before``, oldest first."""
+        found = self.client.zrangebyscore(
+            self.pages_key, "-inf", f"({before.timestamp()}", start=0, num=limit
+        )
+        return [page.decode() for page in found]
+
+    def defer_page(self, page: str, until: datetime) -> None:
+        """Mark a page to run again after ``until`` (the reset of a long rate limit)."""
+        self.client.zadd(self.deferred_key, {page: until.timestamp()})
+
+    def deferred_pages(self) -> dict[str, datetime]:
+        """Pages waiting for a rate-limit reset, with the time each may run again."""
+        return {
+            page.decode(): datetime.fromtimestamp(score, UTC)
+            for page, score in self.client.zrange(self.deferred_key, 0, -1, withscores=True)
+        }
+
+    def ids_between(self, first_id: int, last_id: int) -> set[int]:
+        """Stored user ids in an ID window, from the id index."""
+        return {int(i) for i in self.client.zrangebyscore(self.ids_key, first_id, last_id)}
+
+    def read_counters(self, user_ids: Iterable[int]) -> dict[int, list[bytes | None]]:
+        """The four counters of each id (None where absent), in one round trip."""
+        ids = list(user_ids)
+        with self.client.pipeline(transaction=False) as pipe:
+            for user_id in ids:
+                pipe.hmget(self.user_key(user_id), COUNTERS)
+            return dict(zip(ids, pipe.execute(), strict=True))
+
+    def page_user_total(self) -> int:
+        """Users stored over all pages, by the pages' own bookkeeping."""
+        pages = self.client.zrange(self.pages_key, 0, -1)
+        with self.client.pipeline(transaction=False) as pipe:
+            for page in pages:
+                pipe.hget(self.page_key(page.decode()), "users")
+            return sum(int(users or 0) for users in pipe.execute())
 
     def user_count(self) -> int:
         return self.client.zcard(self.ids_key)
