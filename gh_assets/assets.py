@@ -5,17 +5,40 @@ import base64
 import dagster as dg
 import pandas as pd
 
+from gh_assets.checks import PAGE_CHECKS, audit_pages
 from gh_assets.crawl import PageReport, crawl_page
+from gh_assets.github import GitHubHTTPError, MalformedResponseError, RateLimitError
 from gh_assets.partitions import PageWindow, github_pages
 from gh_assets.resources import GitHubResource, RedisResource
+from gh_assets.settings import Settings
 from gh_assets.summary import UserSummary, follower_histogram_png, summarize
 
 GITHUB_POOL = "github_api"
+SETTINGS = Settings.from_env()
+PERMANENT_STATUSES = {400, 401, 403, 404, 410, 422}  # retrying cannot fix these
+
+# Transient faults that outlived the client's own retries get a few more tries, spaced out.
+PAGE_RETRIES = dg.RetryPolicy(
+    max_retries=SETTINGS.page_retries,
+    delay=10,
+    backoff=dg.Backoff.EXPONENTIAL,
+    jitter=dg.Jitter.PLUS_MINUS,
+)
+
+# Downstream of the pages: refresh once a batch of page runs is over, not once per page.
+AFTER_PAGES_CHANGE = (
+    dg.AutomationCondition.any_deps_updated().since_last_handled()
+    & ~dg.AutomationCondition.any_deps_in_progress()
+    & ~dg.AutomationCondition.in_progress()
+).with_label("after its inputs change, once none is in progress")
 
 
 @dg.asset(
     partitions_def=github_pages,
     pool=GITHUB_POOL,
+    retry_policy=PAGE_RETRIES,
+    backfill_policy=dg.BackfillPolicy.multi_run(SETTINGS.pages_per_run),
+    check_specs=PAGE_CHECKS,
     kinds={"python", "redis"},
     group_name="github",
     description="GitHub users of one page (a fixed window of user IDs), one Redis hash each.",
@@ -24,17 +47,37 @@ def github_users(
     context: dg.AssetExecutionContext, github: GitHubResource, redis: RedisResource
 ) -> dg.MaterializeResult:
     store = redis.get_store()
+    windows = [PageWindow.from_key(key) for key in context.partition_keys]
     reports: list[PageReport] = []
     with github.get_client() as client:
-        for key in context.partition_keys:
-            report = crawl_page(client, store, PageWindow.from_key(key), github.credential_id)
+        for number, window in enumerate(windows):
+            try:
+                report = crawl_page(client, store, window, github.credential_id)
+            except RateLimitError as error:
+                for left in windows[number:]:
+                    store.defer_page(left.key, error.reset_at)
+                raise dg.Failure(
+                    description=f"{error}. Page {window.key} was not written; "
+                    "stale_pages_sensor runs it again after the reset.",
+                    allow_retries=False,
+                ) from error
+            except (MalformedResponseError, GitHubHTTPError) as error:
+                if isinstance(error, GitHubHTTPError) and error.status not in PERMANENT_STATUSES:
+                    raise  # a transient fault outlived the client's retries: RetryPolicy
+                raise dg.Failure(
+                    description=f"{error}. Page {window.key} was not written; retrying "
+                    "would not help until the cause is fixed.",
+                    allow_retries=False,
+                ) from error
             context.log.info(
-                f"page {key}: {report.written} users written, {report.gone} gone, "
+                f"page {window.key}: {report.written} users written, {report.gone} gone, "
                 f"{report.not_modified} unchanged (304), {report.requests} requests, "
                 f"{report.seconds:.1f} s"
             )
             reports.append(report)
-    return dg.MaterializeResult(metadata=_page_metadata(reports))
+    return dg.MaterializeResult(
+        metadata=_page_metadata(reports), check_results=audit_pages(store, windows)
+    )
 
 
 def _page_metadata(reports: list[PageReport]) -> dict[str, int | float | str]:
@@ -53,6 +96,7 @@ def _page_metadata(reports: list[PageReport]) -> dict[str, int | float | str]:
 
 @dg.asset(
     deps=[github_users],
+    automation_condition=AFTER_PAGES_CHANGE,
     kinds={"pandas", "redis"},
     group_name="analysis",
     description="Every stored GitHub user in one DataFrame, read from Redis.",
@@ -73,6 +117,7 @@ def github_users_frame(redis: RedisResource) -> dg.MaterializeResult:
 
 
 @dg.asset(
+    automation_condition=AFTER_PAGES_CHANGE,
     kinds={"pandas"},
     group_name="analysis",
     description="Summary statistics of the users frame: counters, account types, top followed.",

@@ -1,19 +1,21 @@
-"""The code location: every asset, job, sensor and resource of gh_assets, in one place.
+"""The code location: every asset, check, job, schedule, sensor and resource, in one place.
 
 Settings come from the environment (see README): ``GITHUB_API_URL``, ``GITHUB_TOKEN``,
-``REDIS_URL``, ``GH_ASSETS_KEY_PREFIX``, ``GH_ASSETS_MAX_CONCURRENCY``. Unset ones keep the
-resource defaults; set ones are passed as ``EnvVar`` so secrets stay out of the UI and run config.
+``REDIS_URL``, ``GH_ASSETS_KEY_PREFIX``, ``GH_ASSETS_MAX_CONCURRENCY``,
+``GH_ASSETS_MAX_RATE_LIMIT_WAIT`` and the ``GH_ASSETS_*`` knobs of ``gh_assets.settings``. Unset
+ones keep the resource defaults; set ones are bound as ``EnvVar`` so secrets stay out of the UI.
 """
-
-from __future__ import annotations
 
 import os
 
 import dagster as dg
 
 from gh_assets.assets import github_user_summary, github_users, github_users_frame
+from gh_assets.checks import frame_checks
+from gh_assets.jobs import crawl_job, summary_job
 from gh_assets.resources import GitHubResource, RedisResource
-from gh_assets.sensors import github_pages_sensor
+from gh_assets.schedules import daily_summary_schedule, weekly_recrawl_schedule
+from gh_assets.sensors import INTERVAL, github_pages_sensor, stale_pages_sensor
 
 
 def _from_env(**fields: str) -> dict[str, dg.EnvVar]:
@@ -21,29 +23,33 @@ def _from_env(**fields: str) -> dict[str, dg.EnvVar]:
     return {field: dg.EnvVar(name) for field, name in fields.items() if os.environ.get(name)}
 
 
-def _int_from_env(**fields: str) -> dict[str, dg.IntEnvVar]:
+def _int_from_env(**fields: str) -> dict[str, object]:
     return {field: dg.EnvVar.int(name) for field, name in fields.items() if os.environ.get(name)}
 
 
-crawl_job = dg.define_asset_job(
-    "crawl_github_users",
-    selection=[github_users],
-    description="Crawl pages of GitHub users into Redis (one partition per page).",
-)
-summary_job = dg.define_asset_job(
-    "refresh_user_summary",
-    selection=[github_users_frame, github_user_summary],
-    description="Read every stored user into pandas and recompute the summary statistics.",
+analysis_automation = dg.AutomationConditionSensorDefinition(
+    "refresh_analysis_sensor",
+    target=dg.AssetSelection.assets(github_users_frame, github_user_summary),
+    minimum_interval_seconds=INTERVAL,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Refreshes github_users_frame and github_user_summary (with the frame's checks) "
+    "after pages change: once per batch of page runs, when none is still in progress.",
 )
 
 defs = dg.Definitions(
     assets=[github_users, github_users_frame, github_user_summary],
+    asset_checks=frame_checks,
     jobs=[crawl_job, summary_job],
-    sensors=[github_pages_sensor],
+    schedules=[weekly_recrawl_schedule, daily_summary_schedule],
+    sensors=[github_pages_sensor, stale_pages_sensor, analysis_automation],
     resources={
         "github": GitHubResource(
             **_from_env(api_url="GITHUB_API_URL", token="GITHUB_TOKEN"),
-            **_int_from_env(max_concurrency="GH_ASSETS_MAX_CONCURRENCY"),
+            **_int_from_env(
+                max_concurrency="GH_ASSETS_MAX_CONCURRENCY",
+                max_retries="GH_ASSETS_MAX_RETRIES",
+                max_rate_limit_wait="GH_ASSETS_MAX_RATE_LIMIT_WAIT",
+            ),
         ),
         "redis": RedisResource(**_from_env(url="REDIS_URL", key_prefix="GH_ASSETS_KEY_PREFIX")),
         # Explicit, so in-process runs (the demo, tests) persist values the UI's runs can load.

@@ -1,22 +1,109 @@
-"""Sensors: keep the set of pages in the instance in step with the configured crawl."""
+"""Sensors: register pages (and new ones as GitHub grows), and re-crawl stale pages."""
 
-from __future__ import annotations
+import json
+import time
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
-from gh_assets.partitions import CrawlSettings, github_pages
+from gh_assets.github import GitHubError
+from gh_assets.jobs import crawl_job
+from gh_assets.partitions import PageWindow, default_page_keys, github_pages
+from gh_assets.recrawl import pages_due
+from gh_assets.resources import GitHubResource, RedisResource
+from gh_assets.settings import Settings
+
+INTERVAL = Settings.from_env().sensor_interval
 
 
 @dg.sensor(
     name="github_pages_sensor",
-    minimum_interval_seconds=30,
+    job=crawl_job,
+    minimum_interval_seconds=INTERVAL,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Adds the pages GH_ASSETS_PAGES x GH_ASSETS_PAGE_SIZE asks for, so they appear "
-    "in the UI (ready to materialize or backfill) without a manual step.",
+    description=(
+        "Registers the pages GH_ASSETS_PAGES x GH_ASSETS_PAGE_SIZE asks for (ready to backfill), "
+        "and every GH_ASSETS_FRONTIER_INTERVAL seconds probes GET /users beyond the last page: "
+        "when GitHub has grown, it adds pages up to the newest user and crawls them."
+    ),
 )
-def github_pages_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
+def github_pages_sensor(
+    context: dg.SensorEvaluationContext, github: GitHubResource
+) -> dg.SensorResult:
+    settings = Settings.from_env()
+    cursor = json.loads(context.cursor) if context.cursor else {"probed_at": 0, "pending": []}
     known = set(context.instance.get_dynamic_partitions(github_pages.name))
-    missing = [key for key in CrawlSettings.from_env().page_keys() if key not in known]
-    if not missing:
-        return dg.SkipReason(f"all {len(known)} pages are registered")
-    return dg.SensorResult(dynamic_partitions_requests=[github_pages.build_add_request(missing)])
+    added = [key for key in default_page_keys(settings) if key not in known]
+    # Pages that growth added on the previous tick exist now: crawl them.
+    runs = [dg.RunRequest(partition_key=key) for key in cursor["pending"] if key in known]
+    cursor["pending"] = []
+    if time.time() - cursor["probed_at"] >= settings.frontier_interval:
+        cursor["probed_at"] = time.time()
+        frontier = max((PageWindow.from_key(key).last_id for key in known | set(added)), default=0)
+        try:
+            with github.get_client() as client:
+                beyond = client.users_after(frontier)
+        except GitHubError as error:
+            context.log.warning(f"frontier probe failed, trying again next time: {error}")
+            beyond = []
+        room = settings.max_pages - len(known) - len(added)
+        grown = _pages_up_to(frontier, beyond[-1].id, settings.page_size, room) if beyond else []
+        if beyond and not grown:
+            context.log.warning(
+                f"GitHub has users beyond ID {frontier} but the crawl is at GH_ASSETS_MAX_PAGES "
+                f"({settings.max_pages}); raise it or GH_ASSETS_PAGE_SIZE to follow them"
+            )
+        added += grown
+        cursor["pending"] = grown
+    return dg.SensorResult(
+        run_requests=runs,
+        dynamic_partitions_requests=[github_pages.build_add_request(added)] if added else [],
+        cursor=json.dumps(cursor),
+    )
+
+
+def _pages_up_to(frontier: int, newest_id: int, width: int, room: int) -> list[str]:
+    """Keys of the pages of ``width`` IDs after ``frontier`` that reach ``newest_id``."""
+    keys = []
+    first = frontier + 1
+    while first <= newest_id and len(keys) < room:
+        keys.append(PageWindow(first, first + width - 1).key)
+        first += width
+    return keys
+
+
+@dg.sensor(
+    name="stale_pages_sensor",
+    job=crawl_job,
+    minimum_interval_seconds=INTERVAL,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description=(
+        "Re-crawls the pages last written more than GH_ASSETS_RECRAWL_AFTER seconds ago, oldest "
+        "first, GH_ASSETS_RECRAWL_BATCH per tick, and pages whose rate-limit reset has passed; "
+        "never a page whose run is queued or running. Unchanged users cost no rate limit (304)."
+    ),
+)
+def stale_pages_sensor(
+    context: dg.SensorEvaluationContext, redis: RedisResource
+) -> dg.SensorResult | dg.SkipReason:
+    settings = Settings.from_env()
+    store = redis.get_store()
+    known = set(context.instance.get_dynamic_partitions(github_pages.name))
+    due = pages_due(
+        store,
+        context.instance,
+        datetime.now(UTC),
+        older_than=timedelta(seconds=settings.recrawl_after),
+        limit=settings.recrawl_batch,
+    )
+    pages = [page for page in due if page in known]
+    if not pages:
+        return dg.SkipReason(
+            f"no page older than {settings.recrawl_after} s or past its rate-limit reset"
+        )
+    return dg.SensorResult(
+        run_requests=[
+            dg.RunRequest(partition_key=page, tags={"gh_assets/trigger": "recrawl"})
+            for page in pages
+        ]
+    )

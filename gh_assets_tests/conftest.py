@@ -19,6 +19,10 @@ from gh_assets.services import redis_server
 from gh_assets.standin import Dataset, StandinServer
 from gh_assets.storage import RedisStore
 
+# Faults injected on purpose should fail a page at once, not after minutes of retry delays; the
+# retry policy itself is tested on its definition.
+os.environ.setdefault("GH_ASSETS_PAGE_RETRIES", "0")
+
 REPO = Path(__file__).resolve().parents[1]
 STANDIN_SIZE = 1000
 STANDIN_SEED = 7

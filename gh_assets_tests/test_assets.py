@@ -13,16 +13,18 @@ import pandas as pd
 import pytest
 
 from gh_assets.assets import github_user_summary, github_users, github_users_frame
-from gh_assets.partitions import CrawlSettings, PageWindow, add_missing_pages, github_pages
+from gh_assets.partitions import PageWindow, add_missing_pages, default_page_keys, github_pages
 from gh_assets.resources import GitHubResource, RedisResource
 from gh_assets.sensors import github_pages_sensor
+from gh_assets.settings import Settings
 from gh_assets.standin import Dataset, StandinServer
 from gh_assets.storage import COUNTERS
 from gh_assets.summary import UserSummary
 
 from .conftest import REPO
 
-PAGES = CrawlSettings(page_size=100, pages=4)
+WINDOWS = [PageWindow.number(k, 100) for k in range(4)]
+KEYS = [window.key for window in WINDOWS]
 ALL_ASSETS = [github_users, github_users_frame, github_user_summary]
 
 
@@ -38,7 +40,7 @@ def resources(standin: StandinServer, redis_url: str, key_prefix: str, tmp_path:
 @pytest.fixture
 def instance() -> dg.DagsterInstance:
     with dg.instance_for_test() as instance:
-        add_missing_pages(instance, PAGES.page_keys())
+        add_missing_pages(instance, KEYS)
         yield instance
 
 
@@ -61,7 +63,7 @@ def crawl(instance: dg.DagsterInstance, resources: dict, key: str) -> dg.Execute
 def test_every_page_then_frame_and_summary_equal_the_ground_truth(
     instance: dg.DagsterInstance, resources: dict, dataset: Dataset
 ) -> None:
-    for window in PAGES.windows():
+    for window in WINDOWS:
         result = crawl(instance, resources, window.key)
         assert result.success
         meta = result.asset_materializations_for_node("github_users")[0].metadata
@@ -76,7 +78,7 @@ def test_every_page_then_frame_and_summary_equal_the_ground_truth(
         resources=resources,
     )  # fmt: skip
     frame: pd.DataFrame = result.output_for_node("github_users_frame")
-    expected = truth_frame(dataset, PAGES.windows()[-1].last_id)
+    expected = truth_frame(dataset, WINDOWS[-1].last_id)
     pd.testing.assert_frame_equal(
         frame.drop(columns="fetched_at"), expected.astype({"type": "category"})
     )
@@ -110,16 +112,16 @@ def test_every_page_then_frame_and_summary_equal_the_ground_truth(
 def test_a_failed_page_leaves_the_others_and_reruns_alone(
     instance: dg.DagsterInstance, resources: dict, standin: StandinServer, dataset: Dataset
 ) -> None:
-    broken = PAGES.windows()[2]
+    broken = WINDOWS[2]
     victim = dataset.users_between(broken.first_id, broken.last_id)[5].id
     standin.set_faults(fail_ids=[(victim, victim)])
 
-    results = {key: crawl(instance, resources, key) for key in PAGES.page_keys()}
+    results = {key: crawl(instance, resources, key) for key in KEYS}
     assert [key for key, r in results.items() if not r.success] == [broken.key]
     store = resources["redis"].get_store()
     assert store.page_members(broken.key) == set()
     assert store.user_count() == sum(
-        len(dataset.users_between(w.first_id, w.last_id)) for w in PAGES.windows() if w != broken
+        len(dataset.users_between(w.first_id, w.last_id)) for w in WINDOWS if w != broken
     )
 
     standin.heal()
@@ -129,25 +131,48 @@ def test_a_failed_page_leaves_the_others_and_reruns_alone(
     }
 
 
-def test_the_pages_sensor_registers_the_configured_pages(monkeypatch) -> None:
-    monkeypatch.setenv("GH_ASSETS_PAGE_SIZE", "250")
-    monkeypatch.setenv("GH_ASSETS_PAGES", "3")
+def test_the_pages_sensor_registers_pages_and_follows_growth(monkeypatch, standin) -> None:
+    monkeypatch.setenv("GH_ASSETS_PAGE_SIZE", "300")
+    monkeypatch.setenv("GH_ASSETS_PAGES", "2")
+    monkeypatch.setenv("GH_ASSETS_FRONTIER_INTERVAL", "999999")
+    github = {"github": GitHubResource(api_url=standin.url)}
     with dg.instance_for_test() as instance:
-        result = github_pages_sensor(dg.build_sensor_context(instance=instance))
-        (request,) = result.dynamic_partitions_requests
-        assert request.partition_keys == [
-            "0000000001-0000000250", "0000000251-0000000500", "0000000501-0000000750",
+
+        def tick(cursor: str | None) -> dg.SensorResult:
+            context = dg.build_sensor_context(instance=instance, resources=github, cursor=cursor)
+            result = github_pages_sensor(context)
+            for request in result.dynamic_partitions_requests:
+                instance.add_dynamic_partitions(github_pages.name, request.partition_keys)
+            return result
+
+        first = tick(None)  # the configured pages, and the frontier probe finds users past 600
+        (added,) = first.dynamic_partitions_requests
+        assert added.partition_keys == [
+            "0000000001-0000000300", "0000000301-0000000600", "0000000601-0000000900",
         ]  # fmt: skip
-        instance.add_dynamic_partitions(github_pages.name, request.partition_keys)
-        again = github_pages_sensor(dg.build_sensor_context(instance=instance))
-        assert isinstance(again, dg.SkipReason)
+        assert first.run_requests == []
+
+        second = tick(first.cursor)  # the page growth added is crawled; the defaults are not
+        assert [r.partition_key for r in second.run_requests] == ["0000000601-0000000900"]
+        assert second.dynamic_partitions_requests == []
+
+        monkeypatch.setenv("GH_ASSETS_FRONTIER_INTERVAL", "0")  # probe on every tick
+        third = tick(second.cursor)  # probes again from ID 900: the stand-in ends at 1000
+        (added,) = third.dynamic_partitions_requests
+        assert added.partition_keys == ["0000000901-0000001200"]
+
+        monkeypatch.setenv("GH_ASSETS_MAX_PAGES", "4")
+        fourth = tick(third.cursor)  # nothing beyond ID 1200 exists, and the cap holds anyway
+        assert fourth.dynamic_partitions_requests == []
+        assert [r.partition_key for r in fourth.run_requests] == ["0000000901-0000001200"]
+        assert len(instance.get_dynamic_partitions(github_pages.name)) == 4
 
 
 def test_page_keys_name_their_window() -> None:
     assert PageWindow.from_key("0000000101-0000000200") == PageWindow(101, 200)
     assert PageWindow.number(0, 100).key == "0000000001-0000000100"
     assert PageWindow.number(9, 100).since == 900
-    keys = CrawlSettings(page_size=7, pages=30).page_keys()
+    keys = default_page_keys(Settings(page_size=7, pages=30))
     assert keys == sorted(keys)
     with pytest.raises(ValueError, match="page key"):
         PageWindow.from_key("1-100")

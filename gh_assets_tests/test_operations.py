@@ -1,0 +1,230 @@
+"""Operating the crawl in-process: checks, rate-limit deferral, re-crawl sensor, schedules,
+automation of the analysis assets, settings."""
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from dagster._core.storage.dagster_run import DagsterRunStatus
+
+from gh_assets.assets import github_user_summary, github_users, github_users_frame
+from gh_assets.checks import frame_checks
+from gh_assets.partitions import PageWindow, add_missing_pages
+from gh_assets.resources import GitHubResource, RedisResource
+from gh_assets.schedules import daily_summary_schedule, weekly_recrawl_schedule
+from gh_assets.sensors import stale_pages_sensor
+from gh_assets.settings import Settings
+from gh_assets.standin import StandinServer
+from gh_assets.storage import RedisStore
+
+KEYS = [PageWindow.number(k, 100).key for k in range(3)]
+ASSETS = [github_users, github_users_frame, github_user_summary, *frame_checks]
+
+
+@pytest.fixture
+def resources(standin: StandinServer, redis_url: str, key_prefix: str, tmp_path: Path) -> dict:
+    return {
+        "github": GitHubResource(api_url=standin.url, max_retries=1, max_rate_limit_wait=0),
+        "redis": RedisResource(url=redis_url, key_prefix=key_prefix),
+        "io_manager": dg.FilesystemIOManager(base_dir=str(tmp_path / "storage")),
+    }
+
+
+@pytest.fixture
+def instance():
+    with dg.instance_for_test() as instance:
+        add_missing_pages(instance, KEYS)
+        yield instance
+
+
+def crawl(instance, resources, key: str) -> dg.ExecuteInProcessResult:
+    return dg.materialize(
+        ASSETS, selection=[github_users], partition_key=key, instance=instance,
+        resources=resources, raise_on_error=False,
+    )  # fmt: skip
+
+
+def analyse(instance, resources) -> dg.ExecuteInProcessResult:
+    return dg.materialize(
+        ASSETS, selection=dg.AssetSelection.assets(github_users_frame, github_user_summary),
+        instance=instance, resources=resources, raise_on_error=False,
+    )  # fmt: skip
+
+
+def checks_of(result: dg.ExecuteInProcessResult) -> dict[str, bool]:
+    return {
+        evaluation.check_name: evaluation.passed
+        for evaluation in result.get_asset_check_evaluations()
+    }
+
+
+def test_page_checks_pass_on_a_crawled_page_and_catch_a_broken_one(
+    instance, resources, store: RedisStore
+) -> None:
+    result = crawl(instance, resources, KEYS[0])
+    assert result.success
+    assert checks_of(result) == {
+        "counters_valid": True,
+        "users_accounted_for": True,
+        "index_matches_hashes": True,
+    }
+
+    from gh_assets.checks import audit_pages
+
+    window = PageWindow.from_key(KEYS[0])
+    victim = min(store.page_members(KEYS[0]))
+    store.client.hset(store.user_key(victim), "followers", "-3")
+    store.client.hset(store.page_key(KEYS[0]), "gone", "5")
+    store.client.srem(store.page_key(KEYS[0], "users"), victim)
+    graded = {r.check_name: r for r in audit_pages(store, [window])}
+    assert not graded["users_accounted_for"].passed
+    assert not graded["index_matches_hashes"].passed
+    store.client.sadd(store.page_key(KEYS[0], "users"), victim)
+    graded = {r.check_name: r for r in audit_pages(store, [window])}
+    assert not graded["counters_valid"].passed
+    assert str(victim) in graded["counters_valid"].metadata["invalid_users"].value
+
+
+def test_a_failing_frame_check_blocks_the_summary(instance, resources, store: RedisStore) -> None:
+    for key in KEYS:
+        assert crawl(instance, resources, key).success
+    healthy = analyse(instance, resources)
+    assert healthy.success
+    assert checks_of(healthy) == {
+        "frame_ids_and_logins_unique": True,
+        "frame_counters_complete": True,
+        "frame_rows_match_pages": True,
+    }
+
+    store.client.hincrby(store.page_key(KEYS[1]), "users", 1)  # pages now claim one user more
+    blocked = analyse(instance, resources)
+    assert not blocked.success
+    assert checks_of(blocked)["frame_rows_match_pages"] is False
+    materialized = {e.asset_key for e in blocked.get_asset_materialization_events()}
+    assert materialized == {dg.AssetKey("github_users_frame")}  # the summary was not written
+
+
+def test_a_long_rate_limit_fails_the_page_and_defers_it(
+    instance, resources, standin: StandinServer, store: RedisStore
+) -> None:
+    standin.set_rate_limit(limit=20, window=3600, reset=True)
+    result = crawl(instance, resources, KEYS[0])
+
+    assert not result.success
+    (failure,) = result.get_step_failure_events()
+    message = failure.step_failure_data.error.message
+    assert "rate limit" in message and "resets at" in message and "not written" in message
+    assert store.page_members(KEYS[0]) == set()
+    due = store.deferred_pages()[KEYS[0]]
+    assert datetime.now(UTC) + timedelta(minutes=55) < due <= datetime.now(UTC) + timedelta(hours=1)
+
+    standin.set_rate_limit(limit=5000, reset=True)
+    store.defer_page(KEYS[0], datetime.now(UTC) - timedelta(seconds=1))  # the reset has passed
+    context = dg.build_sensor_context(instance=instance, resources=resources)
+    requested = stale_pages_sensor(context)
+    assert [r.partition_key for r in requested.run_requests] == [KEYS[0]]
+    assert crawl(instance, resources, KEYS[0]).success
+    assert store.deferred_pages() == {}
+
+
+CRAWL = dg.Definitions(
+    assets=ASSETS,
+    jobs=[dg.define_asset_job("crawl_github_users", selection=[github_users])],
+    resources={"github": GitHubResource(), "redis": RedisResource()},  # never used: no run starts
+).resolve_job_def("crawl_github_users")
+
+
+def add_run(instance: dg.DagsterInstance, page: str, status: DagsterRunStatus) -> None:
+    """A run of page ``page`` in ``status``, as the daemon would have created it."""
+    instance.create_run_for_job(
+        CRAWL, status=status, tags={"dagster/partition": page}, asset_selection={github_users.key}
+    )
+
+
+def age(store: RedisStore, page: str, days: float) -> None:
+    """Pretend ``page`` was last written ``days`` ago."""
+    when = datetime.now(UTC) - timedelta(days=days)
+    store.client.zadd(store.pages_key, {page: when.timestamp()})
+
+
+def test_stale_pages_sensor_requests_the_oldest_not_running_pages(
+    instance, resources, store: RedisStore, monkeypatch
+) -> None:
+    for key in KEYS:
+        assert crawl(instance, resources, key).success
+    sensor_context = dg.build_sensor_context(instance=instance, resources=resources)
+    assert isinstance(stale_pages_sensor(sensor_context), dg.SkipReason)  # all fresh
+
+    age(store, KEYS[0], 9)
+    age(store, KEYS[1], 30)
+    age(store, KEYS[2], 8)
+    monkeypatch.setenv("GH_ASSETS_RECRAWL_BATCH", "2")
+    requested = stale_pages_sensor(sensor_context)
+    assert [r.partition_key for r in requested.run_requests] == [KEYS[1], KEYS[0]]
+
+    add_run(instance, KEYS[1], DagsterRunStatus.STARTED)
+    add_run(instance, KEYS[0], DagsterRunStatus.NOT_STARTED)
+    add_run(instance, KEYS[2], DagsterRunStatus.FAILURE)  # finished: does not hold the page
+    requested = stale_pages_sensor(sensor_context)
+    assert [r.partition_key for r in requested.run_requests] == [KEYS[2]]
+
+    monkeypatch.setenv("GH_ASSETS_RECRAWL_AFTER", str(60 * 24 * 3600))
+    assert isinstance(stale_pages_sensor(sensor_context), dg.SkipReason)
+
+
+def test_schedules(instance, resources, store: RedisStore, monkeypatch) -> None:
+    for key in KEYS:
+        assert crawl(instance, resources, key).success
+    age(store, KEYS[2], 1)
+    monkeypatch.setenv("GH_ASSETS_RECRAWL_BATCH", "2")
+    when = datetime(2026, 11, 29, 3, 0, tzinfo=UTC)
+    context = dg.build_schedule_context(
+        instance=instance, resources=resources, scheduled_execution_time=when
+    )
+    requests = weekly_recrawl_schedule(context)
+    assert [r.partition_key for r in requests] == [KEYS[2], KEYS[0]]
+    assert requests[0].run_key == f"{KEYS[2]}@2026-11-29T03:00"
+
+    assert daily_summary_schedule.cron_schedule == "0 6 * * *"
+    assert daily_summary_schedule.job_name == "refresh_user_summary"
+    assert weekly_recrawl_schedule.default_status == dg.DefaultScheduleStatus.STOPPED
+
+
+def test_analysis_refreshes_once_per_batch_of_page_runs(instance, resources) -> None:
+    defs = dg.Definitions(assets=ASSETS, resources=resources)
+    tick = dg.evaluate_automation_conditions(defs=defs, instance=instance)
+    assert tick.total_requested == 0  # nothing crawled yet: nothing to refresh
+
+    assert crawl(instance, resources, KEYS[0]).success
+    add_run(instance, KEYS[1], DagsterRunStatus.STARTED)  # the batch is still going
+    tick = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=tick.cursor)
+    assert tick.total_requested == 0
+
+    for run in instance.get_runs(dg.RunsFilter(statuses=[DagsterRunStatus.STARTED])):
+        instance.report_run_canceled(run)
+    tick = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=tick.cursor)
+    assert tick.get_num_requested(github_users_frame.key) == 1
+    assert tick.get_num_requested(github_user_summary.key) == 1
+    assert analyse(instance, resources).success
+
+    tick = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=tick.cursor)
+    assert tick.total_requested == 0  # handled: no refresh until pages change again
+
+
+def test_settings_come_from_the_environment(monkeypatch) -> None:
+    assert Settings.from_env().page_size == 100
+    monkeypatch.setenv("GH_ASSETS_PAGE_SIZE", "2500")
+    monkeypatch.setenv("GH_ASSETS_MAX_RATE_LIMIT_WAIT", "0")
+    settings = Settings.from_env()
+    assert (settings.page_size, settings.max_rate_limit_wait) == (2500, 0)
+    monkeypatch.setenv("GH_ASSETS_PAGES", "zero")
+    with pytest.raises(ValueError, match="GH_ASSETS_PAGES must be a whole number >= 1"):
+        Settings.from_env()
+
+
+def test_page_runs_are_retried_and_pooled() -> None:
+    policy = github_users.op.retry_policy
+    assert policy.max_retries == Settings.from_env().page_retries
+    assert policy.backoff == dg.Backoff.EXPONENTIAL
+    assert github_users.op.pool == "github_api"
