@@ -31,14 +31,16 @@ def crawl_page(
     """Crawl ``window`` and replace its page in Redis; raises (writing nothing) on any error.
 
     A stored ETag is sent as ``If-None-Match`` only when ``credential_id`` got it, since ETags
-    are specific to a token; a 304 keeps the stored counts and refreshes ``fetched_at``.
+    are specific to a token; a 304 keeps the stored counts and refreshes ``fetched_at``. The
+    client's ``detail_mode`` decides how counts are read; users answered by GraphQL come without
+    an ETag, so their hash is written without one (and their next re-crawl has no 304).
     """
     started = time.monotonic()
     requests_before = client.stats.requests
     listed = client.list_users(window.first_id, window.last_id)
     stored = store.read_users(user.id for user in listed)
-    answers = client.get_users(
-        [(user.id, _reusable_etag(stored.get(user.id), credential_id)) for user in listed]
+    answers = client.get_details(
+        listed, {user.id: _reusable_etag(stored.get(user.id), credential_id) for user in listed}
     )
     fetched_at = datetime.now(UTC)
     now = iso_utc(fetched_at)

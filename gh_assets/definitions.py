@@ -44,7 +44,9 @@ defs = dg.Definitions(
     sensors=[github_pages_sensor, stale_pages_sensor, analysis_automation],
     resources={
         "github": GitHubResource(
-            **_from_env(api_url="GITHUB_API_URL", token="GITHUB_TOKEN"),
+            **_from_env(
+                api_url="GITHUB_API_URL", token="GITHUB_TOKEN", detail_mode="GH_ASSETS_DETAIL_MODE"
+            ),
             **_int_from_env(
                 max_concurrency="GH_ASSETS_MAX_CONCURRENCY",
                 max_retries="GH_ASSETS_MAX_RETRIES",

@@ -2,14 +2,15 @@
 
 It answers ``GET /users``, ``GET /users/{login}``, ``GET /user/{id}`` and ``GET /rate_limit`` the
 way api.github.com does (bodies, ``Link`` paging, weak per-credential ETags, free 304s, primary
-rate limit, the User-Agent rule), so the crawler can be demoed, tested and benchmarked offline.
+rate limit, the User-Agent rule), and ``POST /graphql`` with a subset of GitHub's GraphQL schema
+(``graphql_api``) charged against a separate point budget, so the crawler can be demoed, tested
+and benchmarked offline.
 ``/_standin/...`` admin endpoints let a test in another process inject faults, change the rate
 limit, edit accounts and read counters; the same operations are methods of ``StandinServer``.
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import hashlib
 import json
@@ -29,6 +30,7 @@ from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
 
 from gh_assets.standin.data import Dataset, StandinUser
+from gh_assets.standin.graphql_api import GraphQLApi, Prepared, RateLimitState, node_id
 
 DEFAULT_PER_PAGE = 30
 MAX_PER_PAGE = 100
@@ -36,6 +38,7 @@ MAX_ADMIN_BODY = 1 << 20
 API_VERSION = "2022-11-28"
 GET_USER_DOCS = "https://docs.github.com/rest/users/users#get-a-user"
 RATE_LIMIT_DOCS = "https://docs.github.com/rest/overview/resources-in-the-rest-api#rate-limiting"
+GRAPHQL_PATH = "/graphql"
 USER_AGENT_DOCS = (
     "https://docs.github.com/rest/overview/resources-in-the-rest-api#user-agent-required"
 )
@@ -78,6 +81,7 @@ class Budget:
     limit: int
     used: int
     reset: int  # epoch seconds
+    resource: str = "core"  # or "graphql": GitHub keeps a separate budget for each
 
     @property
     def remaining(self) -> int:
@@ -89,14 +93,16 @@ class Budget:
             "X-RateLimit-Remaining": str(self.remaining),
             "X-RateLimit-Reset": str(self.reset),
             "X-RateLimit-Used": str(self.used),
-            "X-RateLimit-Resource": "core",
+            "X-RateLimit-Resource": self.resource,
         }
 
 
 class RateLimiter:
-    """GitHub's primary limit: ``limit`` calls per fixed window from a credential's first call."""
+    """GitHub's primary limit: ``limit`` calls (or GraphQL points) per fixed window from a
+    credential's first call."""
 
-    def __init__(self, limit: int, window: float) -> None:
+    def __init__(self, limit: int, window: float, resource: str = "core") -> None:
+        self.resource = resource
         self._lock = threading.Lock()
         self._windows: dict[str, list[float]] = {}  # credential -> [window start, used]
         self.configure(limit, window, reset=True)
@@ -114,17 +120,19 @@ class RateLimiter:
             if reset:
                 self._windows.clear()
 
-    def spend(self, who: str, cost: int) -> tuple[Budget, bool]:
-        """Charge ``cost`` if the budget is not exhausted; (budget after, whether allowed)."""
+    def spend(self, who: str, cost: int, *, whole: bool = False) -> tuple[Budget, bool]:
+        """Charge ``cost`` if the budget is not exhausted (``whole``: if all of ``cost`` fits,
+        as for a GraphQL query's points); (budget after, whether allowed)."""
         now = time.time()
         with self._lock:
             state = self._windows.get(who)
             if state is None or now >= state[0] + self.window:
                 state = self._windows[who] = [now, 0]
-            allowed = state[1] < self.limit
+            allowed = state[1] + cost <= self.limit if whole else state[1] < self.limit
             if allowed:
                 state[1] += cost
-            return Budget(self.limit, int(state[1]), int(state[0] + self.window)), allowed
+            reset = int(state[0] + self.window)
+            return Budget(self.limit, int(state[1]), reset, self.resource), allowed
 
 
 class StandinServer:
@@ -145,12 +153,15 @@ class StandinServer:
         fail_ids: Iterable[Iterable[int]] = (),
         rate_limit: int = 5000,
         rate_window: float = 3600,
+        graphql_limit: int = 5000,
         seed: int = 0,
         verbose: bool = False,
     ) -> None:
         self.dataset = dataset if dataset is not None else Dataset(seed=seed)
         self.host, self.port, self.verbose = host, port, verbose
         self.rate_limiter = RateLimiter(rate_limit, rate_window)
+        self.graphql_limiter = RateLimiter(graphql_limit, rate_window, "graphql")  # points
+        self.graphql = GraphQLApi(self.dataset)
         self._errors = random.Random(seed)  # its own stream: faults never shift the data
         self._stats_lock = threading.Lock()
         self._by_status: Counter[str] = Counter()
@@ -233,10 +244,19 @@ class StandinServer:
         return self.set_faults(error_rate=0.0, fail_ids=())
 
     def set_rate_limit(
-        self, limit: int | None = None, window: float | None = None, *, reset: bool = False
+        self,
+        limit: int | None = None,
+        window: float | None = None,
+        *,
+        reset: bool = False,
+        graphql_limit: int | None = None,
     ) -> dict[str, Any]:
-        """New budget per credential; ``reset`` starts a fresh window for everyone."""
+        """New budget per credential (``graphql_limit``: GraphQL points; the window is shared);
+        ``reset`` starts a fresh window for everyone."""
+        if graphql_limit is not None and graphql_limit < 0:
+            raise ValueError(f"graphql_limit must be >= 0, got {graphql_limit}")
         self.rate_limiter.configure(limit, window, reset=reset)
+        self.graphql_limiter.configure(graphql_limit, window, reset=reset)
         return self.stats()
 
     def stats(self) -> dict[str, Any]:
@@ -251,6 +271,7 @@ class StandinServer:
             "fail_ids": [list(r) for r in self.fail_ids],
             "rate_limit": self.rate_limiter.limit,
             "rate_window": self.rate_limiter.window,
+            "graphql_limit": self.graphql_limiter.limit,
             "requests": {
                 "total": sum(by_status.values()),
                 "by_status": by_status,
@@ -294,10 +315,13 @@ class StandinServer:
         parts = urlsplit(request.target)
         credential = request.headers.get("Authorization")
         who = credential or f"ip:{request.client_ip}"
+        if parts.path == GRAPHQL_PATH and request.method == "POST":
+            return self._graphql(request, who, authenticated=credential is not None)
         budget: Budget | None = None
         if parts.path == "/rate_limit":  # free, even when exhausted; its body is the budget
             budget, _ = self.rate_limiter.spend(who, 0)
-            status, payload, extra = 200, _rate_limit_body(budget), {}
+            graphql, _ = self.graphql_limiter.spend(who, 0)
+            status, payload, extra = 200, _rate_limit_body(budget, graphql), {}
         else:
             base = _base_url(request, self.url)
             status, payload, ids, extra = self._resource(parts.path, parse_qs(parts.query), base)
@@ -316,6 +340,45 @@ class StandinServer:
         if not_modified:
             return Reply(304, headers)
         return Reply(status, headers | {"Content-Type": "application/json; charset=utf-8"}, body)
+
+    def _graphql(self, request: Request, who: str, *, authenticated: bool) -> Reply:
+        """``POST /graphql``: validate and price the query, fail it if it names a failing ID,
+        charge its points (RATE_LIMITED, still HTTP 200, when they do not fit), then run it.
+
+        Anonymous requests are served (GitHub itself answers them 401), each IP its own budget.
+        """
+        prepared = self.graphql.prepare(request.body)
+        if not isinstance(prepared, Prepared):
+            budget, _ = self.graphql_limiter.spend(who, 0)
+            reply = _json_reply(prepared.status, prepared.payload)
+            if prepared.status == 200:
+                reply.headers |= _api_headers(budget, authenticated=authenticated, graphql=True)
+            return reply
+        if any(a <= i <= b for i in prepared.database_ids for a, b in self.fail_ids):
+            return _html_reply(502)
+        budget, allowed = self.graphql_limiter.spend(who, prepared.cost, whole=True)
+        headers = _api_headers(budget, authenticated=authenticated, graphql=True)
+        if not allowed:
+            by = "user" if authenticated else request.client_ip
+            payload: dict[str, Any] = {
+                "data": None,
+                "errors": [
+                    {"type": "RATE_LIMITED", "message": f"API rate limit exceeded for {by}."}
+                ],
+            }
+        else:
+            state = RateLimitState(
+                cost=prepared.cost,
+                limit=budget.limit,
+                remaining=budget.remaining,
+                used=budget.used,
+                reset=budget.reset,
+                node_count=prepared.node_count,
+            )
+            payload = self.graphql.execute(prepared, state)
+        reply = _json_reply(200, payload)
+        reply.headers |= headers
+        return reply
 
     def _resource(
         self, path: str, query: dict[str, list[str]], base: str
@@ -363,7 +426,9 @@ class StandinServer:
             if (method, path) == ("POST", "/_standin/rate-limit"):
                 limit, window = data.get("limit"), data.get("window")
                 reset = bool(data.get("reset", False))
-                return _json_reply(200, self.set_rate_limit(limit, window, reset=reset))
+                graphql_limit = data.get("graphql_limit")
+                state = self.set_rate_limit(limit, window, reset=reset, graphql_limit=graphql_limit)
+                return _json_reply(200, state)
             if (method, path) == ("POST", "/_standin/reset-stats"):
                 return _json_reply(200, self.reset_stats())
             if (method, path) == ("GET", "/_standin/users"):
@@ -392,11 +457,10 @@ class StandinServer:
 def simple_user(user: StandinUser, base: str) -> dict[str, Any]:
     """GitHub's ``simple-user``, as listed by ``GET /users``; API URLs point at ``base``."""
     api = f"{base}/users/{user.login}"
-    kind = "04:User" if user.type == "User" else "012:Organization"
     return {
         "login": user.login,
         "id": user.id,
-        "node_id": base64.b64encode(f"{kind}{user.id}".encode()).decode(),
+        "node_id": node_id(user),
         "avatar_url": f"https://avatars.githubusercontent.com/u/{user.id}?v=4",
         "gravatar_id": "",
         "url": api,
@@ -530,12 +594,14 @@ def _route_name(path: str) -> str:
         return "list"
     if _USER_PATH.fullmatch(path) or _ID_PATH.fullmatch(path):
         return "user"
+    if path == GRAPHQL_PATH:
+        return "graphql"
     return "rate_limit" if path == "/rate_limit" else "other"
 
 
-def _api_headers(budget: Budget, *, authenticated: bool) -> dict[str, str]:
+def _api_headers(budget: Budget, *, authenticated: bool, graphql: bool = False) -> dict[str, str]:
     return {
-        "X-GitHub-Media-Type": "github.v3; format=json",
+        "X-GitHub-Media-Type": "github.v4; format=json" if graphql else "github.v3; format=json",
         "x-github-api-version-selected": API_VERSION,
         **budget.headers(),
         "Cache-Control": f"{'private' if authenticated else 'public'}, max-age=60, s-maxage=60",
@@ -556,16 +622,14 @@ def _rate_limited(budget: Budget, who: str) -> Reply:
     return reply
 
 
-def _rate_limit_body(budget: Budget) -> dict[str, Any]:
+def _rate_limit_body(budget: Budget, graphql: Budget) -> dict[str, Any]:
     """``rate-limit-overview``; search is not served here, so its budget is always untouched."""
-    core = {
-        "limit": budget.limit,
-        "used": budget.used,
-        "remaining": budget.remaining,
-        "reset": budget.reset,
-    }
+    core, points = (
+        {"limit": b.limit, "used": b.used, "remaining": b.remaining, "reset": b.reset}
+        for b in (budget, graphql)
+    )
     search = {"limit": 30, "used": 0, "remaining": 30, "reset": int(time.time()) + 60}
-    return {"resources": {"core": core, "search": search}, "rate": core}
+    return {"resources": {"core": core, "search": search, "graphql": points}, "rate": core}
 
 
 def _not_found(documentation_url: str) -> dict[str, str]:
