@@ -37,6 +37,9 @@ analysis_automation = dg.AutomationConditionSensorDefinition(
 )
 
 defs = dg.Definitions(
+    # One process per run: a step and its checks share it, which halves the cost of a short run
+    # on a small machine. Scale-out swaps this for a distributed executor (see docker-compose).
+    executor=dg.in_process_executor,
     assets=[github_users, github_users_frame, github_user_summary],
     asset_checks=frame_checks,
     jobs=[crawl_job, summary_job],

@@ -13,8 +13,13 @@ CRAWL_JOB = "crawl_github_users"
 PARTITION_TAG = "dagster/partition"
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
-# Created but not yet submitted (a sensor's fresh request), queued, starting or running.
-UNFINISHED = [dg.DagsterRunStatus.NOT_STARTED, *IN_PROGRESS_RUN_STATUSES]
+# Created but not yet submitted (a sensor's fresh request), queued, starting or running. Dagster's
+# IN_PROGRESS_RUN_STATUSES leaves out QUEUED and NOT_STARTED, which hold a page just as well.
+UNFINISHED = [
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.QUEUED,
+    *IN_PROGRESS_RUN_STATUSES,
+]
 
 
 def pages_in_flight(instance: dg.DagsterInstance) -> list[tuple[str, str]]:
@@ -47,13 +52,15 @@ def pages_due(
     """Pages to run now, at most ``limit``: first those whose rate-limit reset has passed, then
     those last written before ``now - older_than``, oldest first; never one already running."""
     in_flight = pages_in_flight(instance)
-    deferred = [page for page, due in store.deferred_pages().items() if due <= now]
-    chosen = not_in_flight(deferred, in_flight)[:limit]
-    # Ask Redis for enough candidates that skipping the running ones still fills the batch.
-    stale = store.stale_pages(now - older_than, limit + len(chosen) + len(in_flight))
+    deferred = store.deferred_pages()
+    chosen = not_in_flight([page for page, due in deferred.items() if due <= now], in_flight)
+    chosen = chosen[:limit]
+    # A page still waiting for its rate-limit reset is not stale, however old its data. Ask Redis
+    # for enough candidates that skipping those and the running ones still fills the batch.
+    stale = store.stale_pages(now - older_than, limit + len(deferred) + len(in_flight))
     for page in not_in_flight(stale, in_flight):
         if len(chosen) >= limit:
             break
-        if page not in chosen:
+        if page not in deferred:
             chosen.append(page)
     return chosen

@@ -32,8 +32,8 @@ class GitHubResource(dg.ConfigurableResource):
         description="Detail requests in flight at once (GitHub allows at most 100 concurrent).",
     )
     max_retries: int = Field(default=5, description="Retries of a request on transient faults.")
-    max_rate_limit_wait: float = Field(
-        default=90.0,
+    max_rate_limit_wait: int = Field(
+        default=90,
         description="Longest rate-limit wait slept inside a run; a longer one fails the page.",
     )
     # Literal["rest", "graphql"] in meaning; typed str because Dagster turns a Literal into an

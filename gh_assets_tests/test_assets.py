@@ -186,10 +186,20 @@ def test_the_code_location_loads(monkeypatch) -> None:
     validate = subprocess.run(
         [sys.executable, "-m", "dagster", "definitions", "validate", "-m", "gh_assets.definitions"],
         cwd=REPO,
-        env=os.environ | {"GITHUB_TOKEN": "ghp_NotARealTokenButSecretAnyway123456"},
+        env=os.environ
+        | {"GITHUB_TOKEN": "ghp_NotARealTokenButSecretAnyway123456"}
+        | {  # every setting bound as an EnvVar must fit its resource field
+            "GH_ASSETS_MAX_CONCURRENCY": "4",
+            "GH_ASSETS_MAX_RETRIES": "2",
+            "GH_ASSETS_MAX_RATE_LIMIT_WAIT": "5",
+            "GH_ASSETS_DETAIL_MODE": "graphql",
+            "GH_ASSETS_KEY_PREFIX": "x:",
+            "REDIS_URL": "redis://:pw@127.0.0.1:1/0",
+        },
         capture_output=True,
         text=True,
         timeout=180,
     )
     assert validate.returncode == 0, validate.stdout + validate.stderr
     assert "ghp_NotARealToken" not in validate.stdout + validate.stderr
+    assert ":pw@" not in validate.stdout + validate.stderr

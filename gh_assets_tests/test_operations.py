@@ -169,6 +169,11 @@ def test_stale_pages_sensor_requests_the_oldest_not_running_pages(
     requested = stale_pages_sensor(sensor_context)
     assert [r.partition_key for r in requested.run_requests] == [KEYS[2]]
 
+    # a page waiting for its rate-limit reset is not re-crawled early, however stale its data
+    age(store, KEYS[2], 10)
+    store.defer_page(KEYS[2], datetime.now(UTC) + timedelta(minutes=5))
+    assert isinstance(stale_pages_sensor(sensor_context), dg.SkipReason)
+
     monkeypatch.setenv("GH_ASSETS_RECRAWL_AFTER", str(60 * 24 * 3600))
     assert isinstance(stale_pages_sensor(sensor_context), dg.SkipReason)
 
