@@ -43,3 +43,16 @@ test: lint
 
 clean:
 	rm -rf .data
+
+# `make bench`: every benchmark (crawl, writes, Redis -> pandas, memory, orchestration, limits)
+# against the original design and this machine's limits, with servers of its own; prints one
+# table and writes bench-results/latest.json. BENCH_ARGS="--only crawl" or "--size tiny".
+BENCHING := $(VENV)/.installed-bench
+.PHONY: bench
+
+$(BENCHING): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[bench]"
+	@touch $@ $(RUNTIME)
+
+bench: $(BENCHING)
+	$(BIN)/python -m bench $(BENCH_ARGS)

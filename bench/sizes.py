@@ -1,0 +1,79 @@
+"""The two sizes of the bench: ``default`` (the real targets) and ``tiny`` (proves it works)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Size:
+    name: str
+    # crawl: pages of IDs against the stand-in with per-request latency
+    crawl_pages: int
+    crawl_page_size: int
+    crawl_latency_ms: float
+    original_workers: int
+    # writes: users written through write_page (pages of 100) and one HSET per user
+    write_users: int
+    write_original_users: int
+    # Redis -> DataFrame
+    frame_sizes: tuple[int, ...]
+    frame_original_sizes: tuple[int, ...]  # the original loop's growth; the last is compared
+    # memory
+    memory_users: int
+    memory_sample: int
+    # orchestration (None: skipped unless asked for with --only orchestration)
+    orchestration_pages: int | None
+    orchestration_policies: tuple[int, ...]  # GH_ASSETS_PAGES_PER_RUN values; 1 comes first
+    # limits
+    redis_benchmark_requests: int
+    standin_requests: int
+    standin_clients: int
+
+    @property
+    def crawl_ids(self) -> int:
+        return self.crawl_pages * self.crawl_page_size
+
+
+DEFAULT = Size(
+    name="default",
+    crawl_pages=10,
+    crawl_page_size=100,
+    crawl_latency_ms=100.0,
+    original_workers=2,
+    write_users=20_000,
+    write_original_users=5_000,
+    frame_sizes=(10_000, 100_000, 1_000_000),
+    frame_original_sizes=(2_000, 5_000, 10_000),
+    memory_users=100_000,
+    memory_sample=1_000,
+    orchestration_pages=50,
+    orchestration_policies=(1, 10, 25),
+    redis_benchmark_requests=200_000,
+    standin_requests=5_000,
+    standin_clients=32,
+)
+
+TINY = Size(
+    name="tiny",
+    crawl_pages=2,
+    crawl_page_size=50,
+    crawl_latency_ms=20.0,
+    original_workers=2,
+    write_users=1_000,
+    write_original_users=300,
+    frame_sizes=(1_000, 3_000),
+    frame_original_sizes=(200, 500, 1_000),
+    memory_users=2_000,
+    memory_sample=200,
+    orchestration_pages=None,
+    orchestration_policies=(1, 2),
+    redis_benchmark_requests=20_000,
+    standin_requests=400,
+    standin_clients=8,
+)
+
+# `--only orchestration --size tiny`: a 2-page version that fits a quick manual check.
+TINY_ORCHESTRATION_PAGES = 2
+
+SIZES = {size.name: size for size in (DEFAULT, TINY)}

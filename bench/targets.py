@@ -1,0 +1,127 @@
+"""The targets of issue 4, checked against the figures' medians: PASS, MISS (by how much), n/a."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from bench.figures import Figure, Section
+
+
+@dataclass(frozen=True)
+class Target:
+    section: str
+    key: str
+    op: str  # ">=" or "<="
+    threshold: float
+    text: str
+    sizes: tuple[str, ...] = ("default",)  # where the threshold means something
+
+    def describe(self) -> str:
+        return f"{self.op} {self.threshold:g}"
+
+    def passes(self, value: float) -> bool:
+        return value >= self.threshold if self.op == ">=" else value <= self.threshold
+
+    def shortfall(self, value: float) -> str:
+        """How far a missed figure is from the target, in words."""
+        if self.op == ">=":
+            if value <= 0:
+                return "no value"
+            return f"{value / self.threshold:.0%} of target, {self.threshold / value:.2f}x short"
+        return f"{value / self.threshold:.2f}x the limit, over by {value - self.threshold:.3g}"
+
+
+TARGETS = (
+    Target("crawl", "rest.ceiling_share", ">=", 70, "crawl REST >= 70% of the concurrency ceiling"),
+    Target("crawl", "rest_vs_original", ">=", 20, "crawl REST >= 20x the original's users/s"),
+    Target("crawl", "rest.requests_per_user", "<=", 1.02, "crawl REST <= 1.02 requests/user"),
+    Target("crawl", "graphql.requests_per_user", "<=", 0.03, "crawl GraphQL <= 0.03 requests/user"),
+    Target("crawl", "recrawl.not_modified_share", ">=", 99, "unchanged re-crawl >= 99% 304"),
+    Target("frame", "project.1000000.seconds", "<=", 5, "1,000,000 users -> DataFrame <= 5 s"),
+    Target(
+        "frame",
+        "project.1000000.traced_peak_ratio",
+        "<=",
+        3,
+        "1,000,000 users: peak (tracemalloc) <= 3x the frame",
+    ),
+    Target(
+        "frame",
+        "project.1000000.rss_peak_ratio",
+        "<=",
+        3,
+        "1,000,000 users: peak RSS delta <= 3x the frame",
+    ),
+    Target("frame", "speedup.10000", ">=", 500, ">= 500x the original loop at 10,000 users"),
+    Target("writes", "project.users_per_s", ">=", 30_000, "writes >= 30,000 users/s"),
+    Target(
+        "memory",
+        "listpack_share",
+        ">=",
+        100,
+        "user hashes in compact (listpack) encoding",
+        sizes=("default", "tiny"),
+    ),
+    Target(
+        "orchestration",
+        "multi10.overhead_per_page",
+        "<=",
+        1.0,
+        "50-page backfill overhead <= 1 s/page (10 pages/run)",
+    ),
+    Target(
+        "orchestration",
+        "multi25.overhead_per_page",
+        "<=",
+        1.0,
+        "50-page backfill overhead <= 1 s/page (25 pages/run)",
+    ),
+)
+
+
+def target_for(section: str, key: str) -> Target | None:
+    return next((t for t in TARGETS if t.section == section and t.key == key), None)
+
+
+def missed(section: Section, key: str, size: str) -> bool:
+    """Whether ``section``'s figure ``key`` misses its target at this size (False: no target)."""
+    target = target_for(section.name, key)
+    figure = section.figure(key)
+    if target is None or figure is None or size not in target.sizes:
+        return False
+    return not target.passes(figure.median)
+
+
+def evaluate(sections: dict[str, Section], size: str) -> list[dict[str, Any]]:
+    """Every target with its figure's median and status."""
+    found = []
+    for target in TARGETS:
+        section = sections.get(target.section)
+        figure: Figure | None = section.figure(target.key) if section else None
+        row: dict[str, Any] = {
+            "target": target.text,
+            "section": target.section,
+            "figure": target.key,
+            "op": target.op,
+            "threshold": target.threshold,
+        }
+        if figure is None:
+            reason = "not measured"
+            if section is None:
+                reason = "benchmark not run"
+            elif section.skipped:
+                reason = f"skipped: {section.skipped}"
+            row |= {"status": "n/a", "why": reason}
+        elif size not in target.sizes:
+            row |= {"value": figure.median, "status": "n/a", "why": f"{size} size"}
+        elif target.passes(figure.median):
+            row |= {"value": figure.median, "status": "PASS"}
+        else:
+            row |= {
+                "value": figure.median,
+                "status": "MISS",
+                "by": target.shortfall(figure.median),
+            }
+        found.append(row)
+    return found

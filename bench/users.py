@@ -1,0 +1,83 @@
+"""Realistic user hashes, as the crawl stores them, generated fast and in batches.
+
+Counts, types and login handles come from the stand-in's own generator (a template of a few
+thousand accounts, cycled); each hash gets its own id, a login ending in that id, a 64-hex ETag
+and ``etag_auth``, exactly the fields ``gh_assets.crawl`` writes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from functools import cache
+
+from gh_assets.partitions import PageWindow
+from gh_assets.standin import Dataset
+from gh_assets.storage import PageWrite
+
+FETCHED_AT = datetime(2026, 11, 27, 3, 0, 0, tzinfo=UTC)
+TEMPLATE_IDS = 10_000
+CREDENTIAL = "anonymous"
+
+
+@cache
+def _template() -> list[tuple[str, str, str, str, str, str]]:
+    """(handle, type, public_repos, public_gists, followers, following) of generated accounts."""
+    rows = []
+    for user in Dataset(size=TEMPLATE_IDS, seed=3).all_users():
+        handle = user.login[: len(user.login) - len(str(user.id))]
+        rows.append(
+            (
+                handle,
+                user.type,
+                str(user.public_repos),
+                str(user.public_gists),
+                str(user.followers),
+                str(user.following),
+            )
+        )
+    return rows
+
+
+def user_hash(user_id: int, fetched_at: str = "2026-11-27T03:00:00Z") -> dict[str, str]:
+    """One user's hash with every field the crawl stores."""
+    template = _template()
+    handle, kind, repos, gists, followers, following = template[user_id % len(template)]
+    return {
+        "id": str(user_id),
+        "login": f"{handle}{user_id}",
+        "type": kind,
+        "public_repos": repos,
+        "public_gists": gists,
+        "followers": followers,
+        "following": following,
+        "fetched_at": fetched_at,
+        "etag": hashlib.sha256(b"%d" % user_id).hexdigest(),
+        "etag_auth": CREDENTIAL,
+    }
+
+
+def page_write(first_id: int, count: int) -> PageWrite:
+    """A page of ``count`` consecutive users as ``crawl_page`` would hand it to ``write_page``."""
+    window = PageWindow(first_id, first_id + count - 1)
+    users = [user_hash(user_id) for user_id in range(first_id, first_id + count)]
+    meta = {
+        "first_id": str(window.first_id),
+        "last_id": str(window.last_id),
+        "listed": str(count),
+        "users": str(count),
+        "gone": "0",
+        "not_modified": "0",
+        "requests": str(count + 1),
+    }
+    return PageWrite(window.key, users, [], meta, FETCHED_AT)
+
+
+def page_writes(first_id: int, users: int, per_page: int) -> Iterator[PageWrite]:
+    """Pages of ``per_page`` users covering ids ``first_id .. first_id + users - 1``."""
+    start, end = first_id, first_id + users
+    while start < end:
+        count = min(per_page, end - start)
+        yield page_write(start, count)
+        start += count

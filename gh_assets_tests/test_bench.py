@@ -1,0 +1,112 @@
+"""``python -m bench --size tiny``: every benchmark runs and reports sane values.
+
+No timing is asserted: the figures are for ``make bench`` on a quiet machine. What is asserted
+is that each benchmark produced its figures, that they are plausible (positive rates, about one
+API request per user in REST mode, compact hashes), and that the bench found nothing wrong (it
+checks itself that both crawl designs stored exactly the stand-in's users, and exits non-zero
+otherwise).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+BENCHMARKS = {"crawl", "writes", "frame", "memory", "orchestration", "limits"}
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    out = tmp_path_factory.mktemp("bench") / "latest.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--size", "tiny", "--runs", "1", "--json", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert done.returncode == 0, f"bench failed:\n{done.stdout[-4000:]}\n{done.stderr[-6000:]}"
+    assert "gh_assets bench" in done.stdout and "median" in done.stdout  # the table was printed
+    return json.loads(out.read_text())
+
+
+def median(results: dict, benchmark: str, key: str) -> float:
+    figures = results["benchmarks"][benchmark]["figures"]
+    assert key in figures, f"{benchmark}: no figure {key!r} (has {sorted(figures)})"
+    figure = figures[key]
+    assert figure["n"] == len(figure["runs"]) >= 1
+    assert figure["min"] <= figure["median"] <= figure["max"]
+    return figure["median"]
+
+
+def test_every_benchmark_reported(results: dict) -> None:
+    benchmarks = results["benchmarks"]
+    assert set(benchmarks) == BENCHMARKS
+    for name, section in benchmarks.items():
+        assert "error" not in section, f"{name}: {section.get('error')}"
+        expected = "skipped" if name == "orchestration" else "ok"  # a deployment is too slow
+        assert section["status"] == expected, name
+    meta = results["meta"]
+    assert meta["size"] == "tiny" and meta["runs"] == 1
+    assert meta["machine"]["cores"] >= 1 and meta["machine"]["ram_gib"] > 0
+    assert meta["redis_server"]["redis_version"]
+    assert {"dagster", "redis", "pandas"} <= set(meta["versions"])
+    assert {row["status"] for row in results["targets"]} <= {"PASS", "MISS", "n/a"}
+
+
+def test_crawl_figures(results: dict) -> None:
+    section = results["benchmarks"]["crawl"]
+    assert section["params"]["users"] > 0
+    assert median(results, "crawl", "rest.users_per_s") > 0
+    assert median(results, "crawl", "original.users_per_s") > 0
+    assert 1.0 <= median(results, "crawl", "rest.requests_per_user") <= 1.1
+    assert 1.0 <= median(results, "crawl", "original.requests_per_user") <= 1.1
+    # Nothing changed between the crawl and the re-crawl: every detail answer is a 304.
+    assert median(results, "crawl", "recrawl.not_modified_share") == 100
+    assert 0 < median(results, "crawl", "recrawl.charged_per_user") < 0.5
+    assert median(results, "crawl", "rest_vs_original") > 0
+    assert median(results, "crawl", "wide.users_per_s") > 0
+    assert median(results, "crawl", "ceiling") > 0
+    if "graphql" in section["params"]["project_detail_modes"]:
+        assert 0 < median(results, "crawl", "graphql.requests_per_user") < 1
+
+
+def test_write_figures(results: dict) -> None:
+    assert median(results, "writes", "project.users_per_s") > 0
+    assert median(results, "writes", "original.users_per_s") > 0
+    assert median(results, "writes", "project.script_us") > 0
+
+
+def test_frame_figures(results: dict) -> None:
+    params = results["benchmarks"]["frame"]["params"]
+    for n in params["project_sizes"]:
+        assert median(results, "frame", f"project.{n}.seconds") > 0
+        assert median(results, "frame", f"project.{n}.frame_mb") > 0
+        assert median(results, "frame", f"project.{n}.traced_peak_mb") > 0
+        assert median(results, "frame", f"project.{n}.rss_peak_mb") >= 0
+    for n in params["original_sizes"]:
+        assert median(results, "frame", f"original.{n}.seconds") > 0
+    assert median(results, "frame", f"speedup.{params['compared_at']}") > 0
+
+
+def test_memory_figures(results: dict) -> None:
+    assert 100 < median(results, "memory", "hash_bytes") < 1000
+    assert median(results, "memory", "used_per_user") >= median(results, "memory", "hash_bytes")
+    assert median(results, "memory", "listpack_share") == 100
+    assert median(results, "memory", "github_gb") > 0
+
+
+def test_limit_figures(results: dict) -> None:
+    assert median(results, "limits", "standin.requests_per_s") > 0
+    figures = results["benchmarks"]["limits"]["figures"]
+    if "redis.hset.c1" in figures:
+        assert median(results, "limits", "redis.hset.c1") > 0
+        assert median(results, "limits", "redis.hgetall.c50") > 0
+    else:
+        assert any("redis-benchmark" in note for note in results["benchmarks"]["limits"]["notes"])
