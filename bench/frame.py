@@ -410,7 +410,8 @@ def _growth(section: Section, loop: dict[int, list[dict]]) -> None:
     section.notes.append(
         "Original loop, ms per user: "
         + ", ".join(f"{n:,}: {1000 * seconds[n] / n:.2f}" for n in sizes)
-        + " (pd.concat copies the whole frame for every row: quadratic)."
+        + f" (time ~ users^{exponent:.2f} over this range: each pd.concat copies the frame so"
+        " far, so the per-user cost keeps rising with the size; quadratic in the limit)."
     )
 
 
