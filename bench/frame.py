@@ -87,13 +87,14 @@ def _reader(url: str, mode: str):
     import pandas as pd
 
     from bench import original
-    from gh_assets.storage import FRAME_FIELDS, frame_from_columns
+    from gh_assets.storage import HASH_FIELDS, batch_columns, frame_from_batches
 
     store = RedisStore.from_url(url)
     store.client.ping()
     # Warm up lazily imported code paths of both readers on two rows, outside the measurement.
-    sample = {name: [b"1", b"2"] for name in FRAME_FIELDS}
-    frame_from_columns(sample | {"fetched_at": [b"2026-11-27T03:00:00Z"] * 2})
+    row = [b"1"] * len(HASH_FIELDS)
+    row[HASH_FIELDS.index("fetched_at")] = b"2026-11-27T03:00:00Z"
+    frame_from_batches([batch_columns([b"1", b"2"], [row, row])])
     pd.concat([pd.DataFrame([{"a": "1"}]), pd.DataFrame([{"a": "2"}])], ignore_index=True)
     if mode == "project":
         return lambda: store.read_frame()
@@ -101,14 +102,16 @@ def _reader(url: str, mode: str):
 
 
 def _snapshot_before_frame(read) -> dict[str, Any]:
-    """What read_frame holds when it hands its raw columns to frame_from_columns (the bench
-    wraps that module function for one call: instrumentation, not a change), and the peak."""
+    """What read_frame holds once every batch is typed, just before frame_from_batches joins
+    them into the frame (the bench wraps that module function for one call: instrumentation,
+    not a change; the function itself lists the batches first), and the peak."""
     from gh_assets import storage
 
-    original = storage.frame_from_columns
+    original = storage.frame_from_batches
     seen: dict[str, Any] = {}
 
-    def wrapped(columns):
+    def wrapped(batches):
+        batches = list(batches)
         current = tracemalloc.get_traced_memory()[0]
         snapshot = tracemalloc.take_snapshot()
         seen["held_before_frame_mb"] = current / 1e6
@@ -117,9 +120,9 @@ def _snapshot_before_frame(read) -> dict[str, Any]:
             f"{_short(stat.traceback[0].filename)}:{stat.traceback[0].lineno}"
             for stat in snapshot.statistics("lineno")[:6]
         ]
-        return original(columns)
+        return original(batches)
 
-    storage.frame_from_columns = wrapped
+    storage.frame_from_batches = wrapped
     tracemalloc.start()
     try:
         frame = read()
@@ -127,7 +130,7 @@ def _snapshot_before_frame(read) -> dict[str, Any]:
         seen["frame_mb"] = frame.memory_usage(deep=True).sum() / 1e6
     finally:
         tracemalloc.stop()
-        storage.frame_from_columns = original
+        storage.frame_from_batches = original
     return seen
 
 
@@ -334,7 +337,7 @@ def run(ctx: Context) -> Section:
                 f"(same cost per user): {profiled['seconds'] / profiled_size * 1e6:.1f} us per "
                 f"user; heaviest own time: "
                 + "; ".join(line.strip() for line in top)
-                + f". Memory: when the raw columns reach frame_from_columns, "
+                + f". Memory: when the typed batches reach frame_from_batches, "
                 f"{snap['held_before_frame_mb']:.0f} MB are held (frame {snap['frame_mb']:.0f} "
                 f"MB, peak {snap['peak_mb']:.0f} MB); top sites: "
                 + "; ".join(snap["top_sites"][:3])

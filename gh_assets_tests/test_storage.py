@@ -119,6 +119,32 @@ def test_a_failed_write_leaves_the_page_as_it_was(store: RedisStore, redis_url: 
     assert snapshot(store) == before
 
 
+def test_a_page_larger_than_one_batched_call(store: RedisStore) -> None:
+    # The script sends the login, id and member updates of a page in calls of 1,000 arguments.
+    store.write_page(page([user(i) for i in range(1, 2501)]))
+    assert store.user_count() == 2500
+    assert store.client.hlen(store.logins_key) == 2500
+    assert store.user_id_for_login("user2500") == 2500
+
+    store.write_page(page([user(i) for i in range(1, 1301)], gone=tuple(range(1301, 2501))))
+
+    assert store.user_count() == 1300
+    assert store.ids_between(1, 2500) == set(range(1, 1301))
+    assert store.page_members("p1") == set(range(1, 1301))
+    assert store.page_gone("p1") == set(range(1301, 2501))
+    assert store.client.hlen(store.logins_key) == 1300
+    assert store.user_id_for_login("user1301") is None
+    assert store.client.exists(store.user_key(2000)) == 0
+
+
+def test_a_page_whose_users_are_all_gone(store: RedisStore) -> None:
+    store.write_page(page([user(1), user(2)]))
+    store.write_page(page([], gone=(1, 2)))
+    assert store.user_count() == 0
+    assert store.page_gone("p1") == {1, 2}
+    assert store.page_meta("p1")["users"] == "0"
+
+
 def test_user_hash_stays_in_compact_encoding(store: RedisStore) -> None:
     store.write_page(page([user(1, "a" * 39, etag=ETAG, etag_auth="sha256:0123456789ab")]))
     assert store.client.object("encoding", store.user_key(1)) == b"listpack"
@@ -152,6 +178,64 @@ def test_read_frame_rejects_corrupt_counters(store: RedisStore) -> None:
     store.client.hset(store.user_key(1), "followers", "many")
     with pytest.raises(ValueError, match="followers"):
         store.read_frame()
+
+
+def test_read_frame_skips_a_user_deleted_after_its_id_was_read(store: RedisStore) -> None:
+    store.write_page(page([user(i) for i in range(1, 11)]))
+    store.client.zadd(store.ids_key, {"4": 4, "8": 8, "11": 11})  # ids without a hash
+    store.client.delete(store.user_key(4), store.user_key(8))
+
+    frame = store.read_frame(batch=3)
+
+    assert frame["id"].tolist() == [1, 2, 3, 5, 6, 7, 9, 10]
+    assert frame["login"].tolist() == [f"User{i}" for i in (1, 2, 3, 5, 6, 7, 9, 10)]
+
+
+def test_id_batches_neither_repeat_nor_skip_while_the_index_changes(store: RedisStore) -> None:
+    store.write_page(page([user(i) for i in range(10, 20)]))
+    batches = store.iter_id_batches(batch=4)
+    seen = list(next(batches))
+    store.client.zadd(store.ids_key, {"1": 1, "2": 2})  # a page of lower ids lands meanwhile
+    seen += [user_id for ids in batches for user_id in ids]
+
+    assert seen == [str(i).encode() for i in range(10, 20)]
+
+
+def test_read_frame_keeps_missing_fetched_at_as_nat(store: RedisStore) -> None:
+    store.write_page(page([user(1), user(2)]))
+    store.client.hdel(store.user_key(2), "fetched_at")
+
+    frame = store.read_frame()
+
+    assert frame["fetched_at"].iloc[0] == pd.Timestamp("2026-11-27T03:00:00Z")
+    assert frame["fetched_at"].isna().tolist() == [False, True]
+
+
+def test_read_frame_error_reply_discards_the_connection(store: RedisStore) -> None:
+    store.write_page(page([user(i) for i in range(1, 21)]))
+    store.client.zadd(store.ids_key, {"15": 15})
+    store.client.delete(store.user_key(15))
+    store.client.set(store.user_key(15), "not a hash")
+
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        store.read_frame(batch=4)
+
+    # The connection with replies still owed was closed, not handed back: the pool still works.
+    assert store.client.hget(store.user_key(3), "login") == b"User3"
+    store.client.delete(store.user_key(15))
+    assert len(store.read_frame(batch=4)) == 19
+
+
+def test_read_frame_survives_health_checks_between_batches(redis_url: str, key_prefix: str) -> None:
+    # A health-check PING sent while a batch's replies are unread would read one of them.
+    store = RedisStore.from_url(redis_url, key_prefix, health_check_interval=1e-6)
+    try:
+        store.write_page(page([user(i, followers=i) for i in range(1, 51)]))
+        frame = store.read_frame(batch=5)
+        assert frame["followers"].tolist() == list(range(1, 51))
+        assert store.client.ping()
+    finally:
+        store.client.close()
 
 
 def test_repr_hides_the_password(redis_url: str) -> None:
