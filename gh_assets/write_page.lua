@@ -11,6 +11,14 @@
 local user_prefix, page, fetched_at = ARGV[1], ARGV[2], ARGV[3]
 local data = cjson.decode(ARGV[4])
 local logins = KEYS[4]
+local CHUNK = 1000 -- arguments per batched call: unpack() is bounded by Lua's C stack
+
+-- One command over many arguments, CHUNK at a time: one call per page instead of one per user.
+local function batched(command, key, items)
+  for first = 1, #items, CHUNK do
+    redis.call(command, key, unpack(items, first, math.min(first + CHUNK - 1, #items)))
+  end
+end
 
 -- Forget a login -> id entry only while it still points at this id (another account may own it now).
 local function forget_login(login, id)
@@ -22,7 +30,7 @@ end
 -- Redis does not roll a script back: refuse a bad payload before the first write.
 local listed = {}
 for _, fields in ipairs(data.users) do
-  if fields[1] ~= 'id' or fields[3] ~= 'login' or type(fields[4]) ~= 'string' then
+  if fields[1] ~= 'id' or fields[3] ~= 'login' or type(fields[4]) ~= 'string' or #fields % 2 == 1 then
     return redis.error_reply('page ' .. page .. ': a user without id or login')
   end
   listed[fields[2]] = true
@@ -39,26 +47,35 @@ for _, id in ipairs(redis.call('SMEMBERS', KEYS[2])) do
 end
 redis.call('DEL', KEYS[2], KEYS[3])
 
-for _, fields in ipairs(data.users) do
+local login_pairs, scored, members = {}, {}, {}
+for u, fields in ipairs(data.users) do
   local id, login = fields[2], fields[4]
   local key = user_prefix .. id
   local old_login = redis.call('HGET', key, 'login')
-  if old_login and string.lower(old_login) ~= string.lower(login) then
+  local lower = string.lower(login)
+  if old_login and string.lower(old_login) ~= lower then
     forget_login(old_login, id)
   end
   redis.call('DEL', key)
   redis.call('HSET', key, unpack(fields))
-  redis.call('HSET', logins, string.lower(login), id)
-  redis.call('ZADD', KEYS[5], id, id)
-  redis.call('SADD', KEYS[2], id)
+  login_pairs[2 * u - 1], login_pairs[2 * u] = lower, id
+  scored[2 * u - 1], scored[2 * u] = id, id
+  members[u] = id
+end
+if #members > 0 then
+  batched('HSET', logins, login_pairs)
+  batched('ZADD', KEYS[5], scored)
+  batched('SADD', KEYS[2], members)
 end
 
 for _, id in ipairs(data.gone) do
   local key = user_prefix .. id
   forget_login(redis.call('HGET', key, 'login'), id)
   redis.call('DEL', key)
-  redis.call('ZREM', KEYS[5], id)
-  redis.call('SADD', KEYS[3], id)
+end
+if #data.gone > 0 then
+  batched('ZREM', KEYS[5], data.gone)
+  batched('SADD', KEYS[3], data.gone)
 end
 
 redis.call('DEL', KEYS[1])
