@@ -27,6 +27,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
+from itertools import islice
 from typing import Any
 
 import hiredis
@@ -39,7 +40,7 @@ COUNTERS = ("public_repos", "public_gists", "followers", "following")
 FRAME_FIELDS = ("id", "login", "type", *COUNTERS, "fetched_at")
 USER_FIELDS = (*FRAME_FIELDS, "etag", "etag_auth")
 HASH_FIELDS = FRAME_FIELDS[1:]  # what read_frame reads from each hash: ids come from the index
-READ_BATCH = 10_000
+READ_BATCH = 2_000  # small enough that Redis and the client overlap even at 10,000 users
 
 _WRITE_PAGE = resources.files(__package__).joinpath("write_page.lua").read_text()
 
@@ -249,9 +250,11 @@ def _hash_rows(
     head = b"*%d\r\n$5\r\nHMGET\r\n" % (len(fields) + 2)
     prefix = key_prefix.encode()
 
+    between = b"\r\n" + tail + head  # ends one command, starts the next
+
     def packed(ids: list[bytes]) -> bytes:
-        keys = (prefix + user_id for user_id in ids)
-        return b"".join([head + b"$%d\r\n%s\r\n" % (len(key), key) + tail for key in keys])
+        keys = [b"$%d\r\n%s%s" % (len(prefix) + len(i), prefix, i) for i in ids]
+        return head + between.join(keys) + b"\r\n" + tail
 
     pool = client.connection_pool
     connection = pool.get_connection()
@@ -285,17 +288,16 @@ def _replies(connection: redis.connection.AbstractConnection, reader: Any, count
     collecting = gc.isenabled()
     gc.disable()
     try:
-        while len(found) < count:
-            reply = reader.gets()
-            if reply is False:
-                data = sock.recv(1 << 20)
-                if not data:
-                    raise redis.ConnectionError("Redis closed the connection during a read")
-                reader.feed(data)
-            elif isinstance(reply, hiredis.ReplyError):
-                raise redis.ResponseError(str(reply))
-            else:
-                found.append(reply)
+        while True:
+            # The complete replies parsed so far, in one C loop; those past ``count`` belong to
+            # the next batch and stay in the reader.
+            found += islice(iter(reader.gets, False), count - len(found))
+            if len(found) == count:
+                break
+            data = sock.recv(1 << 20)
+            if not data:
+                raise redis.ConnectionError("Redis closed the connection during a read")
+            reader.feed(data)
     except TimeoutError as error:
         raise redis.TimeoutError(f"Redis did not answer in time: {error}") from None
     except OSError as error:
@@ -303,6 +305,8 @@ def _replies(connection: redis.connection.AbstractConnection, reader: Any, count
     finally:
         if collecting:
             gc.enable()
+    if set(map(type, found)) - {list}:  # an HMGET answers a list, or an error
+        raise redis.ResponseError(next(str(r) for r in found if not isinstance(r, list)))
     return found
 
 
