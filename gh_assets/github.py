@@ -44,7 +44,9 @@ MAX_RATE_LIMIT_WAITS = 3  # rate-limit sleeps per request before giving up with 
 SECONDARY_MIN_WAIT = 60.0  # GitHub: "wait at least one minute", then back off exponentially
 PRIMARY_WINDOW = 3600.0  # an exhausted budget without X-RateLimit-Reset: assume a whole window
 GRAPHQL_BATCH = 100  # GitHub: "You may not provide more than 100 node ids"
-DEFAULT_MAX_CONCURRENCY = 8
+# GitHub's secondary limit allows at most 100 concurrent requests per account, and the github_api
+# pool (gh_assets/dagster.yaml, default_limit 2) lets 2 runs call GitHub at once: 2 x 32 = 64.
+DEFAULT_MAX_CONCURRENCY = 32
 
 DetailMode = Literal["rest", "graphql"]
 DETAIL_MODES: tuple[str, ...] = get_args(DetailMode)
@@ -260,7 +262,8 @@ class GitHubClient:
 
     ``max_concurrency`` bounds the HTTP requests in flight from this client, whatever number of
     pages or threads share it (list requests included); backoff and rate-limit sleeps hold no
-    slot.
+    slot. The default, 32, keeps the 2 runs the ``github_api`` pool allows at once (2 x 32 = 64)
+    under GitHub's secondary limit of 100 concurrent requests per account.
 
     ``detail_mode`` chooses how ``get_details`` reads counters: ``"rest"`` (one conditional
     ``GET /user/{id}`` per user) or ``"graphql"`` (one query per 100 users at ``graphql_url``,

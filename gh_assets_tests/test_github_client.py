@@ -824,7 +824,7 @@ def test_the_token_never_leaks(
     assert caplog.records and not [t for t in texts if "SECRET" in t]
     assert (
         repr(client)
-        == f"GitHubClient(api_url='{replay.url}', authenticated=True, max_concurrency=8)"
+        == f"GitHubClient(api_url='{replay.url}', authenticated=True, max_concurrency=32)"
     )
 
 
