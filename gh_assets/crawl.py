@@ -15,7 +15,14 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from gh_assets.github import GONE, NOT_MODIFIED, GitHubClient, UserDetail, request_tally
+from gh_assets.github import (
+    GONE,
+    NOT_MODIFIED,
+    GitHubClient,
+    UserDetail,
+    request_rank,
+    request_tally,
+)
 from gh_assets.partitions import PageWindow
 from gh_assets.storage import COUNTERS, PageWrite, RedisStore, iso_utc
 
@@ -108,18 +115,20 @@ def crawl_pages(
     """``crawl_page`` for each window, up to ``PAGES_IN_FLIGHT`` at once; reports in window order.
 
     The next page's list request and details start while the previous page's last details are
-    in flight; all of them share the client's one bound on requests in flight. Each page is
+    in flight; all of them share the client's one bound on requests in flight, where an earlier
+    page takes a free slot first (``request_rank``), so pages finish one by one. Each page is
     written whole, in its own ``write_page``, as soon as its own details are complete. At the
     first page (in window order) that fails, no new page starts; the pages already running are
     waited for (no thread outlives the call), and that page's error is raised once the reports
     of the pages before it have been yielded.
     """
-    upcoming = iter(windows)
+    upcoming = enumerate(windows)
     failed = threading.Event()  # set by any page that raises: start nothing after it
 
-    def run(window: PageWindow) -> PageReport:
+    def run(number: int, window: PageWindow) -> PageReport:
         try:
-            return crawl_page(client, store, window, credential_id)
+            with request_rank(number):  # the earlier page gets free slots first, finishes first
+                return crawl_page(client, store, window, credential_id)
         except BaseException:
             failed.set()
             raise
@@ -128,9 +137,9 @@ def crawl_pages(
         running: deque[Future[PageReport]] = deque()
 
         def start_next() -> None:
-            window = next(upcoming, None)
-            if window is not None and not failed.is_set():
-                running.append(pool.submit(contextvars.copy_context().run, run, window))
+            page = next(upcoming, None)
+            if page is not None and not failed.is_set():
+                running.append(pool.submit(contextvars.copy_context().run, run, *page))
 
         for _ in range(PAGES_IN_FLIGHT):
             start_next()

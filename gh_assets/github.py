@@ -11,6 +11,8 @@ different fall back to ``GET /user/{id}``.
 """
 
 import contextvars
+import heapq
+import itertools
 import json
 import logging
 import math
@@ -250,6 +252,54 @@ def request_tally() -> Iterator[RequestTally]:
         _TALLY.reset(token)
 
 
+_RANK: contextvars.ContextVar[int] = contextvars.ContextVar("gh_assets_request_rank", default=0)
+
+
+@contextmanager
+def request_rank(rank: int) -> Iterator[None]:
+    """Requests sent in this context take a free slot of the client before those of a higher
+    rank (first come, first served among equals): ``crawl_pages`` gives earlier pages a lower
+    rank so they finish first and the next page starts, instead of all pages in flight
+    advancing in lockstep and then starting together with only their list requests in flight."""
+    token = _RANK.set(rank)
+    try:
+        yield
+    finally:
+        _RANK.reset(token)
+
+
+class _Slots:
+    """At most ``size`` holders at once, like a ``BoundedSemaphore``; but a freed slot is handed
+    to the waiter of lowest ``request_rank`` (then the longest waiting), never to whichever
+    thread grabs it first. A semaphore lets a thread that just released take the slot back for
+    its next task, so every page in flight keeps its share and none finishes early."""
+
+    def __init__(self, size: int) -> None:
+        self._lock = threading.Lock()
+        self._size = self._free = size
+        self._waiting: list[tuple[int, int, threading.Lock]] = []  # heap: rank, arrival, gate
+        self._arrival = itertools.count()
+
+    def __enter__(self) -> None:
+        with self._lock:
+            if self._free:  # a free slot means nobody waits: release() hands slots to waiters
+                self._free -= 1
+                return
+            gate = threading.Lock()
+            gate.acquire()
+            heapq.heappush(self._waiting, (_RANK.get(), next(self._arrival), gate))
+        gate.acquire()  # released by __exit__ of a holder: the slot is handed over
+
+    def __exit__(self, *exc_info: object) -> None:
+        with self._lock:
+            if self._waiting:
+                heapq.heappop(self._waiting)[2].release()
+            elif self._free < self._size:
+                self._free += 1
+            else:
+                raise ValueError("a slot was released more often than taken")
+
+
 def _submit(
     pool: ThreadPoolExecutor, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs
 ) -> Future[T]:
@@ -262,8 +312,9 @@ class GitHubClient:
 
     ``max_concurrency`` bounds the HTTP requests in flight from this client, whatever number of
     pages or threads share it (list requests included); backoff and rate-limit sleeps hold no
-    slot. The default, 32, keeps the 2 runs the ``github_api`` pool allows at once (2 x 32 = 64)
-    under GitHub's secondary limit of 100 concurrent requests per account.
+    slot, and a freed slot goes to the waiting request of lowest ``request_rank``. The default,
+    32, keeps the 2 runs the ``github_api`` pool allows at once (2 x 32 = 64) under GitHub's
+    secondary limit of 100 concurrent requests per account.
 
     ``detail_mode`` chooses how ``get_details`` reads counters: ``"rest"`` (one conditional
     ``GET /user/{id}`` per user) or ``"graphql"`` (one query per 100 users at ``graphql_url``,
@@ -312,7 +363,7 @@ class GitHubClient:
             )
         self._timeout = timeout
         self._max_concurrency = max_concurrency
-        self._in_flight = threading.BoundedSemaphore(max_concurrency)
+        self._in_flight = _Slots(max_concurrency)
         self._max_retries = max_retries
         self._backoff_base = backoff_base
         self._backoff_max = backoff_max

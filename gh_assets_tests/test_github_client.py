@@ -711,6 +711,29 @@ def test_max_concurrency_bounds_the_whole_client_across_threads(
     assert replay.peak == 3  # 4 callers with 3 to 6 requests each, never more than 3 at once
 
 
+def test_a_freed_slot_goes_to_the_lowest_rank_then_the_longest_waiting() -> None:
+    slots = github._Slots(1)
+    slots.__enter__()  # the only slot is taken
+    order: list[str] = []
+
+    def take(name: str, rank: int) -> None:
+        with github.request_rank(rank), slots:
+            order.append(name)
+
+    threads = []
+    for name, rank in (("late-2", 2), ("first-1", 1), ("second-1", 1), ("only-0", 0)):
+        threads.append(threading.Thread(target=take, args=(name, rank)))
+        threads[-1].start()
+        while len(slots._waiting) < len(threads):  # queued, in this order
+            time.sleep(0.001)
+    slots.__exit__(None, None, None)
+    for thread in threads:
+        thread.join()
+    assert order == ["only-0", "first-1", "second-1", "late-2"]
+    with pytest.raises(ValueError, match="released more often"):
+        slots.__exit__(None, None, None)
+
+
 def test_a_backoff_sleep_holds_no_request_slot(
     replay: Replay, make_client: Callable[..., GitHubClient]
 ) -> None:
