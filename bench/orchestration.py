@@ -6,8 +6,8 @@ and dagster-daemon, as native processes, on a fresh instance with the project's 
 waits for ``github_pages_sensor`` to register the pages, then launches a backfill of every page
 through the webserver's GraphQL API (as the UI does) and measures the seconds until the backfill
 has completed successfully and every page is materialized. The stand-in has zero latency, so the
-time is Dagster's; the pure crawl time of the same pages (``crawl_page`` in this process) is
-measured too and subtracted for the overhead per page.
+time is Dagster's; the pure crawl time of the same pages (``crawl_pages`` in this process, as
+one multi-page run crawls them) is measured too and subtracted for the overhead per page.
 
 The backfill daemon iterates every 30 s, so where a launch falls in that cycle matters: launches
 are spread evenly over it (a wait of 30 x (i + 1/2) / n s before the i-th of n backfills), and
@@ -37,7 +37,7 @@ import requests
 
 from bench.figures import BenchError, Section
 from bench.servers import Context, StandinAdmin, standin_process
-from gh_assets.crawl import crawl_page
+from gh_assets.crawl import crawl_pages
 from gh_assets.github import GitHubClient
 from gh_assets.partitions import PageWindow
 from gh_assets.services import free_port
@@ -308,13 +308,13 @@ def run_backfill(api: GraphQL, keys: list[str], found: Deployment) -> Backfill:
 
 
 def pure_crawl_seconds(api_url: str, redis_url: str, windows: list[PageWindow]) -> float:
-    """The same pages crawled by ``crawl_page`` in this process: the work without Dagster."""
+    """The same pages crawled by ``crawl_pages`` in this process: the work without Dagster."""
     store = RedisStore.from_url(redis_url, "pure:")
     try:
         with GitHubClient(api_url) as client:
             started = time.perf_counter()
-            for window in windows:
-                crawl_page(client, store, window, "anonymous")
+            for _ in crawl_pages(client, store, windows, "anonymous"):
+                pass
             return time.perf_counter() - started
     finally:
         keys = list(store.client.scan_iter(match="pure:*", count=1000))
@@ -425,7 +425,7 @@ def _figures(
     work = statistics.median(pure) / pages
     section.add(
         "pure_crawl_per_page",
-        "the same pages by crawl_page in-process (no Dagster)",
+        "the same pages by crawl_pages in-process (no Dagster)",
         "s/page",
         [p / pages for p in pure],
         digits=3,

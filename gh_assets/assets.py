@@ -1,12 +1,13 @@
 """The asset graph: pages of GitHub users -> one DataFrame -> summary statistics."""
 
 import base64
+import time
 
 import dagster as dg
 import pandas as pd
 
 from gh_assets.checks import PAGE_CHECKS, audit_pages
-from gh_assets.crawl import PageReport, crawl_page
+from gh_assets.crawl import PageReport, crawl_pages
 from gh_assets.github import GitHubHTTPError, MalformedResponseError, RateLimitError
 from gh_assets.partitions import PageWindow, github_pages
 from gh_assets.resources import GitHubResource, RedisResource
@@ -49,38 +50,43 @@ def github_users(
     store = redis.get_store()
     windows = [PageWindow.from_key(key) for key in context.partition_keys]
     reports: list[PageReport] = []
+    started = time.monotonic()
     with github.get_client() as client:
-        for number, window in enumerate(windows):
-            try:
-                report = crawl_page(client, store, window, github.credential_id)
-            except RateLimitError as error:
-                for left in windows[number:]:
-                    store.defer_page(left.key, error.reset_at)
-                raise dg.Failure(
-                    description=f"{error}. Page {window.key} was not written; "
-                    "stale_pages_sensor runs it again after the reset.",
-                    allow_retries=False,
-                ) from error
-            except (MalformedResponseError, GitHubHTTPError) as error:
-                if isinstance(error, GitHubHTTPError) and error.status not in PERMANENT_STATUSES:
-                    raise  # a transient fault outlived the client's retries: RetryPolicy
-                raise dg.Failure(
-                    description=f"{error}. Page {window.key} was not written; retrying "
-                    "would not help until the cause is fixed.",
-                    allow_retries=False,
-                ) from error
-            context.log.info(
-                f"page {window.key}: {report.written} users written, {report.gone} gone, "
-                f"{report.not_modified} unchanged (304), {report.requests} requests, "
-                f"{report.seconds:.1f} s"
-            )
-            reports.append(report)
+        # Pages overlap (crawl_pages); reports, and a failed page's error, come in page order.
+        try:
+            for report in crawl_pages(client, store, windows, github.credential_id):
+                context.log.info(
+                    f"page {report.page}: {report.written} users written, {report.gone} gone, "
+                    f"{report.not_modified} unchanged (304), {report.requests} requests, "
+                    f"{report.seconds:.1f} s"
+                )
+                reports.append(report)
+        except RateLimitError as error:
+            number = len(reports)  # the failed page: every page before it was reported
+            for left in windows[number:]:
+                store.defer_page(left.key, error.reset_at)
+            raise dg.Failure(
+                description=f"{error}. Page {windows[number].key} was not written; "
+                "stale_pages_sensor runs it again after the reset.",
+                allow_retries=False,
+            ) from error
+        except (MalformedResponseError, GitHubHTTPError) as error:
+            if isinstance(error, GitHubHTTPError) and error.status not in PERMANENT_STATUSES:
+                raise  # a transient fault outlived the client's retries: RetryPolicy
+            raise dg.Failure(
+                description=f"{error}. Page {windows[len(reports)].key} was not written; "
+                "retrying would not help until the cause is fixed.",
+                allow_retries=False,
+            ) from error
     return dg.MaterializeResult(
-        metadata=_page_metadata(reports), check_results=audit_pages(store, windows)
+        metadata=_page_metadata(reports, time.monotonic() - started),
+        check_results=audit_pages(store, windows),
     )
 
 
-def _page_metadata(reports: list[PageReport]) -> dict[str, int | float | str]:
+def _page_metadata(reports: list[PageReport], seconds: float) -> dict[str, int | float | str]:
+    """Totals of the run's pages; ``seconds`` is the run's crawl time (pages overlap, so their
+    own times add up to more)."""
     remaining = reports[-1].rate_limit_remaining if reports else None
     return {
         "users_written": sum(r.written for r in reports),
@@ -89,7 +95,7 @@ def _page_metadata(reports: list[PageReport]) -> dict[str, int | float | str]:
         "not_modified": sum(r.not_modified for r in reports),
         "api_requests": sum(r.requests for r in reports),
         "rate_limit_remaining": remaining if remaining is not None else "unlimited",
-        "seconds": round(sum(r.seconds for r in reports), 3),
+        "seconds": round(seconds, 3),
         "pages": len(reports),
     }
 

@@ -1,14 +1,34 @@
-"""Crawl one page: list its users, read their counts, and write the page to Redis whole."""
+"""Crawl pages: list each page's users, read their counts, and write the page to Redis whole.
+
+``crawl_page`` does one page; ``crawl_pages`` overlaps consecutive pages of a run so the client's
+requests in flight stay busy while a page waits for its list request or its last details.
+"""
 
 from __future__ import annotations
 
+import contextvars
+import threading
 import time
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from gh_assets.github import GONE, NOT_MODIFIED, GitHubClient, UserDetail
+from gh_assets.github import (
+    GONE,
+    NOT_MODIFIED,
+    GitHubClient,
+    UserDetail,
+    request_rank,
+    request_tally,
+)
 from gh_assets.partitions import PageWindow
 from gh_assets.storage import COUNTERS, PageWrite, RedisStore, iso_utc
+
+# Pages in progress at once in crawl_pages. One page alone leaves the pipe part empty (its list
+# request is serial, its last round of details partly full); a second page fills those gaps.
+PAGES_IN_FLIGHT = 2
 
 
 @dataclass(frozen=True)
@@ -34,14 +54,17 @@ def crawl_page(
     are specific to a token; a 304 keeps the stored counts and refreshes ``fetched_at``. The
     client's ``detail_mode`` decides how counts are read; users answered by GraphQL come without
     an ETag, so their hash is written without one (and their next re-crawl has no 304).
+    ``requests`` counts this page's own requests (retries included), even when other pages
+    share the client at the same time.
     """
     started = time.monotonic()
-    requests_before = client.stats.requests
-    listed = client.list_users(window.first_id, window.last_id)
-    stored = store.read_users(user.id for user in listed)
-    answers = client.get_details(
-        listed, {user.id: _reusable_etag(stored.get(user.id), credential_id) for user in listed}
-    )
+    with request_tally() as tally:
+        listed = client.list_users(window.first_id, window.last_id)
+        stored = store.read_users(user.id for user in listed)
+        answers = client.get_details(
+            listed,
+            {user.id: _reusable_etag(stored.get(user.id), credential_id) for user in listed},
+        )
     fetched_at = datetime.now(UTC)
     now = iso_utc(fetched_at)
 
@@ -60,7 +83,7 @@ def crawl_page(
         else:  # pragma: no cover - the client returns nothing else
             raise TypeError(f"unexpected answer for user {user.id}: {answer!r}")
 
-    requests = client.stats.requests - requests_before
+    requests = tally.requests
     meta = {
         "first_id": str(window.first_id),
         "last_id": str(window.last_id),
@@ -81,6 +104,51 @@ def crawl_page(
         rate_limit_remaining=client.stats.rate_limit_remaining,
         seconds=time.monotonic() - started,
     )
+
+
+def crawl_pages(
+    client: GitHubClient,
+    store: RedisStore,
+    windows: Iterable[PageWindow],
+    credential_id: str,
+) -> Iterator[PageReport]:
+    """``crawl_page`` for each window, up to ``PAGES_IN_FLIGHT`` at once; reports in window order.
+
+    The next page's list request and details start while the previous page's last details are
+    in flight; all of them share the client's one bound on requests in flight, where an earlier
+    page takes a free slot first (``request_rank``), so pages finish one by one. Each page is
+    written whole, in its own ``write_page``, as soon as its own details are complete. At the
+    first page (in window order) that fails, no new page starts; the pages already running are
+    waited for (no thread outlives the call), and that page's error is raised once the reports
+    of the pages before it have been yielded.
+    """
+    upcoming = enumerate(windows)
+    failed = threading.Event()  # set by any page that raises: start nothing after it
+
+    def run(number: int, window: PageWindow) -> PageReport:
+        try:
+            with request_rank(number):  # the earlier page gets free slots first, finishes first
+                return crawl_page(client, store, window, credential_id)
+        except BaseException:
+            failed.set()
+            raise
+
+    with ThreadPoolExecutor(PAGES_IN_FLIGHT, thread_name_prefix="gh-page") as pool:
+        running: deque[Future[PageReport]] = deque()
+
+        def start_next() -> None:
+            page = next(upcoming, None)
+            if page is not None and not failed.is_set():
+                running.append(pool.submit(contextvars.copy_context().run, run, *page))
+
+        for _ in range(PAGES_IN_FLIGHT):
+            start_next()
+        while running:
+            report = running.popleft().result()  # raises that page's error, in window order
+            start_next()  # before yielding: a slow consumer must not idle the pipe
+            yield report
+    # Leaving the block (a page's error, or the consumer closing the iterator) waits for the
+    # pages still running.
 
 
 def _reusable_etag(stored: dict[str, str] | None, credential_id: str) -> str | None:

@@ -10,6 +10,9 @@ request each; organizations, bots, users without a ``node_id`` and nodes that co
 different fall back to ``GET /user/{id}``.
 """
 
+import contextvars
+import heapq
+import itertools
 import json
 import logging
 import math
@@ -18,12 +21,13 @@ import re
 import reprlib
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, as_completed, wait
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any, Literal, Self, TypeVar, get_args
+from typing import Any, Literal, ParamSpec, Self, TypeVar, get_args
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import requests
@@ -31,6 +35,7 @@ from requests.adapters import HTTPAdapter
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+P = ParamSpec("P")
 
 DEFAULT_API_URL = "https://api.github.com"
 API_VERSION = "2022-11-28"
@@ -41,6 +46,9 @@ MAX_RATE_LIMIT_WAITS = 3  # rate-limit sleeps per request before giving up with 
 SECONDARY_MIN_WAIT = 60.0  # GitHub: "wait at least one minute", then back off exponentially
 PRIMARY_WINDOW = 3600.0  # an exhausted budget without X-RateLimit-Reset: assume a whole window
 GRAPHQL_BATCH = 100  # GitHub: "You may not provide more than 100 node ids"
+# GitHub's secondary limit allows at most 100 concurrent requests per account, and the github_api
+# pool (gh_assets/dagster.yaml, default_limit 2) lets 2 runs call GitHub at once: 2 x 32 = 64.
+DEFAULT_MAX_CONCURRENCY = 32
 
 DetailMode = Literal["rest", "graphql"]
 DETAIL_MODES: tuple[str, ...] = get_args(DetailMode)
@@ -212,8 +220,101 @@ class RequestStats:
             self.graphql_points += cost
 
 
+class RequestTally:
+    """Requests sent inside one ``request_tally()`` block, from whatever thread of it.
+
+    Client-wide ``RequestStats`` cannot say which page a request was for once pages overlap.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.requests = 0
+
+    def _add(self) -> None:
+        with self._lock:
+            self.requests += 1
+
+
+_TALLY: contextvars.ContextVar[RequestTally | None] = contextvars.ContextVar(
+    "gh_assets_request_tally", default=None
+)
+
+
+@contextmanager
+def request_tally() -> Iterator[RequestTally]:
+    """Count every request (retries included) sent in this context: the client's worker threads
+    run in a copy of the caller's context, so requests made for the caller are counted too."""
+    tally = RequestTally()
+    token = _TALLY.set(tally)
+    try:
+        yield tally
+    finally:
+        _TALLY.reset(token)
+
+
+_RANK: contextvars.ContextVar[int] = contextvars.ContextVar("gh_assets_request_rank", default=0)
+
+
+@contextmanager
+def request_rank(rank: int) -> Iterator[None]:
+    """Requests sent in this context take a free slot of the client before those of a higher
+    rank (first come, first served among equals): ``crawl_pages`` gives earlier pages a lower
+    rank so they finish first and the next page starts, instead of all pages in flight
+    advancing in lockstep and then starting together with only their list requests in flight."""
+    token = _RANK.set(rank)
+    try:
+        yield
+    finally:
+        _RANK.reset(token)
+
+
+class _Slots:
+    """At most ``size`` holders at once, like a ``BoundedSemaphore``; but a freed slot is handed
+    to the waiter of lowest ``request_rank`` (then the longest waiting), never to whichever
+    thread grabs it first. A semaphore lets a thread that just released take the slot back for
+    its next task, so every page in flight keeps its share and none finishes early."""
+
+    def __init__(self, size: int) -> None:
+        self._lock = threading.Lock()
+        self._size = self._free = size
+        self._waiting: list[tuple[int, int, threading.Lock]] = []  # heap: rank, arrival, gate
+        self._arrival = itertools.count()
+
+    def __enter__(self) -> None:
+        with self._lock:
+            if self._free:  # a free slot means nobody waits: release() hands slots to waiters
+                self._free -= 1
+                return
+            gate = threading.Lock()
+            gate.acquire()
+            heapq.heappush(self._waiting, (_RANK.get(), next(self._arrival), gate))
+        gate.acquire()  # released by __exit__ of a holder: the slot is handed over
+
+    def __exit__(self, *exc_info: object) -> None:
+        with self._lock:
+            if self._waiting:
+                heapq.heappop(self._waiting)[2].release()
+            elif self._free < self._size:
+                self._free += 1
+            else:
+                raise ValueError("a slot was released more often than taken")
+
+
+def _submit(
+    pool: ThreadPoolExecutor, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs
+) -> Future[T]:
+    """``pool.submit`` in a copy of the caller's context (a context cannot run in two threads)."""
+    return pool.submit(contextvars.copy_context().run, fn, *args, **kwargs)
+
+
 class GitHubClient:
     """Thread-safe GitHub REST client over one pooled session; also a context manager.
+
+    ``max_concurrency`` bounds the HTTP requests in flight from this client, whatever number of
+    pages or threads share it (list requests included); backoff and rate-limit sleeps hold no
+    slot, and a freed slot goes to the waiting request of lowest ``request_rank``. The default,
+    32, keeps the 2 runs the ``github_api`` pool allows at once (2 x 32 = 64) under GitHub's
+    secondary limit of 100 concurrent requests per account.
 
     ``detail_mode`` chooses how ``get_details`` reads counters: ``"rest"`` (one conditional
     ``GET /user/{id}`` per user) or ``"graphql"`` (one query per 100 users at ``graphql_url``,
@@ -226,7 +327,7 @@ class GitHubClient:
         token: str | None = None,
         *,
         timeout: float = 30.0,
-        max_concurrency: int = 8,
+        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
         max_retries: int = 5,
         backoff_base: float = 1.0,
         backoff_max: float = 60.0,
@@ -262,6 +363,7 @@ class GitHubClient:
             )
         self._timeout = timeout
         self._max_concurrency = max_concurrency
+        self._in_flight = _Slots(max_concurrency)
         self._max_retries = max_retries
         self._backoff_base = backoff_base
         self._backoff_max = backoff_max
@@ -379,7 +481,7 @@ class GitHubClient:
     def get_users(
         self, requests: Sequence[tuple[int, str | None]]
     ) -> dict[int, UserDetail | NotModified | Gone]:
-        """``get_user`` for each ``(id, etag)``, at most ``max_concurrency`` in flight.
+        """``get_user`` for each ``(id, etag)``, within the client's ``max_concurrency``.
 
         The first error cancels the requests not yet started and is raised.
         """
@@ -388,7 +490,7 @@ class GitHubClient:
         results: dict[int, UserDetail | NotModified | Gone] = {}
         workers = min(self._max_concurrency, len(requests))
         with ThreadPoolExecutor(workers, thread_name_prefix="github") as pool:
-            futures = {pool.submit(self.get_user, uid, etag): uid for uid, etag in requests}
+            futures = {_submit(pool, self.get_user, uid, etag): uid for uid, etag in requests}
             try:
                 for future in as_completed(futures):
                     results[futures[future]] = future.result()
@@ -422,9 +524,9 @@ class GitHubClient:
         workers = min(self._max_concurrency, len(chunks) + len(by_rest))
         with ThreadPoolExecutor(workers, thread_name_prefix="github") as pool:
             pending: dict[Future[Any], int | None] = {
-                pool.submit(self.get_user, uid, etags.get(uid)): uid for uid in by_rest
+                _submit(pool, self.get_user, uid, etags.get(uid)): uid for uid in by_rest
             }
-            pending |= {pool.submit(self._graphql_counts, chunk): None for chunk in chunks}
+            pending |= {_submit(pool, self._graphql_counts, chunk): None for chunk in chunks}
             try:
                 while pending:
                     done, _ = wait(pending, return_when=FIRST_COMPLETED)
@@ -436,7 +538,7 @@ class GitHubClient:
                         answered, fallback = future.result()
                         results |= answered
                         for other in fallback:
-                            pending[pool.submit(self.get_user, other, etags.get(other))] = other
+                            pending[_submit(pool, self.get_user, other, etags.get(other))] = other
             except BaseException:
                 pool.shutdown(wait=False, cancel_futures=True)
                 raise
@@ -605,24 +707,29 @@ class GitHubClient:
         method: str = "GET",
         body: bytes | None = None,
     ) -> tuple[requests.Response, bytes]:
-        """One HTTP request; reads at most MAX_BODY_BYTES (decoded) so a huge body cannot OOM."""
-        self.stats._add(sent=1)
-        with self._session.request(
-            method, url, headers=headers, data=body, timeout=self._timeout, stream=True
-        ) as resp:
-            self.stats._observe(resp.headers)
-            chunks: list[bytes] = []
-            size = 0
-            for chunk in resp.iter_content(64 * 1024):
-                size += len(chunk)
-                if size > MAX_BODY_BYTES:
-                    raise MalformedResponseError(
-                        f"body larger than {MAX_BODY_BYTES} bytes",
-                        url=safe,
-                        status=resp.status_code,
-                        method=method,
-                    )
-                chunks.append(chunk)
+        """One HTTP exchange within the client's in-flight bound; counted in ``stats`` and in
+        the caller's ``request_tally``. Reads at most MAX_BODY_BYTES (decoded): no OOM."""
+        with self._in_flight:
+            self.stats._add(sent=1)
+            tally = _TALLY.get()
+            if tally is not None:
+                tally._add()
+            with self._session.request(
+                method, url, headers=headers, data=body, timeout=self._timeout, stream=True
+            ) as resp:
+                self.stats._observe(resp.headers)
+                chunks: list[bytes] = []
+                size = 0
+                for chunk in resp.iter_content(64 * 1024):
+                    size += len(chunk)
+                    if size > MAX_BODY_BYTES:
+                        raise MalformedResponseError(
+                            f"body larger than {MAX_BODY_BYTES} bytes",
+                            url=safe,
+                            status=resp.status_code,
+                            method=method,
+                        )
+                    chunks.append(chunk)
         return resp, b"".join(chunks)
 
     def _same_origin(self, url: str, safe_from: str) -> str:

@@ -8,7 +8,12 @@ from typing import Any
 import dagster as dg
 from pydantic import Field, field_validator
 
-from gh_assets.github import DEFAULT_API_URL, DETAIL_MODES, GitHubClient
+from gh_assets.github import (
+    DEFAULT_API_URL,
+    DEFAULT_MAX_CONCURRENCY,
+    DETAIL_MODES,
+    GitHubClient,
+)
 from gh_assets.storage import RedisStore
 
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
@@ -28,8 +33,10 @@ class GitHubResource(dg.ConfigurableResource):
     )
     timeout: float = Field(default=30.0, description="Seconds before one HTTP request gives up.")
     max_concurrency: int = Field(
-        default=8,
-        description="Detail requests in flight at once (GitHub allows at most 100 concurrent).",
+        default=DEFAULT_MAX_CONCURRENCY,
+        description="HTTP requests in flight at once from one run, list and detail requests "
+        "alike. GitHub allows at most 100 concurrent requests per account; the github_api pool "
+        "lets 2 runs call GitHub at once, so the default 2 x 32 = 64 stays under it.",
     )
     max_retries: int = Field(default=5, description="Retries of a request on transient faults.")
     max_rate_limit_wait: int = Field(

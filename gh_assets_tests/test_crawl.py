@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
 import pytest
 
-from gh_assets.crawl import crawl_page
+from gh_assets.crawl import PAGES_IN_FLIGHT, crawl_page, crawl_pages
 from gh_assets.github import GitHubClient, GitHubError, ListedUser
 from gh_assets.partitions import PageWindow
 from gh_assets.standin import Dataset, StandinServer
+from gh_assets.standin.server import Reply, Request
 from gh_assets.storage import COUNTERS, RedisStore
 
 WINDOW = PageWindow(101, 200)
@@ -125,3 +131,130 @@ def test_a_recrawl_is_conditional_for_the_same_credential_only(
     assert {h["etag_auth"] for h in store.read_users(store.page_members(WINDOW.key)).values()} == {
         "sha256:another-token"
     }
+
+
+# --- several pages at once ------------------------------------------------------------------
+
+
+class RecordingStandin(StandinServer):
+    """The stand-in, also noting the target (path and query) of every API request it answers."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.targets: list[str] = []
+        self._targets_lock = threading.Lock()
+
+    def answer(self, request: Request) -> Reply:
+        if not request.target.startswith("/_standin/"):
+            with self._targets_lock:
+                self.targets.append(request.target)
+        return super().answer(request)
+
+    def page_of(self, target: str, windows: list[PageWindow]) -> str:
+        """The page a request was for: a list request by its cursor, a detail by its user ID."""
+        parts = urlsplit(target)
+        if parts.path == "/users":
+            user_id = int(parse_qs(parts.query)["since"][0]) + 1
+        else:
+            user_id = int(parts.path.rsplit("/", 1)[1])
+        (window,) = [w for w in windows if w.first_id <= user_id <= w.last_id]
+        return window.key
+
+    def requests_by_page(self, windows: list[PageWindow]) -> dict[str, int]:
+        counts = dict.fromkeys((w.key for w in windows), 0)
+        for target in self.targets:
+            counts[self.page_of(target, windows)] += 1
+        return counts
+
+
+@pytest.fixture
+def recording(dataset: Dataset) -> Iterator[RecordingStandin]:
+    with RecordingStandin(dataset) as server:
+        yield server
+
+
+def crawl_threads() -> set[threading.Thread]:
+    """Live threads but the stand-in's own per-connection ones (it runs in this process, and
+    the client's keep-alive connections rightly keep them)."""
+    return {t for t in threading.enumerate() if "process_request_thread" not in t.name}
+
+
+def test_overlapping_pages_hold_exactly_their_users_and_count_their_own_requests(
+    recording: RecordingStandin, store: RedisStore, dataset: Dataset
+) -> None:
+    windows = [PageWindow.number(k, 150) for k in range(6)]  # some pages need 2 list requests
+    recording.set_faults(error_rate=0.1)  # retries count for the page that made them
+    with GitHubClient(
+        recording.url, max_concurrency=4, backoff_base=0.01, backoff_max=0.05
+    ) as client:
+        reports = list(crawl_pages(client, store, windows, "anonymous"))
+
+    assert [r.page for r in reports] == [w.key for w in windows]
+    assert client.stats.retries > 0
+    by_page = recording.requests_by_page(windows)
+    assert sum(by_page.values()) == client.stats.requests == recording.stats()["requests"]["total"]
+    assert any(by_page[w.key] > len(truth(dataset, w)) + 2 for w in windows)  # with retries
+    for window, report in zip(windows, reports, strict=True):
+        expected = truth(dataset, window)
+        assert stored(store, window) == expected
+        assert report.written == report.listed == len(expected)
+        assert report.requests == by_page[window.key]
+        assert store.page_meta(window.key)["requests"] == str(by_page[window.key])
+
+
+def test_overlapping_pages_never_exceed_the_clients_requests_in_flight(
+    recording: RecordingStandin, store: RedisStore, dataset: Dataset
+) -> None:
+    windows = [PageWindow.number(k, 100) for k in range(4)]
+    recording.set_faults(latency_ms=20)
+    with GitHubClient(recording.url, max_concurrency=4) as client:
+        reports = list(crawl_pages(client, store, windows, "anonymous"))
+
+    assert recording.stats()["requests"]["peak_in_flight"] == 4  # reached, and never more
+    assert sum(r.requests for r in reports) == len(recording.targets)
+    # Page 1 was listed (and its details asked for) before page 0's last detail request.
+    order = [recording.page_of(t, windows) for t in recording.targets]
+    last_of_page_0 = len(order) - 1 - order[::-1].index(windows[0].key)
+    assert order.index(windows[1].key) < last_of_page_0
+    for window in windows:
+        assert stored(store, window) == truth(dataset, window)
+
+
+def test_a_failing_page_stops_the_run_after_the_pages_before_it(
+    recording: RecordingStandin, store: RedisStore, dataset: Dataset
+) -> None:
+    windows = [PageWindow.number(k, 100) for k in range(5)]
+    broken = truth(dataset, windows[2])
+    victim = sorted(broken)[len(broken) // 2]
+    recording.set_faults(fail_ids=[(victim, victim)])
+    threads_before = crawl_threads()
+    reports = []
+    with GitHubClient(recording.url, max_retries=1, backoff_base=0.01) as client:
+        pages = crawl_pages(client, store, windows, "anonymous")
+        with pytest.raises(GitHubError, match=f"/user/{victim} -> 502"):
+            for report in pages:
+                reports.append(report)
+
+    assert [r.page for r in reports] == [windows[0].key, windows[1].key]
+    assert crawl_threads() == threads_before  # the pages running beside it were waited for
+    for window in windows[:2]:
+        assert stored(store, window) == truth(dataset, window)
+    assert store.page_members(windows[2].key) == set()  # the failed page wrote nothing
+    # Page 3 may have started beside page 2; page 4 was never started.
+    assert recording.requests_by_page(windows)[windows[4].key] == 0
+    assert store.page_members(windows[4].key) == set()
+
+
+def test_closing_the_iterator_early_waits_for_the_running_pages(
+    recording: RecordingStandin, store: RedisStore
+) -> None:
+    windows = [PageWindow.number(k, 100) for k in range(6)]
+    threads_before = crawl_threads()
+    with GitHubClient(recording.url) as client:
+        pages = crawl_pages(client, store, windows, "anonymous")
+        first = next(pages)
+        pages.close()
+    assert first.page == windows[0].key
+    assert crawl_threads() == threads_before
+    started = {k for k, n in recording.requests_by_page(windows).items() if n}
+    assert len(started) <= 1 + PAGES_IN_FLIGHT  # the first, and the ones running when it ended

@@ -689,6 +689,100 @@ def test_get_users_stops_at_the_first_error(
     assert len(replay.seen) < 12  # the rest were cancelled before they started
 
 
+def test_max_concurrency_bounds_the_whole_client_across_threads(
+    replay: Replay, make_client: Callable[..., GitHubClient]
+) -> None:
+    replay.route = lambda path: (
+        Reply(200, listed(1, 2), delay=0.05)
+        if path.startswith("/users")
+        else Reply(200, user_body(by_id(path)), delay=0.05)
+    )
+    client = make_client(max_concurrency=3)
+    calls = [lambda: client.list_users(1, 2)] + [
+        lambda first=first: client.get_users([(i, None) for i in range(first, first + 6)])
+        for first in (1, 11, 21)
+    ]
+    threads = [threading.Thread(target=call) for call in calls]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(replay.seen) == client.stats.requests == 19
+    assert replay.peak == 3  # 4 callers with 3 to 6 requests each, never more than 3 at once
+
+
+def test_a_freed_slot_goes_to_the_lowest_rank_then_the_longest_waiting() -> None:
+    slots = github._Slots(1)
+    slots.__enter__()  # the only slot is taken
+    order: list[str] = []
+
+    def take(name: str, rank: int) -> None:
+        with github.request_rank(rank), slots:
+            order.append(name)
+
+    threads = []
+    for name, rank in (("late-2", 2), ("first-1", 1), ("second-1", 1), ("only-0", 0)):
+        threads.append(threading.Thread(target=take, args=(name, rank)))
+        threads[-1].start()
+        while len(slots._waiting) < len(threads):  # queued, in this order
+            time.sleep(0.001)
+    slots.__exit__(None, None, None)
+    for thread in threads:
+        thread.join()
+    assert order == ["only-0", "first-1", "second-1", "late-2"]
+    with pytest.raises(ValueError, match="released more often"):
+        slots.__exit__(None, None, None)
+
+
+def test_a_backoff_sleep_holds_no_request_slot(
+    replay: Replay, make_client: Callable[..., GitHubClient]
+) -> None:
+    replay.route = lambda path: Reply(502) if by_id(path) == 1 else Reply(200, user_body(2))
+    client = make_client(max_concurrency=1, max_retries=1)
+    during: list[Any] = []
+
+    def sleep(seconds: float) -> None:  # another thread's request goes through meanwhile
+        other = threading.Thread(target=lambda: during.append(client.get_user(2)), daemon=True)
+        other.start()
+        other.join(10)
+        assert not other.is_alive(), "the sleeping request kept the only slot"
+
+    client._sleep = sleep
+    with pytest.raises(GitHubHTTPError, match="giving up after 2 attempts"):
+        client.get_user(1)
+    assert [d.id for d in during] == [2]
+
+
+def test_a_request_tally_counts_its_own_requests_and_retries_in_worker_threads(
+    replay: Replay, make_client: Callable[..., GitHubClient]
+) -> None:
+    failed: set[int] = set()
+
+    def route(path: str) -> Reply:
+        user_id = by_id(path)
+        if user_id % 3 == 0 and user_id not in failed:  # every third user needs one retry
+            failed.add(user_id)
+            return Reply(502)
+        return Reply(200, user_body(user_id), delay=0.02)
+
+    replay.route = route
+    client = make_client(max_concurrency=4)
+    tallies: dict[int, int] = {}
+
+    def batch(first: int) -> None:
+        with github.request_tally() as tally:
+            client.get_users([(i, None) for i in range(first, first + 9)])
+        tallies[first] = tally.requests
+
+    threads = [threading.Thread(target=batch, args=(first,)) for first in (1, 10)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert tallies == {1: 12, 10: 12}  # 9 users, 3 of them twice
+    assert client.stats.requests == len(replay.seen) == 24
+
+
 # --- headers and secrets ---------------------------------------------------------------------
 
 
@@ -753,7 +847,7 @@ def test_the_token_never_leaks(
     assert caplog.records and not [t for t in texts if "SECRET" in t]
     assert (
         repr(client)
-        == f"GitHubClient(api_url='{replay.url}', authenticated=True, max_concurrency=8)"
+        == f"GitHubClient(api_url='{replay.url}', authenticated=True, max_concurrency=32)"
     )
 
 

@@ -11,6 +11,7 @@ from dagster._core.storage.dagster_run import DagsterRunStatus
 from gh_assets.assets import github_user_summary, github_users, github_users_frame
 from gh_assets.checks import frame_checks
 from gh_assets.partitions import PageWindow, add_missing_pages
+from gh_assets.recrawl import RANGE_END_TAG, RANGE_START_TAG
 from gh_assets.resources import GitHubResource, RedisResource
 from gh_assets.schedules import daily_summary_schedule, weekly_recrawl_schedule
 from gh_assets.sensors import stale_pages_sensor
@@ -126,6 +127,28 @@ def test_a_long_rate_limit_fails_the_page_and_defers_it(
     assert [r.partition_key for r in requested.run_requests] == [KEYS[0]]
     assert crawl(instance, resources, KEYS[0]).success
     assert store.deferred_pages() == {}
+
+
+def test_a_rate_limit_in_a_multi_page_run_defers_the_failed_page_and_every_later_one(
+    instance, resources, standin: StandinServer, store: RedisStore
+) -> None:
+    first = PageWindow.from_key(KEYS[0])
+    for user in standin.dataset.users_between(first.first_id, first.last_id):
+        standin.dataset.delete(user.id)  # page 0 costs one list request: it is surely written
+    standin.set_rate_limit(limit=5, window=3600, reset=True)  # page 1 runs out of budget
+    result = dg.materialize(
+        ASSETS, selection=[github_users], instance=instance, resources=resources,
+        raise_on_error=False,
+        tags={RANGE_START_TAG: KEYS[0], RANGE_END_TAG: KEYS[-1]},  # one run of all 3 pages
+    )  # fmt: skip
+
+    assert not result.success
+    (failure,) = result.get_step_failure_events()
+    message = failure.step_failure_data.error.message
+    assert "rate limit" in message and f"Page {KEYS[1]} was not written" in message
+    assert store.page_meta(KEYS[0])["users"] == "0"  # written, before page 1 failed
+    assert set(store.deferred_pages()) == set(KEYS[1:])  # the failed page and every later one
+    assert store.page_members(KEYS[1]) == store.page_members(KEYS[2]) == set()
 
 
 CRAWL = dg.Definitions(

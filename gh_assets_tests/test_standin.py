@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from http.client import HTTPConnection
@@ -358,6 +359,26 @@ def test_latency_delays_api_answers(server: StandinServer, http: requests.Sessio
     assert server.stats()["latency_ms"] == 150
 
 
+def test_state_reports_the_peak_of_requests_answered_at_once(server: StandinServer) -> None:
+    server.set_faults(latency_ms=200)
+    start = threading.Barrier(5)
+
+    def get(user_id: int) -> int:
+        with requests.Session() as session:
+            start.wait()
+            return session.get(
+                f"{server.url}/user/{user_id}", headers={"User-Agent": "t"}
+            ).status_code
+
+    threads = [threading.Thread(target=get, args=(i,)) for i in range(1, 6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert server.stats()["requests"]["peak_in_flight"] == 5
+    assert server.reset_stats()["requests"]["peak_in_flight"] == 0
+
+
 # -- admin -----------------------------------------------------------------------------------
 
 
@@ -407,10 +428,13 @@ def test_state_counts_api_requests_by_status_and_route(
         "total": 5,
         "by_status": {"200": 3, "304": 1, "404": 1},
         "by_route": {"list": 1, "user": 3, "rate_limit": 1},
+        "peak_in_flight": 1,
     }
     assert (state["size"], state["seed"], state["rate_limit"]) == (SIZE, SEED, 1000)
     assert admin(http, server, "POST", "reset-stats").json()["requests"]["total"] == 0
-    assert server.stats()["requests"] == {"total": 0, "by_status": {}, "by_route": {}}
+    assert server.stats()["requests"] == {
+        "total": 0, "by_status": {}, "by_route": {}, "peak_in_flight": 0,
+    }  # fmt: skip
 
 
 # -- the command line ------------------------------------------------------------------------

@@ -166,6 +166,7 @@ class StandinServer:
         self._stats_lock = threading.Lock()
         self._by_status: Counter[str] = Counter()
         self._by_route: Counter[str] = Counter()
+        self._in_flight = self._peak_in_flight = 0  # API requests being answered, and the most
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
         self.latency_ms, self.error_rate = 0.0, 0.0
@@ -263,6 +264,7 @@ class StandinServer:
         """Configuration and request counters of the API routes (admin calls are not counted)."""
         with self._stats_lock:
             by_status, by_route = dict(self._by_status), dict(self._by_route)
+            peak = self._peak_in_flight
         return {
             "size": self.dataset.size,
             "seed": self.dataset.seed,
@@ -276,6 +278,7 @@ class StandinServer:
                 "total": sum(by_status.values()),
                 "by_status": by_status,
                 "by_route": by_route,
+                "peak_in_flight": peak,  # API requests answered at the same time, at most
             },
         }
 
@@ -283,6 +286,7 @@ class StandinServer:
         with self._stats_lock:
             self._by_status.clear()
             self._by_route.clear()
+            self._peak_in_flight = self._in_flight
         return self.stats()
 
     # -- answering ---------------------------------------------------------------------------
@@ -292,7 +296,14 @@ class StandinServer:
         path = urlsplit(request.target).path
         if path.startswith("/_standin/"):
             return self._admin(request)
-        reply = self._api(request)
+        with self._stats_lock:
+            self._in_flight += 1
+            self._peak_in_flight = max(self._peak_in_flight, self._in_flight)
+        try:
+            reply = self._api(request)
+        finally:
+            with self._stats_lock:
+                self._in_flight -= 1
         with self._stats_lock:
             self._by_status[str(reply.status)] += 1
             self._by_route[_route_name(path)] += 1
