@@ -206,13 +206,14 @@ def test_schedules(instance, resources, store: RedisStore, monkeypatch) -> None:
         assert crawl(instance, resources, key).success
     age(store, KEYS[2], 1)
     monkeypatch.setenv("GH_ASSETS_RECRAWL_BATCH", "2")
-    when = datetime(2026, 11, 29, 3, 0, tzinfo=UTC)
+    # The next tick after the pages were written (a fixed date would age out of the test).
+    when = datetime.now(UTC).replace(hour=3, minute=0, second=0, microsecond=0) + timedelta(days=1)
     context = dg.build_schedule_context(
         instance=instance, resources=resources, scheduled_execution_time=when
     )
     requests = weekly_recrawl_schedule(context)
     assert [r.partition_key for r in requests] == [KEYS[2], KEYS[0]]
-    assert requests[0].run_key == f"{KEYS[2]}@2026-11-29T03:00"
+    assert requests[0].run_key == f"{KEYS[2]}@{when:%Y-%m-%d}T03:00"
 
     assert daily_summary_schedule.cron_schedule == "0 6 * * *"
     assert daily_summary_schedule.job_name == "refresh_user_summary"
