@@ -87,14 +87,14 @@ def _reader(url: str, mode: str):
     import pandas as pd
 
     from bench import original
-    from gh_assets.storage import HASH_FIELDS, batch_columns, frame_from_batches
+    from gh_assets.storage import HASH_FIELDS, frame_from_batches
 
     store = RedisStore.from_url(url)
     store.client.ping()
     # Warm up lazily imported code paths of both readers on two rows, outside the measurement.
     row = [b"1"] * len(HASH_FIELDS)
     row[HASH_FIELDS.index("fetched_at")] = b"2026-11-27T03:00:00Z"
-    frame_from_batches([batch_columns([b"1", b"2"], [row, row])])
+    frame_from_batches([([b"1", b"2"], [row, row])])
     pd.concat([pd.DataFrame([{"a": "1"}]), pd.DataFrame([{"a": "2"}])], ignore_index=True)
     if mode == "project":
         return lambda: store.read_frame()
@@ -102,16 +102,15 @@ def _reader(url: str, mode: str):
 
 
 def _snapshot_before_frame(read) -> dict[str, Any]:
-    """What read_frame holds once every batch is typed, just before frame_from_batches joins
-    them into the frame (the bench wraps that module function for one call: instrumentation,
-    not a change; the function itself lists the batches first), and the peak."""
+    """What read_frame holds once every batch is typed, just before FrameBuilder.frame joins
+    them into the frame (the bench wraps that method for one call: instrumentation, not a
+    change), and the peak."""
     from gh_assets import storage
 
-    original = storage.frame_from_batches
+    original = storage.FrameBuilder.frame
     seen: dict[str, Any] = {}
 
-    def wrapped(batches):
-        batches = list(batches)
+    def wrapped(builder):
         current = tracemalloc.get_traced_memory()[0]
         snapshot = tracemalloc.take_snapshot()
         seen["held_before_frame_mb"] = current / 1e6
@@ -120,9 +119,9 @@ def _snapshot_before_frame(read) -> dict[str, Any]:
             f"{_short(stat.traceback[0].filename)}:{stat.traceback[0].lineno}"
             for stat in snapshot.statistics("lineno")[:6]
         ]
-        return original(batches)
+        return original(builder)
 
-    storage.frame_from_batches = wrapped
+    storage.FrameBuilder.frame = wrapped
     tracemalloc.start()
     try:
         frame = read()
@@ -130,7 +129,7 @@ def _snapshot_before_frame(read) -> dict[str, Any]:
         seen["frame_mb"] = frame.memory_usage(deep=True).sum() / 1e6
     finally:
         tracemalloc.stop()
-        storage.frame_from_batches = original
+        storage.FrameBuilder.frame = original
     return seen
 
 
@@ -373,7 +372,7 @@ def run(ctx: Context) -> Section:
                 f"(same cost per user): {profiled['seconds'] / profiled_size * 1e6:.1f} us per "
                 f"user; heaviest own time: "
                 + "; ".join(line.strip() for line in top)
-                + f". Memory: when the typed batches reach frame_from_batches, "
+                + f". Memory: when the typed batches reach FrameBuilder.frame, "
                 f"{snap['held_before_frame_mb']:.0f} MB are held (frame {snap['frame_mb']:.0f} "
                 f"MB, peak {snap['peak_mb']:.0f} MB); top sites: "
                 + "; ".join(snap["top_sites"][:3])

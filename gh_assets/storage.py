@@ -20,6 +20,7 @@ Nothing needs ``KEYS`` or a scan of the keyspace. The module works without Dagst
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 from collections import deque
@@ -27,18 +28,18 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
-from itertools import islice
+from itertools import groupby, islice
 from typing import Any
 
 import hiredis
 import numpy as np
 import pandas as pd
 import redis
-from pandas.api.types import union_categoricals
 
 COUNTERS = ("public_repos", "public_gists", "followers", "following")
 FRAME_FIELDS = ("id", "login", "type", *COUNTERS, "fetched_at")
 USER_FIELDS = (*FRAME_FIELDS, "etag", "etag_auth")
+_INT64 = np.iinfo(np.int64)
 HASH_FIELDS = FRAME_FIELDS[1:]  # what read_frame reads from each hash: ids come from the index
 READ_BATCH = 2_000  # small enough that Redis and the client overlap even at 10,000 users
 
@@ -231,8 +232,25 @@ class RedisStore:
         pipelined ``HMGET`` per user (see ``_hash_rows``) and turned into typed columns at once,
         so raw replies never pile up: peak memory stays near the frame's own size.
         """
-        rows = _hash_rows(self.client, self.user_key(""), self.iter_id_batches(batch), HASH_FIELDS)
-        return frame_from_batches(batch_columns(ids, found) for ids, found in rows)
+        ids = self.iter_id_batches(batch)
+        with _collector_paused():
+            return frame_from_batches(_hash_rows(self.client, self.user_key(""), ids, HASH_FIELDS))
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector off for the block, as it was before after it.
+
+    A bulk read allocates millions of short-lived lists (one per HMGET reply) and no cycles; the
+    collector would scan them again and again, a third of the client's time at 1M users.
+    """
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if collecting:
+            gc.enable()
 
 
 def _hash_rows(
@@ -250,11 +268,14 @@ def _hash_rows(
     head = b"*%d\r\n$5\r\nHMGET\r\n" % (len(fields) + 2)
     prefix = key_prefix.encode()
 
-    between = b"\r\n" + tail + head  # ends one command, starts the next
-
     def packed(ids: list[bytes]) -> bytes:
-        keys = [b"$%d\r\n%s%s" % (len(prefix) + len(i), prefix, i) for i in ids]
-        return head + between.join(keys) + b"\r\n" + tail
+        # Ids come sorted, so those of one length are neighbours: between two of them everything
+        # is the same bytes, and one join per length packs them all.
+        parts = []
+        for size, same in groupby(ids, len):
+            start = b"$%d\r\n%s" % (len(prefix) + size, prefix)
+            parts.append(head + start + (b"\r\n" + tail + head + start).join(same) + b"\r\n" + tail)
+        return b"".join(parts)
 
     pool = client.connection_pool
     connection = pool.get_connection()
@@ -283,10 +304,6 @@ def _replies(connection: redis.connection.AbstractConnection, reader: Any, count
     redis-py's ``read_response`` adds microseconds a reply, more than Redis spends on an HMGET."""
     sock = connection._sock  # the connected socket (plain, TLS or unix) redis-py keeps
     found: list = []
-    # A batch is thousands of fresh lists and no cycles: pausing the cyclic collector while they
-    # arrive saves it scanning them again and again (a third of the client's time at 1M users).
-    collecting = gc.isenabled()
-    gc.disable()
     try:
         while True:
             # The complete replies parsed so far, in one C loop; those past ``count`` belong to
@@ -302,9 +319,6 @@ def _replies(connection: redis.connection.AbstractConnection, reader: Any, count
         raise redis.TimeoutError(f"Redis did not answer in time: {error}") from None
     except OSError as error:
         raise redis.ConnectionError(f"reading from Redis failed: {error}") from None
-    finally:
-        if collecting:
-            gc.enable()
     if set(map(type, found)) - {list}:  # an HMGET answers a list, or an error
         raise redis.ResponseError(next(str(r) for r in found if not isinstance(r, list)))
     return found
@@ -330,58 +344,104 @@ def _check_user(user: Mapping[str, str]) -> None:
             raise ValueError(f"user {user['id']} has a non-integer {field!r}: {user.get(field)!r}")
 
 
-def batch_columns(
-    ids: Sequence[bytes], rows: Sequence[Sequence[bytes | None]]
-) -> dict[str, Any] | None:
-    """One batch of ``HASH_FIELDS`` replies as typed columns (None if no user is left).
+class FrameBuilder:
+    """Typed columns of ``HASH_FIELDS`` replies, a batch at a time, and the frame they make.
 
-    A user deleted by a page write since its id was read has no login and is left out; a
-    missing or non-integer counter is an error. Timestamps are parsed once per distinct value,
-    since a page's users share theirs.
+    Each batch becomes numpy columns at once, so raw replies never pile up. ``type`` and
+    ``fetched_at`` take few distinct values (a page's users share a timestamp): each batch keeps
+    only their codes, and the distinct values are decoded and parsed once, by ``frame``.
     """
-    logins, kinds, *counters, fetched = zip(*rows, strict=True) if rows else ((),) * 7
-    if None in logins:
-        kept = [i for i, login in enumerate(logins) if login is not None]
-        return batch_columns([ids[i] for i in kept], [rows[i] for i in kept]) if kept else None
-    if not ids:
-        return None
-    if None in kinds:
-        raise ValueError("stored users lack the field 'type'")
-    columns: dict[str, Any] = {"id": _integers("id", ids)}
-    columns["login"] = [login.decode() for login in logins]
-    columns["type"] = pd.Categorical(kinds)
-    for name, values in zip(COUNTERS, counters, strict=True):
-        columns[name] = _integers(name, values)
-    codes, stamps = pd.factorize(np.array(fetched, dtype=object))
-    parsed = pd.to_datetime([stamp.decode() for stamp in stamps], format="ISO8601", utc=True)
-    columns["fetched_at"] = parsed.take(codes, allow_fill=True)  # no fetched_at: NaT
-    return columns
+
+    def __init__(self) -> None:
+        self.columns: dict[str, list[np.ndarray]] = {
+            name: [] for name in ("id", *COUNTERS, "type", "fetched_at")
+        }
+        self.logins: list[str] = []
+        self.kinds: dict[bytes, int] = {}
+        self.stamps: dict[bytes | None, int] = {}
+
+    def add(self, ids: Sequence[bytes], rows: Sequence[Sequence[bytes | None]]) -> None:
+        """One batch: the ids read from the index and their ``HMGET`` replies.
+
+        A user deleted by a page write since its id was read has no login and is left out; a
+        missing or non-integer counter is an error.
+        """
+        if not rows:
+            return
+        logins, kinds, *counters, fetched = zip(*rows, strict=True)
+        if None in logins:
+            kept = [i for i, login in enumerate(logins) if login is not None]
+            if kept:
+                self.add([ids[i] for i in kept], [rows[i] for i in kept])
+            return
+        if None in kinds:
+            raise ValueError("stored users lack the field 'type'")
+        self.columns["id"].append(_integers("id", ids))
+        for name, values in zip(COUNTERS, counters, strict=True):
+            self.columns[name].append(_integers(name, values))
+        self.logins += [login.decode() for login in logins]
+        self.columns["type"].append(_codes(kinds, self.kinds))
+        self.columns["fetched_at"].append(_codes(fetched, self.stamps))
+
+    def frame(self) -> pd.DataFrame:
+        """Every batch added, in order, as one typed DataFrame."""
+        data: dict[str, Any] = {
+            name: np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
+            for name, parts in self.columns.items()
+        }
+        data["login"] = pd.array(self.logins, dtype="str")
+        data["type"] = pd.Categorical.from_codes(
+            data["type"], categories=[kind.decode() for kind in self.kinds]
+        )
+        stamps = [stamp.decode() if stamp else None for stamp in self.stamps]
+        parsed = pd.to_datetime(stamps, format="ISO8601", utc=True).as_unit("us")
+        data["fetched_at"] = parsed.take(data["fetched_at"])  # a missing fetched_at: NaT
+        return pd.DataFrame({name: data[name] for name in FRAME_FIELDS}, copy=False)
+
+
+def frame_from_batches(
+    batches: Iterable[tuple[Sequence[bytes], Sequence[Sequence[bytes | None]]]],
+) -> pd.DataFrame:
+    """The typed DataFrame of ``(ids, HMGET replies)`` batches, in their order."""
+    builder = FrameBuilder()
+    for ids, rows in batches:
+        builder.add(ids, rows)
+    return builder.frame()
+
+
+def _codes(values: Sequence[Any], table: dict[Any, int]) -> np.ndarray:
+    """Each value's index in ``table`` (new values are appended to it), as int32."""
+    for value in dict.fromkeys(values):  # the few distinct values, found in C
+        table.setdefault(value, len(table))
+    return np.fromiter(map(table.__getitem__, values), dtype=np.int32, count=len(values))
 
 
 def _integers(name: str, values: Sequence[bytes | None]) -> np.ndarray:
+    """Decimal strings as int64, parsed by numpy in one C call (3x ``map(int)``), strictly.
+
+    numpy's text parser stops at junk and clips overflow to the int64 bounds, so it gets only
+    digits and minus signs with one space between values, and any batch it reads short or
+    clipped is parsed again by ``int``, which is exact and names what is wrong.
+    """
     if None in values:
         raise ValueError(f"stored users lack the integer field {name!r}")
-    try:
-        return np.fromiter(map(int, values), dtype=np.int64, count=len(values))
-    except (ValueError, OverflowError) as error:
-        raise ValueError(f"stored users have a non-integer {name!r}: {error}") from None
-
-
-def frame_from_batches(batches: Iterable[dict[str, Any] | None]) -> pd.DataFrame:
-    """The typed DataFrame of ``batch_columns`` results, in their order."""
-    parts = [part for part in batches if part is not None]
-    if not parts:
-        empty = np.empty(0, dtype=np.int64)
-        return pd.DataFrame(
-            {"id": empty, "login": pd.Series([], dtype="str"), "type": pd.Categorical([])}
-            | {name: empty for name in COUNTERS}
-            | {"fetched_at": pd.DatetimeIndex([], dtype="datetime64[us, UTC]")}
-        )
-    data: dict[str, Any] = {
-        name: np.concatenate([part[name] for part in parts]) for name in ("id", *COUNTERS)
-    }
-    data["login"] = [login for part in parts for login in part["login"]]
-    kinds = union_categoricals([part["type"] for part in parts])
-    data["type"] = kinds.rename_categories([kind.decode() for kind in kinds.categories])
-    data["fetched_at"] = parts[0]["fetched_at"].append([part["fetched_at"] for part in parts[1:]])
-    return pd.DataFrame({name: data[name] for name in FRAME_FIELDS}, copy=False)
+    joined = b" ".join(values)  # type: ignore[arg-type]  # no None, checked above
+    parsed = None
+    if (
+        values
+        and not joined.translate(None, b"0123456789- ")
+        and joined.count(b" ") == len(values) - 1
+    ):
+        with contextlib.suppress(ValueError, DeprecationWarning):  # its "unmatched data"
+            parsed = np.fromstring(joined, dtype=np.int64, sep=" ")
+    if (
+        parsed is None
+        or len(parsed) != len(values)
+        or parsed.max() == _INT64.max
+        or parsed.min() == _INT64.min
+    ):
+        try:
+            return np.fromiter(map(int, values), dtype=np.int64, count=len(values))  # type: ignore[arg-type]
+        except (ValueError, OverflowError) as error:
+            raise ValueError(f"stored users have a non-integer {name!r}: {error}") from None
+    return parsed

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from datetime import UTC, datetime
 
 import pandas as pd
@@ -224,6 +225,37 @@ def test_read_frame_error_reply_discards_the_connection(store: RedisStore) -> No
     assert store.client.hget(store.user_key(3), "login") == b"User3"
     store.client.delete(store.user_key(15))
     assert len(store.read_frame(batch=4)) == 19
+
+
+def test_read_frame_leaves_the_garbage_collector_as_it_found_it(store: RedisStore) -> None:
+    store.write_page(page([user(1), user(2)]))
+    assert gc.isenabled()
+    assert len(store.read_frame()) == 2
+    assert gc.isenabled()
+
+    store.client.hset(store.user_key(2), "followers", "many")
+    with pytest.raises(ValueError, match="followers"):
+        store.read_frame()
+    assert gc.isenabled()
+
+    gc.disable()
+    try:
+        store.client.hset(store.user_key(2), "followers", "7")
+        assert store.read_frame()["followers"].tolist() == [1, 7]
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+def test_read_frame_parses_counters_exactly(store: RedisStore) -> None:
+    # numpy's fast text parser clips overflow and stops at junk: such values must not slip by.
+    store.write_page(page([user(1), user(2), user(3)]))
+    store.client.hset(store.user_key(2), "followers", str(2**63 - 1))
+    assert store.read_frame()["followers"].tolist() == [1, 2**63 - 1, 1]
+    for bad in (str(2**63), "1 2", "", "1-2", "--1", "0x10"):
+        store.client.hset(store.user_key(2), "followers", bad)
+        with pytest.raises(ValueError, match="followers"):
+            store.read_frame()
 
 
 def test_read_frame_survives_health_checks_between_batches(redis_url: str, key_prefix: str) -> None:
