@@ -390,8 +390,9 @@ class FrameBuilder:
             for name, parts in self.columns.items()
         }
         data["login"] = pd.array(self.logins, dtype="str")
-        data["type"] = pd.Categorical.from_codes(
-            data["type"], categories=[kind.decode() for kind in self.kinds]
+        kinds = [kind.decode() for kind in self.kinds]  # in order of first appearance
+        data["type"] = pd.Categorical.from_codes(data["type"], kinds).reorder_categories(
+            sorted(kinds)
         )
         stamps = [stamp.decode() if stamp else None for stamp in self.stamps]
         parsed = pd.to_datetime(stamps, format="ISO8601", utc=True).as_unit("us")

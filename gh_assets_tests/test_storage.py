@@ -168,6 +168,16 @@ def test_read_frame_types_and_values(store: RedisStore) -> None:
     assert set(frame["type"].cat.categories) == {"User"}
 
 
+def test_read_frame_types_come_sorted_as_categories(store: RedisStore) -> None:
+    kinds = ["User", "Bot", "User", "Organization"]
+    store.write_page(page([user(i, type=kind) for i, kind in enumerate(kinds, 1)]))
+
+    frame = store.read_frame(batch=2)
+
+    assert list(frame["type"].cat.categories) == ["Bot", "Organization", "User"]
+    assert frame["type"].tolist() == kinds
+
+
 def test_read_frame_of_an_empty_store(store: RedisStore) -> None:
     frame = store.read_frame()
     assert len(frame) == 0
@@ -251,7 +261,8 @@ def test_read_frame_parses_counters_exactly(store: RedisStore) -> None:
     # numpy's fast text parser clips overflow and stops at junk: such values must not slip by.
     store.write_page(page([user(1), user(2), user(3)]))
     store.client.hset(store.user_key(2), "followers", str(2**63 - 1))
-    assert store.read_frame()["followers"].tolist() == [1, 2**63 - 1, 1]
+    store.client.hset(store.user_key(3), "followers", str(2**53 + 1))  # not a float's
+    assert store.read_frame()["followers"].tolist() == [1, 2**63 - 1, 2**53 + 1]
     for bad in (str(2**63), "1 2", "", "1-2", "--1", "0x10"):
         store.client.hset(store.user_key(2), "followers", bad)
         with pytest.raises(ValueError, match="followers"):
