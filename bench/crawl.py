@@ -189,7 +189,7 @@ def run(ctx: Context) -> Section:
             "project_detail_modes": modes,
             "original_workers": workers,
             "original_per_page": 30,
-            "standin": "separate process (python -m gh_assets.standin)",
+            "standin": "separate process (python -m gh_assets.local.standin)",
         },
     )
     if "graphql" not in modes:

@@ -40,7 +40,7 @@ from bench.servers import Context, StandinAdmin, standin_process
 from gh_assets.crawl import crawl_pages
 from gh_assets.github import GitHubClient
 from gh_assets.partitions import PageWindow
-from gh_assets.services import free_port
+from gh_assets.local.services import free_port
 from gh_assets.storage import RedisStore
 
 REPO = Path(__file__).resolve().parents[1]

@@ -15,7 +15,7 @@ from typing import Any
 import redis
 import requests
 
-from gh_assets import services
+from gh_assets.local import services
 
 STANDIN_SEED = 11
 NO_RATE_LIMIT = 1_000_000_000  # the stand-in's budget per window: never the bottleneck here

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from functools import cache
 
 from gh_assets.partitions import PageWindow
-from gh_assets.standin import Dataset
+from gh_assets.local.standin import Dataset
 from gh_assets.storage import PageWrite
 
 FETCHED_AT = datetime(2026, 11, 27, 3, 0, 0, tzinfo=UTC)

@@ -14,6 +14,7 @@ from gh_assets.resources import GitHubResource, RedisResource
 from gh_assets.settings import Settings
 from gh_assets.summary import UserSummary, follower_histogram_png, summarize
 
+USERS_KEY = dg.AssetKey("github_users")  # the page asset, built per settings by the factory below
 GITHUB_POOL = "github_api"
 SETTINGS = Settings.from_env()
 PERMANENT_STATUSES = {400, 401, 403, 404, 410, 422}  # retrying cannot fix these

@@ -15,8 +15,8 @@ import pytest
 import redis
 
 from gh_assets.github import GitHubClient
-from gh_assets.services import redis_server
-from gh_assets.standin import Dataset, StandinServer
+from gh_assets.local.services import redis_server
+from gh_assets.local.standin import Dataset, StandinServer
 from gh_assets.storage import RedisStore
 
 # Faults injected on purpose should fail a page at once, not after minutes of retry delays; the

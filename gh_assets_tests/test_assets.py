@@ -17,7 +17,7 @@ from gh_assets.partitions import PageWindow, add_missing_pages, default_page_key
 from gh_assets.resources import GitHubResource, RedisResource
 from gh_assets.sensors import github_pages_sensor
 from gh_assets.settings import Settings
-from gh_assets.standin import Dataset, StandinServer
+from gh_assets.local.standin import Dataset, StandinServer
 from gh_assets.storage import COUNTERS
 from gh_assets.summary import UserSummary
 

@@ -20,7 +20,7 @@ import pytest
 import redis
 
 from gh_assets.partitions import PageWindow
-from gh_assets.services import free_port, standin_server
+from gh_assets.local.services import free_port, standin_server
 from gh_assets.storage import COUNTERS, RedisStore
 
 from .daemon import (

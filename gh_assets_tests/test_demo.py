@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from gh_assets.partitions import PageWindow
-from gh_assets.standin import Dataset
+from gh_assets.local.standin import Dataset
 from gh_assets.storage import COUNTERS
 
 from .conftest import REPO

@@ -35,8 +35,8 @@ from gh_assets.github import (
 )
 from gh_assets.partitions import PageWindow, add_missing_pages
 from gh_assets.resources import GitHubResource, RedisResource
-from gh_assets.standin import Dataset, StandinServer
-from gh_assets.standin.graphql_api import SDL, node_id
+from gh_assets.local.standin import Dataset, StandinServer
+from gh_assets.local.standin.graphql_api import SDL, node_id
 from gh_assets.storage import COUNTERS, RedisStore
 
 WIDE = PageWindow(1, 400)  # four list pages' worth, with organizations and missing IDs

@@ -16,7 +16,7 @@ from gh_assets.resources import GitHubResource, RedisResource
 from gh_assets.schedules import daily_summary_schedule, weekly_recrawl_schedule
 from gh_assets.sensors import stale_pages_sensor
 from gh_assets.settings import Settings
-from gh_assets.standin import StandinServer
+from gh_assets.local.standin import StandinServer
 from gh_assets.storage import RedisStore
 
 KEYS = [PageWindow.number(k, 100).key for k in range(3)]

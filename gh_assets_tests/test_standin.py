@@ -20,7 +20,7 @@ import jsonschema
 import pytest
 import requests
 
-from gh_assets.standin import Dataset, StandinServer, StandinUser
+from gh_assets.local.standin import Dataset, StandinServer, StandinUser
 
 RECORDINGS = Path(__file__).resolve().parents[2] / "shared" / "github-recordings"
 SIZE = 3000
@@ -443,7 +443,7 @@ def test_state_counts_api_requests_by_status_and_route(
 def test_the_command_line_serves_until_sigterm(tmp_path: Path) -> None:
     port_file = tmp_path / "standin.url"
     victim = Dataset(200, seed=5).users_between(20, 200)[0].id
-    command = [sys.executable, "-m", "gh_assets.standin", "--size", "200", "--seed", "5",
+    command = [sys.executable, "-m", "gh_assets.local.standin", "--size", "200", "--seed", "5",
                "--fail-ids", f"{victim}-{victim + 1}", "--fail-ids", "300",
                "--port-file", str(port_file)]  # fmt: skip
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -29,8 +29,8 @@ from types import TracebackType
 from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
 
-from gh_assets.standin.data import Dataset, StandinUser
-from gh_assets.standin.graphql_api import GraphQLApi, Prepared, RateLimitState, node_id
+from gh_assets.local.standin.data import Dataset, StandinUser
+from gh_assets.local.standin.graphql_api import GraphQLApi, Prepared, RateLimitState, node_id
 
 DEFAULT_PER_PAGE = 30
 MAX_PER_PAGE = 100

@@ -57,7 +57,7 @@ from graphql import (
 )
 from graphql.execution.values import get_argument_values, get_variable_values
 
-from gh_assets.standin.data import Dataset, StandinUser
+from gh_assets.local.standin.data import Dataset, StandinUser
 
 MAX_NODE_IDS = 100  # GitHub: "You may not provide more than 100 node ids"
 CONNECTION_REQUESTS_PER_POINT = 100

@@ -127,11 +127,11 @@ def redis_server(data_dir: Path, *, persist: bool = True, port: int | None = Non
 def standin_server(
     log_dir: Path, *, size: int = 1000, seed: int = 0, extra_args: Sequence[str] = ()
 ) -> Iterator[str]:
-    """Run the GitHub stand-in (``python -m gh_assets.standin``) as a process; yield its URL."""
+    """Run the GitHub stand-in (``python -m gh_assets.local.standin``) as a process; yield its URL."""
     log_dir.mkdir(parents=True, exist_ok=True)
     port_file = log_dir / f"standin-{os.getpid()}-{time.monotonic_ns()}.url"
     command = [
-        sys.executable, "-m", "gh_assets.standin",
+        sys.executable, "-m", "gh_assets.local.standin",
         "--port", "0",
         "--size", str(size),
         "--seed", str(seed),

@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from gh_assets import services
+from gh_assets.local import services
 from gh_assets.partitions import PageWindow, default_page_keys
 from gh_assets.settings import Settings
 
