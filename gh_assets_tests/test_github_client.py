@@ -34,6 +34,9 @@ from gh_assets.github import (
     MalformedResponseError,
     RateLimitError,
     UserDetail,
+    concurrency,
+    ratelimit,
+    transport,
 )
 
 RECORDINGS = Path(__file__).resolve().parents[2] / "shared" / "github-recordings"
@@ -285,7 +288,7 @@ def test_every_recording_is_understood(
             client.get_user(1)
         assert not raised.value.secondary and waits == []
         # Recorded before GitHub sent X-RateLimit-Reset: assume a whole hour's window.
-        expected = datetime.now(UTC).timestamp() + github.PRIMARY_WINDOW
+        expected = datetime.now(UTC).timestamp() + ratelimit.PRIMARY_WINDOW
         assert raised.value.reset_at.timestamp() == pytest.approx(expected, abs=5)
         # With a reset two seconds ahead the client waits for it and retries instead.
         reset = ("X-RateLimit-Reset", str(int(time.time()) + 2))
@@ -367,7 +370,7 @@ def test_a_next_link_to_another_host_is_refused(
 @pytest.fixture
 def top_of_jitter(monkeypatch: pytest.MonkeyPatch) -> None:
     """Make full jitter pick its upper bound so the backoff curve is visible."""
-    monkeypatch.setattr(github.random, "uniform", lambda low, high: high)
+    monkeypatch.setattr(transport.random, "uniform", lambda low, high: high)
 
 
 @pytest.mark.usefixtures("top_of_jitter")
@@ -489,7 +492,7 @@ def test_rate_limit_waits_are_bounded(
     replay.queue(*[limited(403, "abuse", ("Retry-After", "1"))] * 10)
     with pytest.raises(RateLimitError):
         make_client().get_user(1)
-    assert waits == [1.0] * github.MAX_RATE_LIMIT_WAITS
+    assert waits == [1.0] * transport.MAX_RATE_LIMIT_WAITS
 
 
 def test_a_plain_403_is_forbidden_not_limited(
@@ -580,7 +583,7 @@ def test_oversized_bodies_are_refused(
     make_client: Callable[..., GitHubClient],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(github, "MAX_BODY_BYTES", 1000)
+    monkeypatch.setattr(transport, "MAX_BODY_BYTES", 1000)
     replay.queue(Reply(200, user_body(1, bio="x" * 2000)))
     with pytest.raises(MalformedResponseError, match="larger than 1000 bytes"):
         make_client().get_user(1)
@@ -592,7 +595,7 @@ def test_gzip_bodies_are_measured_decompressed(
     make_client: Callable[..., GitHubClient],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(github, "MAX_BODY_BYTES", 1000)
+    monkeypatch.setattr(transport, "MAX_BODY_BYTES", 1000)
     gzipped = [("Content-Encoding", "gzip")]
     small = gzip.compress(json.dumps(user_body(1)).encode())
     bomb = gzip.compress(json.dumps(user_body(1, bio="x" * 50_000)).encode())
@@ -712,7 +715,7 @@ def test_max_concurrency_bounds_the_whole_client_across_threads(
 
 
 def test_a_freed_slot_goes_to_the_lowest_rank_then_the_longest_waiting() -> None:
-    slots = github._Slots(1)
+    slots = concurrency._Slots(1)
     slots.__enter__()  # the only slot is taken
     order: list[str] = []
 
@@ -853,7 +856,7 @@ def test_the_token_never_leaks(
 
 def test_urls_in_messages_lose_their_credentials() -> None:
     assert (
-        github._safe_url("https://user:pw@ghe.example/api/v3/users?since=5&client_secret=s#x")
+        transport.safe_url("https://user:pw@ghe.example/api/v3/users?since=5&client_secret=s#x")
         == "https://ghe.example/api/v3/users?since=5&client_secret=***"
     )
     assert "pw" not in repr(GitHubClient("https://user:pw@ghe.example/api/v3"))

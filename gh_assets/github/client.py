@@ -1,0 +1,267 @@
+"""``GitHubClient``: the users crawl's calls, over REST and, for counters, optionally GraphQL."""
+
+import logging
+from collections.abc import Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, as_completed, wait
+from dataclasses import replace
+from typing import Any, Literal, get_args
+from urllib.parse import urlsplit
+
+from gh_assets.github.concurrency import DEFAULT_MAX_CONCURRENCY, _submit, _worker_pool
+from gh_assets.github.errors import GitHubConfigError, GitHubHTTPError, MalformedResponseError
+from gh_assets.github.graphql import (
+    GRAPHQL_BATCH,
+    USER_COUNTS_QUERY,
+    _graphql_errors,
+    _graphql_nodes,
+    _graphql_user,
+    _is_github,
+    _refused,
+    graphql_endpoint,
+)
+from gh_assets.github.models import GONE, NOT_MODIFIED, Answer, ListedUser, UserDetail
+from gh_assets.github.transport import Transport, safe_url
+from gh_assets.github.validation import _etag, _listed_user, _parse, _Shape, _user_detail
+
+log = logging.getLogger(__name__)
+
+DEFAULT_API_URL = "https://api.github.com"
+PAGE_SIZE = 100
+
+DetailMode = Literal["rest", "graphql"]
+DETAIL_MODES: tuple[str, ...] = get_args(DetailMode)
+
+
+class GitHubClient(Transport):
+    """Thread-safe GitHub client over one pooled session; also a context manager.
+
+    ``max_concurrency`` bounds the HTTP requests in flight from this client, whatever number of
+    pages or threads share it (list requests included); backoff and rate-limit sleeps hold no
+    slot. ``detail_mode`` chooses how ``get_details`` reads counters; GraphQL goes to
+    ``graphql_url``, by default derived from ``api_url``, and needs a token on GitHub itself.
+    """
+
+    def __init__(
+        self,
+        api_url: str = DEFAULT_API_URL,
+        token: str | None = None,
+        *,
+        timeout: float = 30.0,
+        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+        max_retries: int = 5,
+        backoff_base: float = 1.0,
+        backoff_max: float = 60.0,
+        max_rate_limit_wait: float = 90.0,
+        user_agent: str = "gh-assets/0.1 (+https://github.com/gh-assets)",
+        detail_mode: DetailMode = "rest",
+        graphql_url: str | None = None,
+    ) -> None:
+        self._api_url = api_url.rstrip("/")
+        parts = urlsplit(self._api_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"api_url must be an http(s) URL, got {safe_url(api_url)!r}")
+        if max_concurrency < 1 or max_retries < 0:
+            raise ValueError("max_concurrency must be >= 1 and max_retries >= 0")
+        if detail_mode not in DETAIL_MODES:
+            raise GitHubConfigError(
+                f"detail_mode must be one of {', '.join(DETAIL_MODES)}, got {detail_mode!r}"
+            )
+        token = token or None
+        self._detail_mode: DetailMode = detail_mode
+        self._graphql_url = (graphql_url or graphql_endpoint(self._api_url)).rstrip("/")
+        graphql_parts = urlsplit(self._graphql_url)
+        if graphql_parts.scheme not in ("http", "https") or not graphql_parts.hostname:
+            raise ValueError(
+                f"graphql_url must be an http(s) URL, got {safe_url(self._graphql_url)!r}"
+            )
+        if detail_mode == "graphql" and token is None and _is_github(self._graphql_url):
+            raise GitHubConfigError(
+                f"detail_mode='graphql' needs a token: GitHub's GraphQL API "
+                f"({safe_url(self._graphql_url)}) answers anonymous requests 401. Set "
+                "GITHUB_TOKEN, or use detail_mode='rest' (GH_ASSETS_DETAIL_MODE=rest)."
+            )
+        self._max_concurrency = max_concurrency
+        super().__init__(
+            (parts.scheme, parts.netloc),
+            token,
+            timeout=timeout,
+            max_concurrency=max_concurrency,
+            max_retries=max_retries,
+            backoff_base=backoff_base,
+            backoff_max=backoff_max,
+            max_rate_limit_wait=max_rate_limit_wait,
+            user_agent=user_agent,
+        )
+
+    def __repr__(self) -> str:
+        mode = "" if self._detail_mode == "rest" else f", detail_mode={self._detail_mode!r}"
+        return (
+            f"GitHubClient(api_url={safe_url(self._api_url)!r}, "
+            f"authenticated={self._token is not None}, max_concurrency={self._max_concurrency}"
+            f"{mode})"
+        )
+
+    @property
+    def detail_mode(self) -> DetailMode:
+        return self._detail_mode
+
+    @property
+    def graphql_url(self) -> str:
+        return self._graphql_url
+
+    def list_users(self, first_id: int, last_id: int) -> list[ListedUser]:
+        """Every user with ``first_id <= id <= last_id``, following ``Link: rel="next"``."""
+        if last_id < first_id:
+            return []
+        users: list[ListedUser] = []
+        previous = first_id - 1
+        url = f"{self._api_url}/users?since={previous}&per_page={PAGE_SIZE}"
+        while True:
+            safe = safe_url(url)
+            resp, data = self._get(url)
+            if resp.status_code != 200:
+                raise GitHubHTTPError(
+                    "unexpected status for a users page", url=safe, status=resp.status_code
+                )
+            if not isinstance(data, list):
+                raise MalformedResponseError(
+                    f"expected a JSON array of users, got {type(data).__name__}",
+                    url=safe,
+                    status=200,
+                )
+            for item in data:
+                user = _parse(_listed_user, item, safe)
+                if user.id <= previous:
+                    raise MalformedResponseError(
+                        f"user IDs not strictly increasing: {user.id} after {previous}",
+                        url=safe,
+                        status=200,
+                    )
+                previous = user.id
+                if user.id <= last_id:
+                    users.append(user)
+            next_url = resp.links.get("next", {}).get("url")
+            if not data or previous >= last_id or not next_url:
+                return users
+            url = self._same_origin(next_url, safe)
+
+    def users_after(self, since: int, limit: int = PAGE_SIZE) -> list[ListedUser]:
+        """One ``GET /users`` page: up to ``limit`` users with ``id > since`` (a frontier probe)."""
+        url = f"{self._api_url}/users?since={since}&per_page={min(limit, PAGE_SIZE)}"
+        safe = safe_url(url)
+        resp, data = self._get(url)
+        if resp.status_code != 200 or not isinstance(data, list):
+            raise MalformedResponseError(
+                "expected a JSON array of users", url=safe, status=resp.status_code
+            )
+        return [_parse(_listed_user, item, safe) for item in data]
+
+    def get_user(self, user_id: int, etag: str | None = None) -> UserDetail | Answer:
+        """One user's counters; with ``etag``, ``NOT_MODIFIED`` when unchanged (free of quota)."""
+        url = f"{self._api_url}/user/{user_id}"
+        safe = safe_url(url)
+        resp, data = self._get(url, {"If-None-Match": f'W/"{etag}"'} if etag else None)
+        if resp.status_code == 304:
+            self.stats._add(not_modified=1)
+            return NOT_MODIFIED
+        if resp.status_code == 404:
+            return GONE
+        user = _parse(_user_detail, data, safe)
+        if user.id != user_id:
+            raise MalformedResponseError(
+                f"asked for user {user_id}, got {user.id}", url=safe, status=200
+            )
+        return replace(user, etag=_etag(resp.headers.get("ETag")))
+
+    def get_users(
+        self, requests: Sequence[tuple[int, str | None]]
+    ) -> dict[int, UserDetail | Answer]:
+        """``get_user`` for each ``(id, etag)``, within the client's ``max_concurrency``.
+
+        The first error cancels the requests not yet started and is raised.
+        """
+        if not requests:
+            return {}
+        results: dict[int, UserDetail | Answer] = {}
+        with _worker_pool(min(self._max_concurrency, len(requests))) as pool:
+            futures = {_submit(pool, self.get_user, uid, etag): uid for uid, etag in requests}
+            for future in as_completed(futures):
+                results[futures[future]] = future.result()
+        return results
+
+    def get_details(
+        self, listed: Sequence[ListedUser], etags: Mapping[int, str | None] | None = None
+    ) -> dict[int, UserDetail | Answer]:
+        """The counters of every listed user, the way ``detail_mode`` says; ``etags`` (by id)
+        make REST requests conditional.
+
+        ``"rest"``: ``get_users``. ``"graphql"``: one query per 100 users that are listed as
+        ``User`` with a ``node_id``; REST (with the ETag) for everyone else and for each node that
+        comes back null, as another type, or with another id or login. Users answered by GraphQL
+        have no ETag (and no 304). The first error cancels what has not started and is raised.
+        """
+        etags = etags or {}
+        if self._detail_mode == "rest":
+            return self.get_users([(user.id, etags.get(user.id)) for user in listed])
+        if not listed:
+            return {}
+        by_graphql = [u for u in listed if u.type == "User" and u.node_id]
+        by_rest = [u.id for u in listed if not (u.type == "User" and u.node_id)]
+        chunks = [
+            by_graphql[i : i + GRAPHQL_BATCH] for i in range(0, len(by_graphql), GRAPHQL_BATCH)
+        ]
+        results: dict[int, UserDetail | Answer] = {}
+        with _worker_pool(min(self._max_concurrency, len(chunks) + len(by_rest))) as pool:
+            pending: dict[Future[Any], int | None] = {
+                _submit(pool, self.get_user, uid, etags.get(uid)): uid for uid in by_rest
+            }
+            pending |= {_submit(pool, self._graphql_counts, chunk): None for chunk in chunks}
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    uid = pending.pop(future)
+                    if uid is not None:
+                        results[uid] = future.result()
+                        continue
+                    answered, fallback = future.result()
+                    results |= answered
+                    for other in fallback:
+                        pending[_submit(pool, self.get_user, other, etags.get(other))] = other
+        return results
+
+    def _graphql_counts(
+        self, users: Sequence[ListedUser]
+    ) -> tuple[dict[int, UserDetail], list[int]]:
+        """One ``nodes(ids:)`` query: (details of the users it answered, ids to ask REST for)."""
+        if len(users) > GRAPHQL_BATCH:
+            raise ValueError(f"at most {GRAPHQL_BATCH} users per GraphQL query, got {len(users)}")
+        safe = safe_url(self._graphql_url)
+        payload = {"query": USER_COUNTS_QUERY, "variables": {"ids": [u.node_id for u in users]}}
+        _, data = self._post_json(self._graphql_url, payload)
+        try:
+            nodes, errors, cost = _graphql_nodes(data, len(users))
+        except _Shape as exc:
+            raise MalformedResponseError(str(exc), url=safe, status=200, method="POST") from None
+        if cost is not None:
+            self.stats._graphql_cost(cost)
+        if errors:
+            text = f"GraphQL errors: {self._scrub(_graphql_errors(errors))}"
+            if any(_refused(e) for e in errors):  # retrying the same query cannot help
+                raise MalformedResponseError(text, url=safe, status=200, method="POST")
+            raise GitHubHTTPError(text, url=safe, status=200, method="POST")
+        answered: dict[int, UserDetail] = {}
+        fallback: list[int] = []
+        for user, node in zip(users, nodes, strict=True):
+            try:
+                detail = _graphql_user(node)
+            except _Shape as exc:
+                detail_error = f"node of user {user.id}: {exc}"
+                raise MalformedResponseError(
+                    detail_error, url=safe, status=200, method="POST"
+                ) from None
+            if detail is None or (detail.id, detail.login) != (user.id, user.login):
+                log.debug("user %d: GraphQL answered %r; asking REST", user.id, detail)
+                fallback.append(user.id)
+            else:
+                answered[user.id] = detail
+        return answered, fallback

@@ -1,0 +1,269 @@
+"""HTTP exchanges with the API: retries with backoff, rate-limit waits, bounded bodies, and no
+credential in any URL or message the client shows."""
+
+import json
+import logging
+import random
+import re
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, Self
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from gh_assets.github.concurrency import _Slots
+from gh_assets.github.errors import GitHubHTTPError, MalformedResponseError, RateLimitError
+from gh_assets.github.ratelimit import (
+    SECONDARY_MIN_WAIT,
+    RateLimitWait,
+    _graphql_rate_limit,
+    _rate_limit,
+)
+from gh_assets.github.stats import _TALLY, RequestStats
+
+log = logging.getLogger(__name__)
+
+API_VERSION = "2022-11-28"
+MAX_BODY_BYTES = 10 * 1024 * 1024  # no users answer comes near this; anything bigger is not GitHub
+MAX_RATE_LIMIT_WAITS = 3  # rate-limit sleeps per request before giving up with RateLimitError
+
+_TRANSIENT = (
+    requests.ConnectionError,
+    requests.Timeout,
+    requests.exceptions.ChunkedEncodingError,
+    requests.exceptions.ContentDecodingError,
+)
+_SECRET_PARAM = re.compile(r"token|secret|key|sig|pass|auth|code", re.IGNORECASE)
+
+
+class Transport:
+    """One pooled session to one API origin; the base of ``GitHubClient``, which checks the
+    settings first. Thread-safe; also a context manager that closes the session."""
+
+    def __init__(
+        self,
+        origin: tuple[str, str],
+        token: str | None,
+        *,
+        timeout: float,
+        max_concurrency: int,
+        max_retries: int,
+        backoff_base: float,
+        backoff_max: float,
+        max_rate_limit_wait: float,
+        user_agent: str,
+    ) -> None:
+        self._origin = origin  # (scheme, netloc)
+        self._token = token
+        self._timeout = timeout
+        self._in_flight = _Slots(max_concurrency)
+        self._max_retries = max_retries
+        self._backoff_base = backoff_base
+        self._backoff_max = backoff_max
+        self._max_rate_limit_wait = max_rate_limit_wait
+        self._sleep: Callable[[float], None] = time.sleep  # tests record waits instead
+        self.stats = RequestStats()
+        self._session = requests.Session()
+        adapter = HTTPAdapter(pool_maxsize=max(max_concurrency, 10))
+        self._session.mount("http://", adapter)
+        self._session.mount("https://", adapter)
+        self._session.headers.update(
+            {
+                "Accept": "application/vnd.github+json",
+                "X-GitHub-Api-Version": API_VERSION,
+                "User-Agent": user_agent,
+            }
+        )
+        if self._token:
+            self._session.headers["Authorization"] = f"Bearer {self._token}"
+
+    def close(self) -> None:
+        self._session.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _get(
+        self, url: str, headers: Mapping[str, str] | None = None
+    ) -> tuple[requests.Response, Any]:
+        """The final 200 (with its parsed JSON), 304 or 404 response; raises otherwise."""
+        return self._request("GET", url, headers, passed=(304, 404))
+
+    def _post_json(self, url: str, payload: Any) -> tuple[requests.Response, Any]:
+        """A GraphQL POST: the 200 and its parsed JSON, after GraphQL's rate-limit waits."""
+        headers = {"Accept": "application/json", "Content-Type": "application/json"}
+        body = json.dumps(payload, separators=(",", ":")).encode()
+        return self._request("POST", url, headers, body=body, limited=_graphql_rate_limit)
+
+    def _request(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str] | None = None,
+        *,
+        body: bytes | None = None,
+        passed: tuple[int, ...] = (),
+        limited: Callable[[requests.Response, Any], RateLimitWait | None] | None = None,
+    ) -> tuple[requests.Response, Any]:
+        """One request with retries and rate-limit waits.
+
+        Returns a 200 with its parsed JSON, or a ``passed`` status with None; raises otherwise.
+        ``limited`` recognises a rate limit inside a 200 (GraphQL's), as ``_rate_limit`` does
+        for 403/429.
+        """
+        safe = safe_url(url)
+        attempt = rate_limit_waits = 0
+        secondary_wait = SECONDARY_MIN_WAIT
+        while True:
+            status: int | None = None
+            try:
+                resp, content = self._send(url, headers, safe, method=method, body=body)
+            except _TRANSIENT as exc:
+                problem = self._scrub(f"{type(exc).__name__}: {exc}")
+            except requests.RequestException as exc:  # e.g. an invalid URL: retrying cannot help
+                detail = self._scrub(f"{type(exc).__name__}: {exc}")
+                raise GitHubHTTPError(detail, url=safe, status=None, method=method) from exc
+            else:
+                status = resp.status_code
+                limit: RateLimitWait | None = None
+                if status in (403, 429):
+                    limit = _rate_limit(resp, content, secondary_wait)
+                    if limit is None:
+                        message = self._message(resp, content)
+                        raise GitHubHTTPError(message, url=safe, status=status, method=method)
+                elif status in passed:
+                    return resp, None
+                elif status == 200:
+                    try:
+                        data = json.loads(content)
+                    except ValueError:
+                        problem = "200 answer whose body is not JSON"
+                    else:
+                        limit = limited(resp, data) if limited else None
+                        if limit is None:
+                            return resp, data
+                elif status >= 500:
+                    problem = f"server error {status} {resp.reason}"
+                else:
+                    message = self._message(resp, content)
+                    raise GitHubHTTPError(message, url=safe, status=status, method=method)
+                if limit is not None:
+                    wait_for, reset_at, secondary = limit
+                    if (
+                        wait_for > self._max_rate_limit_wait
+                        or rate_limit_waits >= MAX_RATE_LIMIT_WAITS
+                    ):
+                        raise RateLimitError(
+                            url=safe,
+                            status=status,
+                            reset_at=reset_at,
+                            secondary=secondary,
+                            method=method,
+                        )
+                    if secondary and "Retry-After" not in resp.headers:
+                        secondary_wait *= 2
+                    rate_limit_waits += 1
+                    log.warning(
+                        "%s %s -> %d: %s rate limit; waiting %.0f s",
+                        method,
+                        safe,
+                        status,
+                        "secondary" if secondary else "primary",
+                        wait_for,
+                    )
+                    self.stats._add(retries=1)
+                    self._sleep(wait_for)
+                    continue
+            if attempt >= self._max_retries:
+                raise GitHubHTTPError(
+                    f"giving up after {attempt + 1} attempts: {problem}",
+                    url=safe,
+                    status=status,
+                    method=method,
+                )
+            delay = random.uniform(0, min(self._backoff_max, self._backoff_base * 2**attempt))
+            attempt += 1
+            log.info(
+                "%s %s: %s; retry %d/%d in %.2f s",
+                method,
+                safe,
+                problem,
+                attempt,
+                self._max_retries,
+                delay,
+            )
+            self.stats._add(retries=1)
+            self._sleep(delay)
+
+    def _send(
+        self,
+        url: str,
+        headers: Mapping[str, str] | None,
+        safe: str,
+        *,
+        method: str = "GET",
+        body: bytes | None = None,
+    ) -> tuple[requests.Response, bytes]:
+        """One HTTP exchange within the client's in-flight bound; counted in ``stats`` and in
+        the caller's ``request_tally``. Reads at most MAX_BODY_BYTES (decoded): no OOM."""
+        with self._in_flight:
+            self.stats._add(sent=1)
+            tally = _TALLY.get()
+            if tally is not None:
+                tally._add()
+            with self._session.request(
+                method, url, headers=headers, data=body, timeout=self._timeout, stream=True
+            ) as resp:
+                self.stats._observe(resp.headers)
+                chunks: list[bytes] = []
+                size = 0
+                for chunk in resp.iter_content(64 * 1024):
+                    size += len(chunk)
+                    if size > MAX_BODY_BYTES:
+                        raise MalformedResponseError(
+                            f"body larger than {MAX_BODY_BYTES} bytes",
+                            url=safe,
+                            status=resp.status_code,
+                            method=method,
+                        )
+                    chunks.append(chunk)
+        return resp, b"".join(chunks)
+
+    def _same_origin(self, url: str, safe_from: str) -> str:
+        """The next-page URL, refused if it points elsewhere: the token must not leave the API."""
+        parts = urlsplit(url)
+        if (parts.scheme, parts.netloc) != self._origin:
+            raise MalformedResponseError(
+                f"Link rel=next leaves the API: {safe_url(url)}", url=safe_from, status=200
+            )
+        return url
+
+    def _message(self, resp: requests.Response, body: bytes) -> str:
+        """GitHub's own error message (bounded, token removed), for the exception text."""
+        text = body.decode("utf-8", "replace")
+        try:
+            data = json.loads(text)
+        except ValueError:
+            data = None
+        if isinstance(data, dict) and isinstance(data.get("message"), str):
+            text = data["message"]
+        return self._scrub(text.strip()[:300]) or resp.reason or "no message"
+
+    def _scrub(self, text: str) -> str:
+        return text.replace(self._token, "***") if self._token else text
+
+
+def safe_url(url: str) -> str:
+    """``url`` without userinfo, fragment, or the values of credential-like query parameters."""
+    parts = urlsplit(url)
+    query = [
+        (key, "***" if _SECRET_PARAM.search(key) else value)
+        for key, value in parse_qsl(parts.query, keep_blank_values=True)
+    ]
+    netloc = parts.netloc.rpartition("@")[2]
+    return urlunsplit((parts.scheme, netloc, parts.path, urlencode(query, safe="*"), ""))

@@ -1,0 +1,27 @@
+"""The Redis key schema, a contract for other tools and notebooks (prefix ``gh:`` by default):
+
+- ``gh:user:{id}``: hash ``id login type public_repos public_gists followers following
+  fetched_at [etag etag_auth]``; integers as decimal strings, ``fetched_at`` ISO-8601 UTC,
+  ``etag`` the entity tag without ``W/`` and quotes, ``etag_auth`` which credential got it.
+- ``gh:logins``: hash lower-cased login -> id.
+- ``gh:ids``: sorted set of every stored user id (score = id).
+- ``gh:page:{page}``: hash of page bookkeeping (window, counts, ``fetched_at``).
+- ``gh:page:{page}:users`` / ``gh:page:{page}:gone``: sets of the page's user ids and of the ids
+  listed but deleted before their details were read.
+- ``gh:pages``: sorted set page -> ``fetched_at`` as epoch seconds (oldest pages first).
+- ``gh:deferred``: sorted set page -> epoch seconds after which a page that hit a long rate
+  limit may run again; a successful write of the page removes it.
+
+Nothing needs ``KEYS`` or a scan of the keyspace.
+"""
+
+from datetime import UTC, datetime
+
+COUNTERS = ("public_repos", "public_gists", "followers", "following")
+FRAME_FIELDS = ("id", "login", "type", *COUNTERS, "fetched_at")
+USER_FIELDS = (*FRAME_FIELDS, "etag", "etag_auth")
+
+
+def iso_utc(moment: datetime) -> str:
+    """The one timestamp format of the schema: ISO-8601, UTC, whole seconds."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

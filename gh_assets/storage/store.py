@@ -1,0 +1,209 @@
+"""``RedisStore``: every read and write of the key schema (``schema.py``) on one database.
+
+Works without Dagster, e.g. ``RedisStore.from_url("redis://localhost:6379/0").read_frame()`` in a
+notebook.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import resources
+
+import pandas as pd
+import redis
+
+from gh_assets.storage import bulk_read
+from gh_assets.storage.bulk_read import READ_BATCH
+from gh_assets.storage.schema import COUNTERS, USER_FIELDS, iso_utc
+
+_WRITE_PAGE = resources.files(__package__).joinpath("write_page.lua").read_text()
+
+
+@dataclass(frozen=True)
+class PageWrite:
+    """Everything one crawled page puts into Redis; hashes hold strings, as Redis does."""
+
+    page: str
+    users: Sequence[Mapping[str, str]]
+    gone: Sequence[int]
+    meta: Mapping[str, str]
+    fetched_at: datetime
+
+
+class RedisStore:
+    """Reads and writes the gh_assets key schema on one Redis database."""
+
+    def __init__(self, client: redis.Redis, prefix: str = "gh:"):
+        self.client = client
+        self.prefix = prefix
+        self.logins_key = f"{prefix}logins"
+        self.ids_key = f"{prefix}ids"
+        self.pages_key = f"{prefix}pages"
+        self.deferred_key = f"{prefix}deferred"
+        self._write_page = client.register_script(_WRITE_PAGE)
+
+    @classmethod
+    def from_url(cls, url: str, prefix: str = "gh:", **client_options) -> RedisStore:
+        """Connect from a redis://, rediss:// or unix:// URL (password or ACL user in it)."""
+        options = {"socket_timeout": 60, "socket_connect_timeout": 10, "health_check_interval": 30}
+        return cls(redis.Redis.from_url(url, **(options | client_options)), prefix)
+
+    def __repr__(self) -> str:
+        # The connection kwargs may carry a password: show only where the data lives.
+        kwargs = self.client.connection_pool.connection_kwargs
+        where = kwargs.get("path") or f"{kwargs.get('host')}:{kwargs.get('port')}"
+        return f"RedisStore({where} db={kwargs.get('db', 0)} prefix={self.prefix!r})"
+
+    def user_key(self, user_id: int | str) -> str:
+        return f"{self.prefix}user:{user_id}"
+
+    def page_key(self, page: str, part: str = "") -> str:
+        return f"{self.prefix}page:{page}{':' + part if part else ''}"
+
+    # Writes ---------------------------------------------------------------------------------
+    def write_page(self, write: PageWrite) -> None:
+        """Replace a page's users, gone ids and bookkeeping in one atomic step.
+
+        Users that the page held before and no longer lists are deleted with their login entry,
+        so re-running a page is idempotent and never leaves a deleted account behind.
+        """
+        for user in write.users:
+            _check_user(user)
+        meta = dict(write.meta) | {"fetched_at": iso_utc(write.fetched_at)}
+        payload = {
+            "users": [_flat(_ordered(user)) for user in write.users],
+            "gone": [str(user_id) for user_id in write.gone],
+            "meta": _flat(meta),
+        }
+        self._write_page(
+            keys=[
+                self.page_key(write.page),
+                self.page_key(write.page, "users"),
+                self.page_key(write.page, "gone"),
+                self.logins_key,
+                self.ids_key,
+                self.pages_key,
+                self.deferred_key,
+            ],
+            args=[
+                self.user_key(""),
+                write.page,
+                int(write.fetched_at.timestamp()),
+                json.dumps(payload),
+            ],
+        )
+
+    # Reads ----------------------------------------------------------------------------------
+    def read_users(self, user_ids: Iterable[int]) -> dict[int, dict[str, str]]:
+        """Stored hashes of the given ids (absent ids left out), in one round trip."""
+        ids = list(user_ids)
+        with self.client.pipeline(transaction=False) as pipe:
+            for user_id in ids:
+                pipe.hgetall(self.user_key(user_id))
+            hashes = pipe.execute()
+        return {
+            user_id: {k.decode(): v.decode() for k, v in found.items()}
+            for user_id, found in zip(ids, hashes, strict=True)
+            if found
+        }
+
+    def user_id_for_login(self, login: str) -> int | None:
+        found = self.client.hget(self.logins_key, login.lower())
+        return int(found) if found is not None else None
+
+    def page_members(self, page: str) -> set[int]:
+        return {int(member) for member in self.client.smembers(self.page_key(page, "users"))}
+
+    def page_gone(self, page: str) -> set[int]:
+        return {int(member) for member in self.client.smembers(self.page_key(page, "gone"))}
+
+    def page_meta(self, page: str) -> dict[str, str]:
+        found = self.client.hgetall(self.page_key(page))
+        return {k.decode(): v.decode() for k, v in found.items()}
+
+    def pages_fetched_at(self) -> dict[str, datetime]:
+        """Every crawled page with the time it was last written, oldest first."""
+        return {
+            page.decode(): datetime.fromtimestamp(score, UTC)
+            for page, score in self.client.zrange(self.pages_key, 0, -1, withscores=True)
+        }
+
+    def stale_pages(self, before: datetime, limit: int) -> list[str]:
+        """Up to ``limit`` pages last written before ``before``, oldest first."""
+        found = self.client.zrangebyscore(
+            self.pages_key, "-inf", f"({before.timestamp()}", start=0, num=limit
+        )
+        return [page.decode() for page in found]
+
+    def defer_page(self, page: str, until: datetime) -> None:
+        """Mark a page to run again after ``until`` (the reset of a long rate limit)."""
+        self.client.zadd(self.deferred_key, {page: until.timestamp()})
+
+    def deferred_pages(self) -> dict[str, datetime]:
+        """Pages waiting for a rate-limit reset, with the time each may run again."""
+        return {
+            page.decode(): datetime.fromtimestamp(score, UTC)
+            for page, score in self.client.zrange(self.deferred_key, 0, -1, withscores=True)
+        }
+
+    def ids_between(self, first_id: int, last_id: int) -> set[int]:
+        """Stored user ids in an ID window, from the id index."""
+        return {int(i) for i in self.client.zrangebyscore(self.ids_key, first_id, last_id)}
+
+    def read_counters(self, user_ids: Iterable[int]) -> dict[int, list[bytes | None]]:
+        """The four counters of each id (None where absent), in one round trip."""
+        ids = list(user_ids)
+        with self.client.pipeline(transaction=False) as pipe:
+            for user_id in ids:
+                pipe.hmget(self.user_key(user_id), COUNTERS)
+            return dict(zip(ids, pipe.execute(), strict=True))
+
+    def page_user_total(self) -> int:
+        """Users stored over all pages, by the pages' own bookkeeping."""
+        pages = self.client.zrange(self.pages_key, 0, -1)
+        with self.client.pipeline(transaction=False) as pipe:
+            for page in pages:
+                pipe.hget(self.page_key(page.decode()), "users")
+            return sum(int(users or 0) for users in pipe.execute())
+
+    def user_count(self) -> int:
+        return self.client.zcard(self.ids_key)
+
+    def iter_id_batches(self, batch: int = READ_BATCH) -> Iterator[list[bytes]]:
+        """Stored ids in ascending order, a batch at a time (bounded memory on both sides).
+
+        Each batch starts after the last id seen, not at a rank, so ids added or removed by page
+        writes meanwhile never make a batch repeat or skip one that was there all along.
+        """
+        after = "-inf"
+        while ids := self.client.zrangebyscore(self.ids_key, after, "+inf", start=0, num=batch):
+            yield ids
+            after = b"(" + ids[-1]
+
+    def read_frame(self, batch: int = READ_BATCH) -> pd.DataFrame:
+        """Every stored user as a DataFrame with integer counters, in ascending id order, read
+        ``batch`` ids at a time (see ``bulk_read``)."""
+        return bulk_read.read_frame(self.client, self.user_key(""), self.iter_id_batches(batch))
+
+
+def _ordered(user: Mapping[str, str]) -> dict[str, str]:
+    """Schema fields first, in schema order (``HGETALL`` reads well), then any others."""
+    ordered = {field: user[field] for field in USER_FIELDS if field in user}
+    return ordered | {field: value for field, value in user.items() if field not in ordered}
+
+
+def _flat(fields: Mapping[str, str]) -> list[str]:
+    return [str(item) for pair in fields.items() for item in pair]
+
+
+def _check_user(user: Mapping[str, str]) -> None:
+    """Refuse a user hash that would break the schema, before anything is written."""
+    for field in ("id", "login", "type"):
+        if not user.get(field):
+            raise ValueError(f"user {user.get('id', '?')} has no {field!r}")
+    for field in ("id", *COUNTERS):
+        if not str(user.get(field, "")).isdecimal():
+            raise ValueError(f"user {user['id']} has a non-integer {field!r}: {user.get(field)!r}")
