@@ -12,20 +12,12 @@ from gh_assets.github import GitHubHTTPError, MalformedResponseError, RateLimitE
 from gh_assets.partitions import PageWindow, github_pages
 from gh_assets.resources import GitHubResource, RedisResource
 from gh_assets.settings import Settings
+from gh_assets.storage import RedisStore
 from gh_assets.summary import UserSummary, follower_histogram_png, summarize
 
 USERS_KEY = dg.AssetKey("github_users")  # the page asset, built per settings by the factory below
-GITHUB_POOL = "github_api"
-SETTINGS = Settings.from_env()
+GITHUB_POOL = "github_api"  # its limit is the instance's (gh_assets/local/dagster.yaml)
 PERMANENT_STATUSES = {400, 401, 403, 404, 410, 422}  # retrying cannot fix these
-
-# Transient faults that outlived the client's own retries get a few more tries, spaced out.
-PAGE_RETRIES = dg.RetryPolicy(
-    max_retries=SETTINGS.page_retries,
-    delay=10,
-    backoff=dg.Backoff.EXPONENTIAL,
-    jitter=dg.Jitter.PLUS_MINUS,
-)
 
 # Downstream of the pages: refresh once a batch of page runs is over, not once per page.
 AFTER_PAGES_CHANGE = (
@@ -35,25 +27,51 @@ AFTER_PAGES_CHANGE = (
 ).with_label("after its inputs change, once none is in progress")
 
 
-@dg.asset(
-    partitions_def=github_pages,
-    pool=GITHUB_POOL,
-    retry_policy=PAGE_RETRIES,
-    backfill_policy=dg.BackfillPolicy.multi_run(SETTINGS.pages_per_run),
-    check_specs=PAGE_CHECKS,
-    kinds={"python", "redis"},
-    group_name="github",
-    description="GitHub users of one page (a fixed window of user IDs), one Redis hash each.",
-)
-def github_users(
-    context: dg.AssetExecutionContext, github: GitHubResource, redis: RedisResource
-) -> dg.MaterializeResult:
-    store = redis.get_store()
-    windows = [PageWindow.from_key(key) for key in context.partition_keys]
+def build_github_users(settings: Settings) -> dg.AssetsDefinition:
+    """The page asset; its retries and backfill grouping come from ``settings``."""
+
+    @dg.asset(
+        key=USERS_KEY,
+        partitions_def=github_pages,
+        pool=GITHUB_POOL,
+        # Transient faults that outlived the client's own retries get a few more, spaced out.
+        retry_policy=dg.RetryPolicy(
+            max_retries=settings.page_retries,
+            delay=10,
+            backoff=dg.Backoff.EXPONENTIAL,
+            jitter=dg.Jitter.PLUS_MINUS,
+        ),
+        backfill_policy=dg.BackfillPolicy.multi_run(settings.pages_per_run),
+        check_specs=PAGE_CHECKS,
+        kinds={"python", "redis"},
+        group_name="github",
+        description="GitHub users of one page (a fixed window of user IDs), one Redis hash each.",
+    )
+    def github_users(
+        context: dg.AssetExecutionContext, github: GitHubResource, redis: RedisResource
+    ) -> dg.MaterializeResult:
+        store = redis.get_store()
+        windows = [PageWindow.from_key(key) for key in context.partition_keys]
+        started = time.monotonic()
+        reports = _crawl(context, github, store, windows)
+        return dg.MaterializeResult(
+            metadata=_page_metadata(reports, time.monotonic() - started),
+            check_results=audit_pages(store, windows),
+        )
+
+    return github_users
+
+
+def _crawl(
+    context: dg.AssetExecutionContext,
+    github: GitHubResource,
+    store: RedisStore,
+    windows: list[PageWindow],
+) -> list[PageReport]:
+    """Crawl the run's pages (they overlap; reports, and a failed page's error, come in page
+    order), turning GitHub's errors into the run's outcome: retried, deferred or failed."""
     reports: list[PageReport] = []
-    started = time.monotonic()
     with github.get_client() as client:
-        # Pages overlap (crawl_pages); reports, and a failed page's error, come in page order.
         try:
             for report in crawl_pages(client, store, windows, github.credential_id):
                 context.log.info(
@@ -63,11 +81,11 @@ def github_users(
                 )
                 reports.append(report)
         except RateLimitError as error:
-            number = len(reports)  # the failed page: every page before it was reported
-            for left in windows[number:]:
+            failed = len(reports)  # every page before the failed one was reported
+            for left in windows[failed:]:
                 store.defer_page(left.key, error.reset_at)
             raise dg.Failure(
-                description=f"{error}. Page {windows[number].key} was not written; "
+                description=f"{error}. Page {windows[failed].key} was not written; "
                 "stale_pages_sensor runs it again after the reset.",
                 allow_retries=False,
             ) from error
@@ -79,10 +97,7 @@ def github_users(
                 "retrying would not help until the cause is fixed.",
                 allow_retries=False,
             ) from error
-    return dg.MaterializeResult(
-        metadata=_page_metadata(reports, time.monotonic() - started),
-        check_results=audit_pages(store, windows),
-    )
+    return reports
 
 
 def _page_metadata(reports: list[PageReport], seconds: float) -> dict[str, int | float | str]:
@@ -102,7 +117,7 @@ def _page_metadata(reports: list[PageReport], seconds: float) -> dict[str, int |
 
 
 @dg.asset(
-    deps=[github_users],
+    deps=[USERS_KEY],
     automation_condition=AFTER_PAGES_CHANGE,
     kinds={"pandas", "redis"},
     group_name="analysis",

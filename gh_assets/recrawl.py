@@ -1,24 +1,25 @@
 """Which pages to crawl again, and when: shared by the re-crawl sensor and schedule."""
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 
 import dagster as dg
-from dagster._core.storage.dagster_run import IN_PROGRESS_RUN_STATUSES
 
+from gh_assets.assets import USERS_KEY
+from gh_assets.jobs import crawl_job
 from gh_assets.storage import RedisStore
 
-USERS_ASSET = dg.AssetKey("github_users")
-CRAWL_JOB = "crawl_github_users"
 PARTITION_TAG = "dagster/partition"
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
-# Created but not yet submitted (a sensor's fresh request), queued, starting or running. Dagster's
-# IN_PROGRESS_RUN_STATUSES leaves out QUEUED and NOT_STARTED, which hold a page just as well.
+# A run holds its pages from creation (a sensor's fresh request) until it ends.
 UNFINISHED = [
     dg.DagsterRunStatus.NOT_STARTED,
     dg.DagsterRunStatus.QUEUED,
-    *IN_PROGRESS_RUN_STATUSES,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+    dg.DagsterRunStatus.CANCELING,
+    dg.DagsterRunStatus.SUSPENDED,
 ]
 
 
@@ -26,7 +27,7 @@ def pages_in_flight(instance: dg.DagsterInstance) -> list[tuple[str, str]]:
     """Page ranges ``(first key, last key)`` of runs of ``github_users`` queued or running."""
     ranges = []
     for run in instance.get_runs(filters=dg.RunsFilter(statuses=UNFINISHED)):
-        if USERS_ASSET not in (run.asset_selection or ()) and run.job_name != CRAWL_JOB:
+        if USERS_KEY not in (run.asset_selection or ()) and run.job_name != crawl_job.name:
             continue
         tags = run.tags
         if PARTITION_TAG in tags:
@@ -41,6 +42,21 @@ def not_in_flight(pages: Iterable[str], in_flight: list[tuple[str, str]]) -> lis
     return [page for page in pages if not any(a <= page <= b for a, b in in_flight)]
 
 
+def choose_pages(
+    deferred: Mapping[str, datetime],
+    stale: Sequence[str],
+    in_flight: list[tuple[str, str]],
+    now: datetime,
+    limit: int,
+) -> list[str]:
+    """At most ``limit`` pages: first the deferred ones whose reset has passed, then ``stale``
+    (oldest first) less those still waiting for a reset; never one a run already covers."""
+    chosen = not_in_flight([page for page, due in deferred.items() if due <= now], in_flight)
+    waiting = set(deferred)  # however old its data, a page waiting for its reset is not stale
+    fresh = [page for page in not_in_flight(stale, in_flight) if page not in waiting]
+    return (chosen + fresh)[:limit]
+
+
 def pages_due(
     store: RedisStore,
     instance: dg.DagsterInstance,
@@ -49,18 +65,9 @@ def pages_due(
     older_than: timedelta,
     limit: int,
 ) -> list[str]:
-    """Pages to run now, at most ``limit``: first those whose rate-limit reset has passed, then
-    those last written before ``now - older_than``, oldest first; never one already running."""
+    """``choose_pages`` over what Redis and the instance hold now."""
     in_flight = pages_in_flight(instance)
     deferred = store.deferred_pages()
-    chosen = not_in_flight([page for page, due in deferred.items() if due <= now], in_flight)
-    chosen = chosen[:limit]
-    # A page still waiting for its rate-limit reset is not stale, however old its data. Ask Redis
-    # for enough candidates that skipping those and the running ones still fills the batch.
+    # Enough candidates that skipping the deferred and running ones still fills the batch.
     stale = store.stale_pages(now - older_than, limit + len(deferred) + len(in_flight))
-    for page in not_in_flight(stale, in_flight):
-        if len(chosen) >= limit:
-            break
-        if page not in deferred:
-            chosen.append(page)
-    return chosen
+    return choose_pages(deferred, stale, in_flight, now, limit)

@@ -11,41 +11,43 @@ from gh_assets.resources import RedisResource
 from gh_assets.settings import Settings
 
 
-@dg.schedule(
-    name="weekly_recrawl_schedule",
-    cron_schedule="0 3 * * 0",
-    job=crawl_job,
-    default_status=dg.DefaultScheduleStatus.STOPPED,
-    description=(
-        "Sundays 03:00 UTC: re-crawls the GH_ASSETS_RECRAWL_BATCH least recently crawled pages, "
-        "whatever their age (one run per page). An alternative to stale_pages_sensor for a fixed "
-        "weekly window; off by default."
-    ),
-)
-def weekly_recrawl_schedule(
-    context: dg.ScheduleEvaluationContext, redis: RedisResource
-) -> list[dg.RunRequest] | dg.SkipReason:
-    settings = Settings.from_env()
-    known = set(context.instance.get_dynamic_partitions(github_pages.name))
-    now = context.scheduled_execution_time or datetime.now(UTC)
-    due = pages_due(
-        redis.get_store(),
-        context.instance,
-        now,
-        older_than=timedelta(0),
-        limit=settings.recrawl_batch,
+def _weekly_recrawl_schedule(settings: Settings) -> dg.ScheduleDefinition:
+    @dg.schedule(
+        name="weekly_recrawl_schedule",
+        cron_schedule="0 3 * * 0",
+        job=crawl_job,
+        default_status=dg.DefaultScheduleStatus.STOPPED,
+        description=(
+            "Sundays 03:00 UTC: re-crawls the GH_ASSETS_RECRAWL_BATCH least recently crawled "
+            "pages, whatever their age (one run per page). An alternative to stale_pages_sensor "
+            "for a fixed weekly window; off by default."
+        ),
     )
-    pages = [page for page in due if page in known]
-    if not pages:
-        return dg.SkipReason("no crawled page to re-crawl")
-    return [
-        dg.RunRequest(
-            partition_key=page,
-            run_key=f"{page}@{now:%Y-%m-%dT%H:%M}",
-            tags={"gh_assets/trigger": "weekly"},
+    def weekly_recrawl_schedule(
+        context: dg.ScheduleEvaluationContext, redis: RedisResource
+    ) -> list[dg.RunRequest] | dg.SkipReason:
+        known = set(context.instance.get_dynamic_partitions(github_pages.name))
+        now = context.scheduled_execution_time or datetime.now(UTC)
+        due = pages_due(
+            redis.get_store(),
+            context.instance,
+            now,
+            older_than=timedelta(0),
+            limit=settings.recrawl_batch,
         )
-        for page in pages
-    ]
+        pages = [page for page in due if page in known]
+        if not pages:
+            return dg.SkipReason("no crawled page to re-crawl")
+        return [
+            dg.RunRequest(
+                partition_key=page,
+                run_key=f"{page}@{now:%Y-%m-%dT%H:%M}",
+                tags={"gh_assets/trigger": "weekly"},
+            )
+            for page in pages
+        ]
+
+    return weekly_recrawl_schedule
 
 
 daily_summary_schedule = dg.ScheduleDefinition(
@@ -56,3 +58,7 @@ daily_summary_schedule = dg.ScheduleDefinition(
     description="Every day at 06:00 UTC: re-reads every user from Redis and recomputes the summary "
     "(the frame's checks run first and block the summary when they fail).",
 )
+
+
+def build_schedules(settings: Settings) -> list[dg.ScheduleDefinition]:
+    return [_weekly_recrawl_schedule(settings), daily_summary_schedule]

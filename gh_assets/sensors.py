@@ -1,4 +1,5 @@
-"""Sensors: register pages (and new ones as GitHub grows), and re-crawl stale pages."""
+"""Sensors: register pages (and new ones as GitHub grows), re-crawl stale pages, and refresh the
+analysis after pages change."""
 
 import json
 import time
@@ -6,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
+from gh_assets.assets import github_user_summary, github_users_frame
 from gh_assets.github import GitHubError
 from gh_assets.jobs import crawl_job
 from gh_assets.partitions import PageWindow, default_page_keys, github_pages
@@ -13,57 +15,92 @@ from gh_assets.recrawl import pages_due
 from gh_assets.resources import GitHubResource, RedisResource
 from gh_assets.settings import Settings
 
-INTERVAL = Settings.from_env().sensor_interval
+
+def build_sensors(settings: Settings) -> list[dg.SensorDefinition]:
+    """The three sensors, ticking every ``settings.sensor_interval`` seconds."""
+    return [
+        _pages_sensor(settings),
+        _stale_pages_sensor(settings),
+        dg.AutomationConditionSensorDefinition(
+            "refresh_analysis_sensor",
+            target=dg.AssetSelection.assets(github_users_frame, github_user_summary),
+            minimum_interval_seconds=settings.sensor_interval,
+            default_status=dg.DefaultSensorStatus.RUNNING,
+            description="Refreshes github_users_frame and github_user_summary (with the frame's "
+            "checks) after pages change: once per batch of page runs, when none is in progress.",
+        ),
+    ]
 
 
-@dg.sensor(
-    name="github_pages_sensor",
-    job=crawl_job,
-    minimum_interval_seconds=INTERVAL,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description=(
-        "Registers the pages GH_ASSETS_PAGES x GH_ASSETS_PAGE_SIZE asks for (ready to backfill), "
-        "and every GH_ASSETS_FRONTIER_INTERVAL seconds probes GET /users beyond the last page: "
-        "when GitHub has grown, it adds pages up to the newest user and crawls them."
-    ),
-)
-def github_pages_sensor(
-    context: dg.SensorEvaluationContext, github: GitHubResource
-) -> dg.SensorResult:
-    settings = Settings.from_env()
-    cursor = json.loads(context.cursor) if context.cursor else {"probed_at": 0, "pending": []}
-    known = set(context.instance.get_dynamic_partitions(github_pages.name))
-    added = [key for key in default_page_keys(settings) if key not in known]
-    # Pages that growth added on the previous tick exist now: crawl them.
-    runs = [dg.RunRequest(partition_key=key) for key in cursor["pending"] if key in known]
-    cursor["pending"] = []
-    if time.time() - cursor["probed_at"] >= settings.frontier_interval:
-        cursor["probed_at"] = time.time()
-        frontier = max((PageWindow.from_key(key).last_id for key in known | set(added)), default=0)
-        try:
-            with github.get_client() as client:
-                beyond = client.users_after(frontier)
-        except GitHubError as error:
-            context.log.warning(f"frontier probe failed, trying again next time: {error}")
-            beyond = []
-        room = settings.max_pages - len(known) - len(added)
-        grown = _pages_up_to(frontier, beyond[-1].id, settings.page_size, room) if beyond else []
-        if beyond and not grown:
-            context.log.warning(
-                f"GitHub has users beyond ID {frontier} but the crawl is at GH_ASSETS_MAX_PAGES "
-                f"({settings.max_pages}); raise it or GH_ASSETS_PAGE_SIZE to follow them"
-            )
-        added += grown
-        cursor["pending"] = grown
-    return dg.SensorResult(
-        run_requests=runs,
-        dynamic_partitions_requests=[github_pages.build_add_request(added)] if added else [],
-        cursor=json.dumps(cursor),
+def _pages_sensor(settings: Settings) -> dg.SensorDefinition:
+    @dg.sensor(
+        name="github_pages_sensor",
+        job=crawl_job,
+        minimum_interval_seconds=settings.sensor_interval,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=(
+            "Registers the pages GH_ASSETS_PAGES x GH_ASSETS_PAGE_SIZE asks for (ready to "
+            "backfill), and every GH_ASSETS_FRONTIER_INTERVAL seconds probes GET /users beyond "
+            "the last page: when GitHub has grown, it adds pages up to the newest user and "
+            "crawls them."
+        ),
     )
+    def github_pages_sensor(
+        context: dg.SensorEvaluationContext, github: GitHubResource
+    ) -> dg.SensorResult:
+        cursor = json.loads(context.cursor) if context.cursor else {"probed_at": 0, "pending": []}
+        known = set(context.instance.get_dynamic_partitions(github_pages.name))
+        added = [key for key in default_page_keys(settings) if key not in known]
+        # Pages that growth added on the previous tick exist now: crawl them.
+        runs = [dg.RunRequest(partition_key=key) for key in cursor["pending"] if key in known]
+        cursor["pending"] = []
+        if time.time() - cursor["probed_at"] >= settings.frontier_interval:
+            cursor["probed_at"] = time.time()
+            frontier = max(
+                (PageWindow.from_key(key).last_id for key in known | set(added)), default=0
+            )
+            grown = _grown_pages(context, github, settings, frontier, len(known) + len(added))
+            added += grown
+            cursor["pending"] = grown
+        return dg.SensorResult(
+            run_requests=runs,
+            dynamic_partitions_requests=[github_pages.build_add_request(added)] if added else [],
+            cursor=json.dumps(cursor),
+        )
+
+    return github_pages_sensor
 
 
-def _pages_up_to(frontier: int, newest_id: int, width: int, room: int) -> list[str]:
-    """Keys of the pages of ``width`` IDs after ``frontier`` that reach ``newest_id``."""
+def _grown_pages(
+    context: dg.SensorEvaluationContext,
+    github: GitHubResource,
+    settings: Settings,
+    frontier: int,
+    registered: int,
+) -> list[str]:
+    """Pages to add after ``frontier`` up to the newest user one probe finds, within the cap."""
+    try:
+        with github.get_client() as client:
+            beyond = client.users_after(frontier)
+    except GitHubError as error:
+        context.log.warning(f"frontier probe failed, trying again next time: {error}")
+        return []
+    if not beyond:
+        return []
+    grown = pages_up_to(
+        frontier, beyond[-1].id, settings.page_size, settings.max_pages - registered
+    )
+    if not grown:
+        context.log.warning(
+            f"GitHub has users beyond ID {frontier} but the crawl is at GH_ASSETS_MAX_PAGES "
+            f"({settings.max_pages}); raise it or GH_ASSETS_PAGE_SIZE to follow them"
+        )
+    return grown
+
+
+def pages_up_to(frontier: int, newest_id: int, width: int, room: int) -> list[str]:
+    """Keys of the pages of ``width`` IDs after ``frontier`` that reach ``newest_id``, at most
+    ``room`` of them."""
     keys = []
     first = frontier + 1
     while first <= newest_id and len(keys) < room:
@@ -72,38 +109,40 @@ def _pages_up_to(frontier: int, newest_id: int, width: int, room: int) -> list[s
     return keys
 
 
-@dg.sensor(
-    name="stale_pages_sensor",
-    job=crawl_job,
-    minimum_interval_seconds=INTERVAL,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description=(
-        "Re-crawls the pages last written more than GH_ASSETS_RECRAWL_AFTER seconds ago, oldest "
-        "first, GH_ASSETS_RECRAWL_BATCH per tick, and pages whose rate-limit reset has passed; "
-        "never a page whose run is queued or running. Unchanged users cost no rate limit (304)."
-    ),
-)
-def stale_pages_sensor(
-    context: dg.SensorEvaluationContext, redis: RedisResource
-) -> dg.SensorResult | dg.SkipReason:
-    settings = Settings.from_env()
-    store = redis.get_store()
-    known = set(context.instance.get_dynamic_partitions(github_pages.name))
-    due = pages_due(
-        store,
-        context.instance,
-        datetime.now(UTC),
-        older_than=timedelta(seconds=settings.recrawl_after),
-        limit=settings.recrawl_batch,
+def _stale_pages_sensor(settings: Settings) -> dg.SensorDefinition:
+    @dg.sensor(
+        name="stale_pages_sensor",
+        job=crawl_job,
+        minimum_interval_seconds=settings.sensor_interval,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=(
+            "Re-crawls the pages last written more than GH_ASSETS_RECRAWL_AFTER seconds ago, "
+            "oldest first, GH_ASSETS_RECRAWL_BATCH per tick, and pages whose rate-limit reset "
+            "has passed; never a page whose run is queued or running. Unchanged users cost no "
+            "rate limit (304)."
+        ),
     )
-    pages = [page for page in due if page in known]
-    if not pages:
-        return dg.SkipReason(
-            f"no page older than {settings.recrawl_after} s or past its rate-limit reset"
+    def stale_pages_sensor(
+        context: dg.SensorEvaluationContext, redis: RedisResource
+    ) -> dg.SensorResult | dg.SkipReason:
+        known = set(context.instance.get_dynamic_partitions(github_pages.name))
+        due = pages_due(
+            redis.get_store(),
+            context.instance,
+            datetime.now(UTC),
+            older_than=timedelta(seconds=settings.recrawl_after),
+            limit=settings.recrawl_batch,
         )
-    return dg.SensorResult(
-        run_requests=[
-            dg.RunRequest(partition_key=page, tags={"gh_assets/trigger": "recrawl"})
-            for page in pages
-        ]
-    )
+        pages = [page for page in due if page in known]
+        if not pages:
+            return dg.SkipReason(
+                f"no page older than {settings.recrawl_after} s or past its rate-limit reset"
+            )
+        return dg.SensorResult(
+            run_requests=[
+                dg.RunRequest(partition_key=page, tags={"gh_assets/trigger": "recrawl"})
+                for page in pages
+            ]
+        )
+
+    return stale_pages_sensor

@@ -1,45 +1,121 @@
-"""Operational settings, read from the environment of the code location (see README)."""
+"""Every setting of the code location, read from its environment once, where the definitions are
+built (``gh_assets.definitions``), and handed to what needs it. README's Configuration table
+lists them."""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, fields
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+from urllib.parse import urlsplit
+
+from gh_assets.github import DEFAULT_API_URL, DEFAULT_MAX_CONCURRENCY, DETAIL_MODES, safe_url
 
 WEEK = 7 * 24 * 3600
-ZERO_OK = {"GH_ASSETS_MAX_RATE_LIMIT_WAIT", "GH_ASSETS_PAGE_RETRIES", "GH_ASSETS_FRONTIER_INTERVAL"}
+DEFAULT_REDIS_URL = "redis://localhost:6379/0"
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+# Settings holding a secret: resources bind them by name (dg.EnvVar), so the UI never shows them.
+SECRETS = {"token": "GITHUB_TOKEN", "redis_url": "REDIS_URL"}
+
+
+class SettingsError(ValueError):
+    """A setting's value is unusable; the message is one line naming the variable."""
+
+
+def _whole(minimum: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        if not raw.isdecimal() or int(raw) < minimum:
+            raise SettingsError(f"a whole number >= {minimum}")
+        return int(raw)
+
+    return parse
+
+
+def _one_of(*choices: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        if raw not in choices:
+            raise SettingsError(f"one of {', '.join(choices)}")
+        return raw
+
+    return parse
+
+
+def _url(*schemes: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        try:
+            parts = urlsplit(raw)
+            parts.port  # noqa: B018 - raises on a port that is not a number
+        except ValueError:
+            parts = None
+        if not parts or parts.scheme not in schemes or not (parts.netloc or parts.path):
+            raise SettingsError(f"a {' or '.join(s + '://' for s in schemes)} URL")
+        return raw.rstrip("/") if parts.scheme.startswith("http") else raw
+
+    return parse
+
+
+def _text(raw: str) -> str:
+    return raw
+
+
+def _env(name: str, parse: Callable[[str], Any], **options: Any) -> Any:
+    """A dataclass field read from environment variable ``name`` by ``parse``."""
+    return field(metadata={"env": name, "parse": parse}, **options)
 
 
 @dataclass(frozen=True)
 class Settings:
-    """Every ``GH_ASSETS_*`` knob of the crawl, with its default."""
+    """The crawl's configuration; defaults are what an unset variable means."""
 
-    page_size: int = 100  # GH_ASSETS_PAGE_SIZE: user IDs per page (partition)
-    pages: int = 10  # GH_ASSETS_PAGES: pages registered from ID 1 on
-    max_pages: int = 100_000  # GH_ASSETS_MAX_PAGES: growth stops here (Dagster's advice)
-    pages_per_run: int = 1  # GH_ASSETS_PAGES_PER_RUN: pages a backfill puts in one run
-    recrawl_after: int = WEEK  # GH_ASSETS_RECRAWL_AFTER: seconds before a page is stale
-    recrawl_batch: int = 10  # GH_ASSETS_RECRAWL_BATCH: pages a sensor or schedule tick requests
-    sensor_interval: int = 60  # GH_ASSETS_SENSOR_INTERVAL: seconds between sensor ticks
-    frontier_interval: int = 3600  # GH_ASSETS_FRONTIER_INTERVAL: seconds between growth probes
-    max_rate_limit_wait: int = 90  # GH_ASSETS_MAX_RATE_LIMIT_WAIT: longest wait slept in a run
-    page_retries: int = 2  # GH_ASSETS_PAGE_RETRIES: re-tries of a page run after a fault
+    api_url: str = _env("GITHUB_API_URL", _url("https", "http"), default=DEFAULT_API_URL)
+    token: str | None = _env("GITHUB_TOKEN", _text, default=None, repr=False)
+    detail_mode: str = _env("GH_ASSETS_DETAIL_MODE", _one_of(*DETAIL_MODES), default="rest")
+    max_concurrency: int = _env(
+        "GH_ASSETS_MAX_CONCURRENCY", _whole(1), default=DEFAULT_MAX_CONCURRENCY
+    )
+    max_retries: int = _env("GH_ASSETS_MAX_RETRIES", _whole(0), default=5)
+    max_rate_limit_wait: int = _env("GH_ASSETS_MAX_RATE_LIMIT_WAIT", _whole(0), default=90)
+    redis_url: str = _env("REDIS_URL", _url(*REDIS_SCHEMES), default=DEFAULT_REDIS_URL, repr=False)
+    key_prefix: str = _env("GH_ASSETS_KEY_PREFIX", _text, default="gh:")
+    page_size: int = _env("GH_ASSETS_PAGE_SIZE", _whole(1), default=100)
+    pages: int = _env("GH_ASSETS_PAGES", _whole(1), default=10)
+    max_pages: int = _env("GH_ASSETS_MAX_PAGES", _whole(1), default=100_000)
+    pages_per_run: int = _env("GH_ASSETS_PAGES_PER_RUN", _whole(1), default=1)
+    page_retries: int = _env("GH_ASSETS_PAGE_RETRIES", _whole(0), default=2)
+    recrawl_after: int = _env("GH_ASSETS_RECRAWL_AFTER", _whole(1), default=WEEK)
+    recrawl_batch: int = _env("GH_ASSETS_RECRAWL_BATCH", _whole(1), default=10)
+    sensor_interval: int = _env("GH_ASSETS_SENSOR_INTERVAL", _whole(1), default=60)
+    frontier_interval: int = _env("GH_ASSETS_FRONTIER_INTERVAL", _whole(0), default=3600)
+    # Which secret settings came from the environment: those are bound by name, not by value.
+    from_environment: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
 
     @classmethod
-    def from_env(cls) -> Settings:
-        values = {}
-        for field in fields(cls):
-            name = f"GH_ASSETS_{field.name.upper()}"
-            raw = os.environ.get(name, "").strip()
-            if raw:
-                values[field.name] = _whole_number(name, raw, minimum=0 if name in ZERO_OK else 1)
-        return cls(**values)
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read and check every variable; the first bad one raises a one-line SettingsError."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for spec in fields(cls):
+            name = spec.metadata.get("env")
+            raw = environ.get(name, "").strip() if name else ""
+            if not raw:
+                continue
+            try:
+                values[spec.name] = spec.metadata["parse"](raw)
+            except SettingsError as expected:
+                shown = "(set, not shown)" if spec.name == "token" else repr(safe_url(raw))
+                raise SettingsError(f"{name}={shown}: expected {expected}") from None
+        bound = frozenset(SECRETS[name] for name in SECRETS if name in values)
+        return cls(**values, from_environment=bound)
+
+    def secret(self, name: str) -> Any:
+        """The value a resource field gets for secret setting ``name``: its variable, bound by
+        name when the value came from the environment (so Dagster shows no value), else itself."""
+        variable = SECRETS[name]
+        return _env_var(variable) if variable in self.from_environment else getattr(self, name)
 
 
-def _whole_number(name: str, raw: str, minimum: int) -> int:
-    try:
-        value = int(raw)
-    except ValueError:
-        value = minimum - 1
-    if value < minimum:
-        raise ValueError(f"{name} must be a whole number >= {minimum}, got {raw!r}")
-    return value
+def _env_var(name: str) -> Any:
+    import dagster as dg  # the settings stay importable without Dagster (e.g. by the bench)
+
+    return dg.EnvVar(name)

@@ -14,16 +14,18 @@ from pathlib import Path
 import pytest
 import redis
 
+from gh_assets.assets import build_github_users
 from gh_assets.github import GitHubClient
 from gh_assets.local.services import redis_server
 from gh_assets.local.standin import Dataset, StandinServer
+from gh_assets.settings import Settings
 from gh_assets.storage import RedisStore
 
-# Faults injected on purpose should fail a page at once, not after minutes of retry delays; the
-# retry policy itself is tested on its definition.
-os.environ.setdefault("GH_ASSETS_PAGE_RETRIES", "0")
-
 REPO = Path(__file__).resolve().parents[1]
+# Faults injected on purpose fail a page at once, not after minutes of retry delays; the retry
+# policy itself is tested on its definition.
+TEST_SETTINGS = Settings(page_retries=0)
+github_users = build_github_users(TEST_SETTINGS)
 STANDIN_SIZE = 1000
 STANDIN_SEED = 7
 

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import dagster as dg
@@ -12,16 +9,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gh_assets.assets import github_user_summary, github_users, github_users_frame
-from gh_assets.partitions import PageWindow, add_missing_pages, default_page_keys, github_pages
-from gh_assets.resources import GitHubResource, RedisResource
-from gh_assets.sensors import github_pages_sensor
-from gh_assets.settings import Settings
+from gh_assets.assets import github_user_summary, github_users_frame
 from gh_assets.local.standin import Dataset, StandinServer
+from gh_assets.partitions import PageWindow, add_missing_pages, github_pages
+from gh_assets.resources import GitHubResource, RedisResource
+from gh_assets.sensors import build_sensors
+from gh_assets.settings import Settings
 from gh_assets.storage import COUNTERS
 from gh_assets.summary import UserSummary
 
-from .conftest import REPO
+from .conftest import github_users
 
 WINDOWS = [PageWindow.number(k, 100) for k in range(4)]
 KEYS = [window.key for window in WINDOWS]
@@ -133,16 +130,19 @@ def test_a_failed_page_leaves_the_others_and_reruns_alone(
     }
 
 
-def test_the_pages_sensor_registers_pages_and_follows_growth(monkeypatch, standin) -> None:
-    monkeypatch.setenv("GH_ASSETS_PAGE_SIZE", "300")
-    monkeypatch.setenv("GH_ASSETS_PAGES", "2")
-    monkeypatch.setenv("GH_ASSETS_FRONTIER_INTERVAL", "999999")
+def pages_sensor(**settings: int) -> dg.SensorDefinition:
+    (sensor,) = [s for s in build_sensors(Settings(**settings)) if s.name == "github_pages_sensor"]
+    return sensor
+
+
+def test_the_pages_sensor_registers_pages_and_follows_growth(standin) -> None:
     github = {"github": GitHubResource(api_url=standin.url)}
+    sensor = pages_sensor(page_size=300, pages=2, frontier_interval=999999)
     with dg.instance_for_test() as instance:
 
         def tick(cursor: str | None) -> dg.SensorResult:
             context = dg.build_sensor_context(instance=instance, resources=github, cursor=cursor)
-            result = github_pages_sensor(context)
+            result = sensor(context)
             for request in result.dynamic_partitions_requests:
                 instance.add_dynamic_partitions(github_pages.name, request.partition_keys)
             return result
@@ -158,50 +158,13 @@ def test_the_pages_sensor_registers_pages_and_follows_growth(monkeypatch, standi
         assert [r.partition_key for r in second.run_requests] == ["0000000601-0000000900"]
         assert second.dynamic_partitions_requests == []
 
-        monkeypatch.setenv("GH_ASSETS_FRONTIER_INTERVAL", "0")  # probe on every tick
+        sensor = pages_sensor(page_size=300, pages=2, frontier_interval=0)  # probe every tick
         third = tick(second.cursor)  # probes again from ID 900: the stand-in ends at 1000
         (added,) = third.dynamic_partitions_requests
         assert added.partition_keys == ["0000000901-0000001200"]
 
-        monkeypatch.setenv("GH_ASSETS_MAX_PAGES", "4")
+        sensor = pages_sensor(page_size=300, pages=2, frontier_interval=0, max_pages=4)
         fourth = tick(third.cursor)  # nothing beyond ID 1200 exists, and the cap holds anyway
         assert fourth.dynamic_partitions_requests == []
         assert [r.partition_key for r in fourth.run_requests] == ["0000000901-0000001200"]
         assert len(instance.get_dynamic_partitions(github_pages.name)) == 4
-
-
-def test_page_keys_name_their_window() -> None:
-    assert PageWindow.from_key("0000000101-0000000200") == PageWindow(101, 200)
-    assert PageWindow.number(0, 100).key == "0000000001-0000000100"
-    assert PageWindow.number(9, 100).since == 900
-    keys = default_page_keys(Settings(page_size=7, pages=30))
-    assert keys == sorted(keys)
-    with pytest.raises(ValueError, match="page key"):
-        PageWindow.from_key("1-100")
-
-
-def test_the_code_location_loads(monkeypatch) -> None:
-    monkeypatch.setenv("GITHUB_TOKEN", FAKE_TOKEN)
-    from gh_assets.definitions import defs
-
-    dg.Definitions.validate_loadable(defs)
-    validate = subprocess.run(
-        [sys.executable, "-m", "dagster", "definitions", "validate", "-m", "gh_assets.definitions"],
-        cwd=REPO,
-        env=os.environ
-        | {"GITHUB_TOKEN": FAKE_TOKEN}
-        | {  # every setting bound as an EnvVar must fit its resource field
-            "GH_ASSETS_MAX_CONCURRENCY": "4",
-            "GH_ASSETS_MAX_RETRIES": "2",
-            "GH_ASSETS_MAX_RATE_LIMIT_WAIT": "5",
-            "GH_ASSETS_DETAIL_MODE": "graphql",
-            "GH_ASSETS_KEY_PREFIX": "x:",
-            "REDIS_URL": "redis://:pw@127.0.0.1:1/0",
-        },
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert validate.returncode == 0, validate.stdout + validate.stderr
-    assert FAKE_TOKEN not in validate.stdout + validate.stderr
-    assert ":pw@" not in validate.stdout + validate.stderr

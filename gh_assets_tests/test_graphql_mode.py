@@ -20,7 +20,6 @@ import pytest
 import requests
 from graphql import build_schema, graphql_sync, parse, print_ast, validate
 
-from gh_assets.assets import github_users
 from gh_assets.crawl import crawl_page
 from gh_assets.github import (
     GRAPHQL_BATCH,
@@ -33,11 +32,14 @@ from gh_assets.github import (
     RateLimitError,
     graphql_endpoint,
 )
-from gh_assets.partitions import PageWindow, add_missing_pages
-from gh_assets.resources import GitHubResource, RedisResource
 from gh_assets.local.standin import Dataset, StandinServer
 from gh_assets.local.standin.graphql_api import SDL, node_id
+from gh_assets.partitions import PageWindow, add_missing_pages
+from gh_assets.resources import GitHubResource, RedisResource
+from gh_assets.settings import Settings
 from gh_assets.storage import COUNTERS, RedisStore
+
+from .conftest import github_users
 
 WIDE = PageWindow(1, 400)  # four list pages' worth, with organizations and missing IDs
 WINDOW = PageWindow(101, 200)
@@ -643,37 +645,29 @@ def test_anonymous_graphql_against_github_is_a_configuration_error(api_url: str)
         GitHubClient(api_url, TOKEN, detail_mode="soap")  # type: ignore[arg-type]
 
 
-def test_the_resource_passes_the_mode_on(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_resource_passes_the_mode_on() -> None:
     resource = GitHubResource(api_url="http://127.0.0.1:1", detail_mode="graphql")
     with resource.get_client() as client:
         assert (client.detail_mode, client.graphql_url) == ("graphql", "http://127.0.0.1:1/graphql")
     with GitHubResource().get_client() as client:
         assert client.detail_mode == "rest"
-    with pytest.raises(ValueError, match="detail_mode must be one of"):
+    with pytest.raises(ValueError, match="detail_mode"):
         GitHubResource(detail_mode="soap")
 
-    monkeypatch.setenv("GH_ASSETS_DETAIL_MODE", "graphql")
-    bound = GitHubResource(
-        api_url="http://127.0.0.1:1", detail_mode=dg.EnvVar("GH_ASSETS_DETAIL_MODE")
-    )
-    with dg.build_resources({"github": bound}) as built:
-        assert built.github.detail_mode == "graphql"
 
-
-def test_the_asset_crawls_in_the_mode_the_environment_names(
+def test_the_asset_crawls_in_the_mode_the_settings_name(
     standin: StandinServer,
     dataset: Dataset,
     store: RedisStore,
     redis_url: str,
     key_prefix: str,
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("GH_ASSETS_DETAIL_MODE", "graphql")
+    settings = Settings.from_env(
+        {"GH_ASSETS_DETAIL_MODE": "graphql", "GITHUB_API_URL": standin.url}
+    )
     resources = {
-        "github": GitHubResource(
-            api_url=standin.url, detail_mode=dg.EnvVar("GH_ASSETS_DETAIL_MODE")
-        ),
+        "github": GitHubResource.from_settings(settings),
         "redis": RedisResource(url=redis_url, key_prefix=key_prefix),
         "io_manager": dg.FilesystemIOManager(base_dir=str(tmp_path / "storage")),
     }

@@ -1,23 +1,26 @@
 """Operating the crawl in-process: checks, rate-limit deferral, re-crawl sensor, schedules,
-automation of the analysis assets, settings."""
+automation of the analysis assets."""
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
 import pytest
-from dagster._core.storage.dagster_run import DagsterRunStatus
+from dagster import DagsterRunStatus
 
-from gh_assets.assets import github_user_summary, github_users, github_users_frame
+from gh_assets.assets import github_user_summary, github_users_frame
 from gh_assets.checks import frame_checks
+from gh_assets.jobs import crawl_job
+from gh_assets.local.standin import StandinServer
 from gh_assets.partitions import PageWindow, add_missing_pages
 from gh_assets.recrawl import RANGE_END_TAG, RANGE_START_TAG
 from gh_assets.resources import GitHubResource, RedisResource
-from gh_assets.schedules import daily_summary_schedule, weekly_recrawl_schedule
-from gh_assets.sensors import stale_pages_sensor
+from gh_assets.schedules import build_schedules
+from gh_assets.sensors import build_sensors
 from gh_assets.settings import Settings
-from gh_assets.local.standin import StandinServer
 from gh_assets.storage import RedisStore
+
+from .conftest import TEST_SETTINGS, github_users
 
 KEYS = [PageWindow.number(k, 100).key for k in range(3)]
 ASSETS = [github_users, github_users_frame, github_user_summary, *frame_checks]
@@ -123,7 +126,7 @@ def test_a_long_rate_limit_fails_the_page_and_defers_it(
     standin.set_rate_limit(limit=5000, reset=True)
     store.defer_page(KEYS[0], datetime.now(UTC) - timedelta(seconds=1))  # the reset has passed
     context = dg.build_sensor_context(instance=instance, resources=resources)
-    requested = stale_pages_sensor(context)
+    requested = stale_pages_sensor(TEST_SETTINGS)(context)
     assert [r.partition_key for r in requested.run_requests] == [KEYS[0]]
     assert crawl(instance, resources, KEYS[0]).success
     assert store.deferred_pages() == {}
@@ -153,9 +156,14 @@ def test_a_rate_limit_in_a_multi_page_run_defers_the_failed_page_and_every_later
 
 CRAWL = dg.Definitions(
     assets=ASSETS,
-    jobs=[dg.define_asset_job("crawl_github_users", selection=[github_users])],
+    jobs=[crawl_job],
     resources={"github": GitHubResource(), "redis": RedisResource()},  # never used: no run starts
-).resolve_job_def("crawl_github_users")
+).resolve_job_def(crawl_job.name)
+
+
+def stale_pages_sensor(settings: Settings) -> dg.SensorDefinition:
+    (sensor,) = [s for s in build_sensors(settings) if s.name == "stale_pages_sensor"]
+    return sensor
 
 
 def add_run(instance: dg.DagsterInstance, page: str, status: DagsterRunStatus) -> None:
@@ -172,40 +180,42 @@ def age(store: RedisStore, page: str, days: float) -> None:
 
 
 def test_stale_pages_sensor_requests_the_oldest_not_running_pages(
-    instance, resources, store: RedisStore, monkeypatch
+    instance, resources, store: RedisStore
 ) -> None:
     for key in KEYS:
         assert crawl(instance, resources, key).success
     sensor_context = dg.build_sensor_context(instance=instance, resources=resources)
-    assert isinstance(stale_pages_sensor(sensor_context), dg.SkipReason)  # all fresh
+    sensor = stale_pages_sensor(Settings(recrawl_batch=2))  # a week: the default age
+    assert isinstance(sensor(sensor_context), dg.SkipReason)  # all fresh
 
     age(store, KEYS[0], 9)
     age(store, KEYS[1], 30)
     age(store, KEYS[2], 8)
-    monkeypatch.setenv("GH_ASSETS_RECRAWL_BATCH", "2")
-    requested = stale_pages_sensor(sensor_context)
+    requested = sensor(sensor_context)
     assert [r.partition_key for r in requested.run_requests] == [KEYS[1], KEYS[0]]
 
     add_run(instance, KEYS[1], DagsterRunStatus.STARTED)
     add_run(instance, KEYS[0], DagsterRunStatus.NOT_STARTED)
     add_run(instance, KEYS[2], DagsterRunStatus.FAILURE)  # finished: does not hold the page
-    requested = stale_pages_sensor(sensor_context)
+    requested = sensor(sensor_context)
     assert [r.partition_key for r in requested.run_requests] == [KEYS[2]]
 
     # a page waiting for its rate-limit reset is not re-crawled early, however stale its data
     age(store, KEYS[2], 10)
     store.defer_page(KEYS[2], datetime.now(UTC) + timedelta(minutes=5))
-    assert isinstance(stale_pages_sensor(sensor_context), dg.SkipReason)
+    assert isinstance(sensor(sensor_context), dg.SkipReason)
 
-    monkeypatch.setenv("GH_ASSETS_RECRAWL_AFTER", str(60 * 24 * 3600))
-    assert isinstance(stale_pages_sensor(sensor_context), dg.SkipReason)
+    store.client.zrem(store.deferred_key, KEYS[2])
+    assert [r.partition_key for r in sensor(sensor_context).run_requests] == [KEYS[2]]
+    patient = stale_pages_sensor(Settings(recrawl_after=60 * 24 * 3600))
+    assert isinstance(patient(sensor_context), dg.SkipReason)  # none is 60 days old
 
 
-def test_schedules(instance, resources, store: RedisStore, monkeypatch) -> None:
+def test_schedules(instance, resources, store: RedisStore) -> None:
     for key in KEYS:
         assert crawl(instance, resources, key).success
     age(store, KEYS[2], 1)
-    monkeypatch.setenv("GH_ASSETS_RECRAWL_BATCH", "2")
+    weekly_recrawl_schedule, _ = build_schedules(Settings(recrawl_batch=2))
     # The next tick after the pages were written (a fixed date would age out of the test).
     when = datetime.now(UTC).replace(hour=3, minute=0, second=0, microsecond=0) + timedelta(days=1)
     context = dg.build_schedule_context(
@@ -214,10 +224,6 @@ def test_schedules(instance, resources, store: RedisStore, monkeypatch) -> None:
     requests = weekly_recrawl_schedule(context)
     assert [r.partition_key for r in requests] == [KEYS[2], KEYS[0]]
     assert requests[0].run_key == f"{KEYS[2]}@{when:%Y-%m-%d}T03:00"
-
-    assert daily_summary_schedule.cron_schedule == "0 6 * * *"
-    assert daily_summary_schedule.job_name == "refresh_user_summary"
-    assert weekly_recrawl_schedule.default_status == dg.DefaultScheduleStatus.STOPPED
 
 
 def test_analysis_refreshes_once_per_batch_of_page_runs(instance, resources) -> None:
@@ -239,21 +245,3 @@ def test_analysis_refreshes_once_per_batch_of_page_runs(instance, resources) -> 
 
     tick = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=tick.cursor)
     assert tick.total_requested == 0  # handled: no refresh until pages change again
-
-
-def test_settings_come_from_the_environment(monkeypatch) -> None:
-    assert Settings.from_env().page_size == 100
-    monkeypatch.setenv("GH_ASSETS_PAGE_SIZE", "2500")
-    monkeypatch.setenv("GH_ASSETS_MAX_RATE_LIMIT_WAIT", "0")
-    settings = Settings.from_env()
-    assert (settings.page_size, settings.max_rate_limit_wait) == (2500, 0)
-    monkeypatch.setenv("GH_ASSETS_PAGES", "zero")
-    with pytest.raises(ValueError, match="GH_ASSETS_PAGES must be a whole number >= 1"):
-        Settings.from_env()
-
-
-def test_page_runs_are_retried_and_pooled() -> None:
-    policy = github_users.op.retry_policy
-    assert policy.max_retries == Settings.from_env().page_retries
-    assert policy.backoff == dg.Backoff.EXPONENTIAL
-    assert github_users.op.pool == "github_api"

@@ -1,0 +1,92 @@
+"""The pure parts, called directly: what they do, shown on small inputs."""
+
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+from gh_assets.assets import github_user_summary
+from gh_assets.partitions import PageWindow, default_page_keys
+from gh_assets.recrawl import choose_pages
+from gh_assets.sensors import pages_up_to
+from gh_assets.settings import Settings
+from gh_assets.summary import UserSummary, summarize
+
+FRAME = pd.DataFrame(
+    {
+        "id": [1, 2, 3, 4],
+        "login": ["ada", "bob", "cy", "acme"],
+        "type": pd.Categorical(["User", "User", "User", "Organization"]),
+        "public_repos": [3, 0, 10, 7],
+        "public_gists": [1, 0, 0, 0],
+        "followers": [5, 0, 500, 40],
+        "following": [2, 1, 0, 0],
+    }
+)
+
+
+def test_a_page_key_names_its_window() -> None:
+    assert PageWindow.number(0, 100).key == "0000000001-0000000100"
+    assert PageWindow.from_key("0000000101-0000000200") == PageWindow(101, 200)
+    assert PageWindow.number(9, 100).since == 900  # GET /users?since=900 starts page 9
+    with pytest.raises(ValueError, match="page key"):
+        PageWindow.from_key("1-100")
+    with pytest.raises(ValueError, match="not a page window"):
+        PageWindow(200, 101)
+
+
+def test_the_configured_pages_tile_the_ids_from_one() -> None:
+    keys = default_page_keys(Settings(page_size=7, pages=3))
+    assert keys == ["0000000001-0000000007", "0000000008-0000000014", "0000000015-0000000021"]
+
+
+def test_growth_adds_pages_up_to_the_newest_user_within_the_room_left() -> None:
+    assert pages_up_to(frontier=200, newest_id=401, width=100, room=10) == [
+        "0000000201-0000000300",
+        "0000000301-0000000400",
+        "0000000401-0000000500",
+    ]
+    assert pages_up_to(frontier=200, newest_id=401, width=100, room=1) == [
+        "0000000201-0000000300"
+    ]
+    assert pages_up_to(frontier=200, newest_id=200, width=100, room=10) == []
+
+
+def test_pages_due_come_deferred_first_then_oldest_never_running_or_waiting() -> None:
+    now = datetime(2026, 12, 1, tzinfo=UTC)
+    deferred = {"p7": now - timedelta(seconds=1), "p3": now + timedelta(minutes=5)}
+    stale = ["p1", "p3", "p4", "p5"]  # oldest first, as Redis gives them
+    running = [("p4", "p4")]
+    assert choose_pages(deferred, stale, running, now, limit=3) == ["p7", "p1", "p5"]
+    assert choose_pages(deferred, stale, running, now, limit=1) == ["p7"]
+    assert choose_pages({}, stale, [("p1", "p4")], now, limit=9) == ["p5"]  # a multi-page run
+
+
+def test_summarize() -> None:
+    summary = summarize(FRAME)
+    assert summary.counters.loc["followers"].to_dict() == {
+        "count": 4,
+        "sum": 545,
+        "mean": 136.25,
+        "median": 22.5,
+        "std": pytest.approx(243.152, abs=0.001),  # sample std (ddof=1)
+        "p90": pytest.approx(362.0),
+        "p99": pytest.approx(486.2),
+        "max": 500,
+    }
+    assert summary.by_type.to_dict() == {
+        "accounts": {"User": 3, "Organization": 1},
+        "share": {"User": 0.75, "Organization": 0.25},
+    }
+    assert summary.top_followers["login"].tolist() == ["cy", "acme", "ada", "bob"]
+
+
+def test_the_summary_asset_called_on_a_frame() -> None:
+    result = github_user_summary(FRAME)
+    assert isinstance(result, dg.MaterializeResult)
+    assert isinstance(result.value, UserSummary)
+    assert result.metadata["accounts"] == 4
+    top = result.metadata["top_followers"].records[0].data
+    assert (top["login"], top["followers"]) == ("cy", 500)
+    assert "data:image/png;base64," in result.metadata["follower_distribution"].value
