@@ -93,18 +93,20 @@ def _project_redis(folder: Path) -> Iterator[str]:
 
 def demo(pages: list[str] | None) -> int:
     """Crawl every page in its own run, then refresh the frame and the summary; print them."""
-    keys = pages or default_page_keys(Settings.from_env())
+    keys = pages or default_page_keys(Settings.from_env())  # a bad setting stops here, early
     for key in keys:
         PageWindow.from_key(key)  # a clear error before anything starts
     with local_environment():
         import dagster as dg
 
-        from gh_assets.definitions import defs
+        from gh_assets.definitions import build_defs
+        from gh_assets.jobs import crawl_job, summary_job
         from gh_assets.partitions import add_missing_pages
 
         instance = dg.DagsterInstance.get()
         add_missing_pages(instance, keys)
-        crawl = defs.resolve_job_def("crawl_github_users")
+        defs = build_defs(Settings.from_env())  # with the servers local_environment started
+        crawl = defs.resolve_job_def(crawl_job.name)
         say(f"Crawling {len(keys)} pages ({keys[0]} .. {keys[-1]})")
         failed: dict[str, str] = {}
         for number, key in enumerate(keys, 1):
@@ -132,7 +134,7 @@ def demo(pages: list[str] | None) -> int:
             )
             return 1
         say("Refreshing github_users_frame and github_user_summary")
-        result = defs.resolve_job_def("refresh_user_summary").execute_in_process(
+        result = defs.resolve_job_def(summary_job.name).execute_in_process(
             instance=instance, raise_on_error=False, run_config=QUIET_RUN
         )
         if not result.success:
