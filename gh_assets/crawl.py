@@ -7,6 +7,7 @@ requests in flight stay busy while a page waits for its list request or its last
 from __future__ import annotations
 
 import contextvars
+import logging
 import threading
 import time
 from collections import deque
@@ -23,8 +24,11 @@ from gh_assets.github import (
     request_rank,
     request_tally,
 )
+from gh_assets.github.validation import MAX_COUNTER
 from gh_assets.partitions import PageWindow
-from gh_assets.storage import COUNTERS, PageWrite, RedisStore, iso_utc
+from gh_assets.storage import COUNTERS, PageWrite, RedisStore, iso_utc, user_problem
+
+log = logging.getLogger(__name__)
 
 # Pages in progress at once in crawl_pages. One page alone leaves the pipe part empty (its list
 # request is serial, its last round of details partly full); a second page fills those gaps.
@@ -55,12 +59,13 @@ def crawl_page(
     client's ``detail_mode`` decides how counts are read; users answered by GraphQL come without
     an ETag, so their hash is written without one (and their next re-crawl has no 304).
     ``requests`` counts this page's own requests (retries included), even when other pages
-    share the client at the same time.
+    share the client at the same time. A stored hash that is damaged is never reused: its user
+    is asked without ``If-None-Match`` and the hash is overwritten.
     """
     started = time.monotonic()
     with request_tally() as tally:
         listed = client.list_users(window.first_id, window.last_id)
-        stored = store.read_users(user.id for user in listed)
+        stored = _intact(store, store.read_users(user.id for user in listed))
         answers = client.get_details(
             listed,
             {user.id: _reusable_etag(stored.get(user.id), credential_id) for user in listed},
@@ -149,6 +154,26 @@ def crawl_pages(
             yield report
     # Leaving the block (a page's error, or the consumer closing the iterator) waits for the
     # pages still running.
+
+
+def _intact(store: RedisStore, found: dict[int, dict[str, str]]) -> dict[int, dict[str, str]]:
+    """The stored hashes a 304 may stand for: those the write would accept as GitHub's answer
+    (``user_problem``, the client's counter bound, their own id); a damaged one, reused, would
+    fail the page on every re-crawl."""
+    intact = {}
+    for user_id, fields in found.items():
+        problem = user_problem(fields)
+        if not problem and fields["id"] != str(user_id):
+            problem = f"user {user_id} holds the id {fields['id']!r}"
+        if not problem and any(int(fields[name]) >= MAX_COUNTER for name in COUNTERS):
+            problem = f"user {user_id} has a counter of {MAX_COUNTER:,} or more"
+        if problem:
+            log.warning(
+                "%s is damaged (%s): fetched again in full", store.user_key(user_id), problem
+            )
+        else:
+            intact[user_id] = fields
+    return intact
 
 
 def _reusable_etag(stored: dict[str, str] | None, credential_id: str) -> str | None:

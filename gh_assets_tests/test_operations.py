@@ -99,6 +99,7 @@ def test_a_failing_frame_check_blocks_the_summary(instance, resources, store: Re
         "frame_ids_and_logins_unique": True,
         "frame_counters_complete": True,
         "frame_rows_match_pages": True,
+        "frame_every_indexed_user_read": True,
     }
 
     store.client.hincrby(store.page_key(KEYS[1]), "users", 1)  # pages now claim one user more

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import redis
 
-from gh_assets.storage import COUNTERS, PageWrite, RedisStore
+from gh_assets.storage import COUNTERS, READ_REPORT, PageWrite, RedisStore, bulk_read
 
 WHEN = datetime(2026, 11, 27, 3, 0, 0, tzinfo=UTC)
 ETAG = "cdcdd165941281cdc3948a0cdff00dcb40d91a0ba044e67272d5b433326e8f81"
@@ -191,7 +191,7 @@ def test_read_frame_rejects_corrupt_counters(store: RedisStore) -> None:
         store.read_frame()
 
 
-def test_read_frame_skips_a_user_deleted_after_its_id_was_read(store: RedisStore) -> None:
+def test_read_frame_leaves_out_and_reports_indexed_ids_without_a_hash(store: RedisStore) -> None:
     store.write_page(page([user(i) for i in range(1, 11)]))
     store.client.zadd(store.ids_key, {"4": 4, "8": 8, "11": 11})  # ids without a hash
     store.client.delete(store.user_key(4), store.user_key(8))
@@ -200,16 +200,26 @@ def test_read_frame_skips_a_user_deleted_after_its_id_was_read(store: RedisStore
 
     assert frame["id"].tolist() == [1, 2, 3, 5, 6, 7, 9, 10]
     assert frame["login"].tolist() == [f"User{i}" for i in (1, 2, 3, 5, 6, 7, 9, 10)]
+    report = frame.attrs[READ_REPORT]
+    assert (report["no_hash"], report["no_hash_count"], report["indexed"]) == ([4, 8, 11], 3, 11)
 
 
-def test_id_batches_neither_repeat_nor_skip_while_the_index_changes(store: RedisStore) -> None:
+def test_read_frame_reads_the_ids_of_its_snapshot_only(
+    store: RedisStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
     store.write_page(page([user(i) for i in range(10, 20)]))
-    batches = store.iter_id_batches(batch=4)
-    seen = list(next(batches))
-    store.client.zadd(store.ids_key, {"1": 1, "2": 2})  # a page of lower ids lands meanwhile
-    seen += [user_id for ids in batches for user_id in ids]
+    read = bulk_read.read_frame
 
-    assert seen == [str(i).encode() for i in range(10, 20)]
+    def a_page_lands_after_the_snapshot(*args: object) -> object:
+        store.write_page(page([user(1), user(2), user(25)], key="p0"))
+        return read(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(bulk_read, "read_frame", a_page_lands_after_the_snapshot)
+    frame = store.read_frame(batch=4)
+
+    assert frame["id"].tolist() == list(range(10, 20))
+    assert frame.attrs[READ_REPORT]["pages_users"] == frame.attrs[READ_REPORT]["indexed"] == 10
+    assert store.user_count() == 13
 
 
 def test_read_frame_keeps_missing_fetched_at_as_nat(store: RedisStore) -> None:

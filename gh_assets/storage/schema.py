@@ -3,7 +3,7 @@
 - ``gh:user:{id}``: hash ``id login type public_repos public_gists followers following
   fetched_at [etag etag_auth]``; integers as decimal strings, ``fetched_at`` ISO-8601 UTC,
   ``etag`` the entity tag without ``W/`` and quotes, ``etag_auth`` which credential got it.
-- ``gh:logins``: hash lower-cased login -> id.
+- ``gh:logins``: hash login lower-cased in ASCII only (``ascii_lower``) -> id.
 - ``gh:ids``: sorted set of every stored user id (score = id).
 - ``gh:page:{page}``: hash of page bookkeeping (window, counts, ``fetched_at``).
 - ``gh:page:{page}:users`` / ``gh:page:{page}:gone``: sets of the page's user ids and of the ids
@@ -15,11 +15,22 @@
 Nothing needs ``KEYS`` or a scan of the keyspace.
 """
 
+import string
 from datetime import UTC, datetime
 
 COUNTERS = ("public_repos", "public_gists", "followers", "following")
 FRAME_FIELDS = ("id", "login", "type", *COUNTERS, "fetched_at")
 USER_FIELDS = (*FRAME_FIELDS, "etag", "etag_auth")
+_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+
+
+def ascii_lower(login: str) -> str:
+    """A login's key in ``gh:logins``: A-Z lower-cased, every other character kept.
+
+    The same rule as Lua's ``string.lower`` in ``write_page.lua`` (bytes, C locale), so both
+    sides agree on any login, even a non-ASCII one from a hostile server (GitHub's are ASCII).
+    """
+    return login.translate(_ASCII_LOWER)
 
 
 def iso_utc(moment: datetime) -> str:

@@ -16,10 +16,11 @@ import pandas as pd
 import redis
 
 from gh_assets.storage import bulk_read
-from gh_assets.storage.bulk_read import READ_BATCH
-from gh_assets.storage.schema import COUNTERS, USER_FIELDS, iso_utc
+from gh_assets.storage.bulk_read import FIRST_FEW, READ_BATCH, READ_REPORT, ReadReport
+from gh_assets.storage.schema import COUNTERS, USER_FIELDS, ascii_lower, iso_utc
 
 _WRITE_PAGE = resources.files(__package__).joinpath("write_page.lua").read_text()
+_PAGES_USERS = resources.files(__package__).joinpath("pages_users.lua").read_text()
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,7 @@ class RedisStore:
         self.pages_key = f"{prefix}pages"
         self.deferred_key = f"{prefix}deferred"
         self._write_page = client.register_script(_WRITE_PAGE)
+        self._pages_users = client.register_script(_PAGES_USERS)
 
     @classmethod
     def from_url(cls, url: str, prefix: str = "gh:", **client_options) -> RedisStore:
@@ -111,7 +113,7 @@ class RedisStore:
         }
 
     def user_id_for_login(self, login: str) -> int | None:
-        found = self.client.hget(self.logins_key, login.lower())
+        found = self.client.hget(self.logins_key, ascii_lower(login))
         return int(found) if found is not None else None
 
     def page_members(self, page: str) -> set[int]:
@@ -172,21 +174,42 @@ class RedisStore:
     def user_count(self) -> int:
         return self.client.zcard(self.ids_key)
 
-    def iter_id_batches(self, batch: int = READ_BATCH) -> Iterator[list[bytes]]:
-        """Stored ids in ascending order, a batch at a time (bounded memory on both sides).
-
-        Each batch starts after the last id seen, not at a rank, so ids added or removed by page
-        writes meanwhile never make a batch repeat or skip one that was there all along.
-        """
-        after = "-inf"
-        while ids := self.client.zrangebyscore(self.ids_key, after, "+inf", start=0, num=batch):
-            yield ids
-            after = b"(" + ids[-1]
-
     def read_frame(self, batch: int = READ_BATCH) -> pd.DataFrame:
         """Every stored user as a DataFrame with integer counters, in ascending id order, read
-        ``batch`` ids at a time (see ``bulk_read``)."""
-        return bulk_read.read_frame(self.client, self.user_key(""), self.iter_id_batches(batch))
+        ``batch`` ids at a time (see ``bulk_read``).
+
+        The ids and the pages' user total are taken in one atomic step, so the frame can be
+        graded against the pages as they were when it was read, whatever page runs finish
+        meanwhile; ``frame.attrs[READ_REPORT]`` (a ``ReadReport``) records that total and the
+        ids left out.
+        """
+        with self.client.pipeline(transaction=True) as pipe:  # MULTI/EXEC: one atomic step
+            self._pages_users(keys=[self.pages_key], args=[self.page_key("")], client=pipe)
+            pipe.zrange(self.ids_key, 0, -1)  # native: 3x faster than the same in Lua
+            pages_users, ids = pipe.execute(raise_on_error=False)
+        for reply in (pages_users, ids):
+            if isinstance(reply, Exception):
+                raise reply  # its own one-line message, not the pipeline's wrapping
+        indexed = len(ids)
+        batches = _batches(ids, batch)
+        frame, left_out = bulk_read.read_frame(self.client, self.user_key(""), batches)
+        # Without a hash: deleted by a page write since the snapshot when its id left the index
+        # too (writes remove both at once), a fault when its id is still there.
+        scores = self.client.zmscore(self.ids_key, left_out.no_hash) if left_out.no_hash else []
+        no_hash = [
+            i for i, score in zip(left_out.no_hash, scores, strict=True) if score is not None
+        ]
+        report: ReadReport = {
+            "pages_users": pages_users,
+            "indexed": indexed,
+            "deleted_during_read": len(left_out.no_hash) - len(no_hash),
+            "no_hash": no_hash[:FIRST_FEW],
+            "no_hash_count": len(no_hash),
+            "no_login": left_out.no_login[:FIRST_FEW],
+            "no_login_count": len(left_out.no_login),
+        }
+        frame.attrs[READ_REPORT] = report
+        return frame
 
 
 def _ordered(user: Mapping[str, str]) -> dict[str, str]:
@@ -199,11 +222,30 @@ def _flat(fields: Mapping[str, str]) -> list[str]:
     return [str(item) for pair in fields.items() for item in pair]
 
 
-def _check_user(user: Mapping[str, str]) -> None:
-    """Refuse a user hash that would break the schema, before anything is written."""
+def _batches(ids: list[bytes], size: int) -> Iterator[list[bytes]]:
+    """``ids``, ``size`` at a time, each batch released once read: the snapshot's memory goes
+    as the frame's columns grow, so the peak stays where it was."""
+    batches = [ids[first : first + size] for first in range(0, len(ids), size)]
+    ids.clear()
+    batches.reverse()
+    while batches:
+        yield batches.pop()
+
+
+def user_problem(user: Mapping[str, str]) -> str | None:
+    """What keeps a user hash out of the schema, or None: the rule every write applies, and
+    the test a stored hash passes before a crawl reuses it."""
     for field in ("id", "login", "type"):
         if not user.get(field):
-            raise ValueError(f"user {user.get('id', '?')} has no {field!r}")
+            return f"user {user.get('id', '?')} has no {field!r}"
     for field in ("id", *COUNTERS):
-        if not str(user.get(field, "")).isdecimal():
-            raise ValueError(f"user {user['id']} has a non-integer {field!r}: {user.get(field)!r}")
+        value = str(user.get(field, ""))
+        if not (value.isascii() and value.isdecimal()):  # "٣" is decimal, not ASCII
+            return f"user {user['id']} has a non-integer {field!r}: {user.get(field)!r}"
+    return None
+
+
+def _check_user(user: Mapping[str, str]) -> None:
+    """Refuse a user hash that would break the schema, before anything is written."""
+    if problem := user_problem(user):
+        raise ValueError(problem)
