@@ -8,11 +8,17 @@ import pandas as pd
 
 from gh_assets.checks import PAGE_CHECKS, audit_pages
 from gh_assets.crawl import PageReport, crawl_pages
-from gh_assets.github import GitHubHTTPError, MalformedResponseError, RateLimitError
+from gh_assets.github import (
+    GitHubConfigError,
+    GitHubHTTPError,
+    MalformedResponseError,
+    RateLimitError,
+)
 from gh_assets.partitions import PageWindow, github_pages
+from gh_assets.preflight import github_failure, redis_failures
 from gh_assets.resources import GitHubResource, RedisResource
 from gh_assets.settings import Settings
-from gh_assets.storage import RedisStore
+from gh_assets.storage import READ_REPORT, RedisStore
 from gh_assets.summary import UserSummary, follower_histogram_png, summarize
 
 USERS_KEY = dg.AssetKey("github_users")  # the page asset, built per settings by the factory below
@@ -50,13 +56,15 @@ def build_github_users(settings: Settings) -> dg.AssetsDefinition:
     def github_users(
         context: dg.AssetExecutionContext, github: GitHubResource, redis: RedisResource
     ) -> dg.MaterializeResult:
-        store = redis.get_store()
         windows = [PageWindow.from_key(key) for key in context.partition_keys]
         started = time.monotonic()
-        reports = _crawl(context, github, store, windows)
+        with redis_failures(redis.url):  # one line naming REDIS_URL, retried only if it may help
+            store = redis.get_store()
+            reports = _crawl(context, github, store, windows)
+            check_results = audit_pages(store, windows)
         return dg.MaterializeResult(
             metadata=_page_metadata(reports, time.monotonic() - started),
-            check_results=audit_pages(store, windows),
+            check_results=check_results,
         )
 
     return github_users
@@ -71,7 +79,11 @@ def _crawl(
     """Crawl the run's pages (they overlap; reports, and a failed page's error, come in page
     order), turning GitHub's errors into the run's outcome: retried, deferred or failed."""
     reports: list[PageReport] = []
-    with github.get_client() as client:
+    try:
+        client = github.get_client()
+    except GitHubConfigError as error:  # e.g. anonymous GraphQL on GitHub: no retry can help
+        raise dg.Failure(description=str(error), allow_retries=False) from None
+    with client:
         try:
             for report in crawl_pages(client, store, windows, github.credential_id):
                 context.log.info(
@@ -90,10 +102,14 @@ def _crawl(
                 allow_retries=False,
             ) from error
         except (MalformedResponseError, GitHubHTTPError) as error:
+            page = windows[len(reports)].key
+            failure = github_failure(error, github.api_url, github.token, page)
+            if failure is not None:  # unreachable, or a refused credential: one line
+                raise failure from None
             if isinstance(error, GitHubHTTPError) and error.status not in PERMANENT_STATUSES:
                 raise  # a transient fault outlived the client's retries: RetryPolicy
             raise dg.Failure(
-                description=f"{error}. Page {windows[len(reports)].key} was not written; "
+                description=f"{error}. Page {page} was not written; "
                 "retrying would not help until the cause is fixed.",
                 allow_retries=False,
             ) from error
@@ -134,6 +150,8 @@ def github_users_frame(redis: RedisResource) -> dg.MaterializeResult:
             ),
             "preview": _table(frame.head(10)),
             "organizations": int((frame["type"] == "Organization").sum()),
+            # What the read saw beside the rows (frame.attrs, graded by the frame checks).
+            **{f"read_{name}": value for name, value in frame.attrs[READ_REPORT].items()},
         },
     )
 

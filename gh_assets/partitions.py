@@ -10,12 +10,17 @@ fixed in code, so the crawl can grow with GitHub without a redeploy.
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import re
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import dagster as dg
 
-from gh_assets.settings import Settings
+from gh_assets.settings import Settings, SettingsError
+from gh_assets.storage import RedisStore
 
 KEY_DIGITS = 10
 
@@ -41,6 +46,10 @@ class PageWindow:
         return self.first_id - 1
 
     @property
+    def width(self) -> int:
+        return self.last_id - self.first_id + 1
+
+    @property
     def key(self) -> str:
         return f"{self.first_id:0{KEY_DIGITS}d}-{self.last_id:0{KEY_DIGITS}d}"
 
@@ -62,12 +71,84 @@ def default_page_keys(settings: Settings) -> list[str]:
     return [PageWindow.number(k, settings.page_size).key for k in range(settings.pages)]
 
 
+class PageOverlapError(SettingsError):
+    """New pages would share IDs with registered ones: their users would be counted twice."""
+
+
 def add_missing_pages(
     instance: dg.DagsterInstance, keys: list[str], chunk: int = 5_000
 ) -> list[str]:
-    """Register page keys the instance lacks, in chunks (SQLite refuses ~36k at once)."""
+    """Register page keys the instance lacks, in chunks (SQLite refuses ~36k at once); none at all
+    when one of them overlaps a registered page or another of them (``PageOverlapError``, one
+    line saying the way out)."""
     known = set(instance.get_dynamic_partitions(github_pages.name))
-    missing = [key for key in keys if key not in known]
+    missing = [key for key in dict.fromkeys(keys) if key not in known]
+    clashes = overlaps(known, missing)
+    if clashes:
+        raise PageOverlapError(overlap_message(*next(iter(clashes.items()))))
+    windows = sorted(PageWindow.from_key(key) for key in missing)
+    for before, after in itertools.pairwise(windows):
+        if after.first_id <= before.last_id:
+            raise PageOverlapError(f"pages {before.key} and {after.key} overlap: pick one")
     for start in range(0, len(missing), chunk):
         instance.add_dynamic_partitions(github_pages.name, missing[start : start + chunk])
     return missing
+
+
+def overlaps(known: Iterable[str], keys: Iterable[str]) -> dict[str, list[str]]:
+    """Each key of ``keys`` whose window shares IDs with pages of ``known``, mapped to those
+    pages in ID order."""
+    pages = sorted(PageWindow.from_key(key) for key in known)
+    firsts = [page.first_id for page in pages]
+    # Running maximum of the ends: ends need not be sorted when two widths are registered.
+    ends = list(itertools.accumulate((page.last_id for page in pages), max))
+    clashes: dict[str, list[str]] = {}
+    for key in keys:
+        window = PageWindow.from_key(key)
+        start = bisect.bisect_left(ends, window.first_id)  # every page before ends before it
+        stop = bisect.bisect_right(firsts, window.last_id)  # every page after starts after it
+        hit = [page.key for page in pages[start:stop] if page.last_id >= window.first_id]
+        if hit:
+            clashes[key] = hit
+    return clashes
+
+
+def overlap_message(key: str, pages: list[str]) -> str:
+    """Why page ``key`` is refused, overlapping registered ``pages``, and the way out."""
+    width = PageWindow.from_key(key).width
+    old = Counter(PageWindow.from_key(page).width for page in pages).most_common(1)[0][0]
+    shown = pages[0] + (" …" if len(pages) > 1 else "")
+    count = f"{len(pages)} registered page{'s' if len(pages) > 1 else ''}"
+    if old != width:
+        return (
+            f"GH_ASSETS_PAGE_SIZE={width} gives page {key}, which overlaps {count} of another "
+            f"width ({shown}); keep GH_ASSETS_PAGE_SIZE={old}, or forget the old pages first: "
+            f"gh-assets forget-pages --width {old}"
+        )
+    return (
+        f"page {key} overlaps {count} ({shown}); crawl those instead, or forget them first: "
+        f"gh-assets forget-pages --pages {','.join(pages)}"
+    )
+
+
+def pages_of_width(instance: dg.DagsterInstance, width: int) -> list[str]:
+    """The registered pages of ``width`` IDs each, in ID order."""
+    keys = instance.get_dynamic_partitions(github_pages.name)
+    return sorted(key for key in keys if PageWindow.from_key(key).width == width)
+
+
+def forget_pages(instance: dg.DagsterInstance, store: RedisStore, keys: list[str]) -> None:
+    """Unregister pages and delete their bookkeeping in Redis (``gh:page:{key}``, its member and
+    gone sets, its entries in ``gh:pages`` and ``gh:deferred``), e.g. before changing the page
+    width. The user hashes stay, with their ETags: the pages covering their IDs next claim them
+    when they are crawled, mostly as free 304s."""
+    for start in range(0, len(keys), 1_000):
+        chunk = keys[start : start + 1_000]
+        with store.client.pipeline(transaction=True) as pipe:
+            for key in chunk:
+                pipe.delete(*(store.page_key(key, part) for part in ("", "users", "gone")))
+            pipe.zrem(store.pages_key, *chunk)
+            pipe.zrem(store.deferred_key, *chunk)
+            pipe.execute()
+    for key in keys:  # after Redis: a page still registered is merely crawled again
+        instance.delete_dynamic_partition(github_pages.name, key)

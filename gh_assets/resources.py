@@ -9,7 +9,12 @@ from typing import Literal
 import dagster as dg
 from pydantic import Field
 
-from gh_assets.github import DEFAULT_API_URL, DEFAULT_MAX_CONCURRENCY, GitHubClient
+from gh_assets.github import (
+    DEFAULT_API_URL,
+    DEFAULT_MAX_CONCURRENCY,
+    GitHubClient,
+    url_credentials,
+)
 from gh_assets.settings import DEFAULT_REDIS_URL, Settings
 from gh_assets.storage import RedisStore
 
@@ -49,7 +54,7 @@ class GitHubResource(dg.ConfigurableResource):
     @classmethod
     def from_settings(cls, settings: Settings) -> GitHubResource:
         return cls(
-            api_url=settings.api_url,
+            api_url=settings.secret("api_url"),
             token=settings.secret("token"),
             detail_mode=settings.detail_mode,
             max_concurrency=settings.max_concurrency,
@@ -72,10 +77,17 @@ class GitHubResource(dg.ConfigurableResource):
     @property
     def credential_id(self) -> str:
         """Names the credential behind stored ETags (valid only for the token that got them)
-        without revealing it: a short digest of the token, or ``anonymous``."""
-        if not self.token:
+        without revealing it: a short digest of the token (or of the user and password in
+        ``api_url``), or ``anonymous``."""
+        basic = url_credentials(self.api_url)
+        secret = self.token or (":".join(basic) if basic else None)
+        if not secret:
             return "anonymous"
-        return "sha256:" + hashlib.sha256(self.token.encode()).hexdigest()[:12]
+        return "sha256:" + hashlib.sha256(secret.encode()).hexdigest()[:12]
+
+
+class RedisURLError(ValueError):
+    """redis-py refuses the URL (e.g. a query option it cannot parse); no retry can fix it."""
 
 
 class RedisResource(dg.ConfigurableResource):
@@ -93,4 +105,7 @@ class RedisResource(dg.ConfigurableResource):
         return cls(url=settings.secret("redis_url"), key_prefix=settings.key_prefix)
 
     def get_store(self) -> RedisStore:
-        return RedisStore.from_url(self.url, self.key_prefix)
+        try:
+            return RedisStore.from_url(self.url, self.key_prefix)
+        except ValueError as error:
+            raise RedisURLError(str(error)) from None

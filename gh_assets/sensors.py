@@ -10,7 +10,13 @@ import dagster as dg
 from gh_assets.assets import github_user_summary, github_users_frame
 from gh_assets.github import GitHubError
 from gh_assets.jobs import crawl_job
-from gh_assets.partitions import PageWindow, default_page_keys, github_pages
+from gh_assets.partitions import (
+    PageWindow,
+    default_page_keys,
+    github_pages,
+    overlap_message,
+    overlaps,
+)
 from gh_assets.recrawl import pages_due
 from gh_assets.resources import GitHubResource, RedisResource
 from gh_assets.settings import Settings
@@ -51,6 +57,13 @@ def _pages_sensor(settings: Settings) -> dg.SensorDefinition:
         cursor = json.loads(context.cursor) if context.cursor else {"probed_at": 0, "pending": []}
         known = set(context.instance.get_dynamic_partitions(github_pages.name))
         added = [key for key in default_page_keys(settings) if key not in known]
+        clashes = overlaps(known, added)
+        if clashes:  # a changed page width: say so each tick, add no page counting users twice
+            context.log.warning(
+                f"{overlap_message(*next(iter(clashes.items())))} "
+                f"({len(clashes)} of the configured pages left out)"
+            )
+            added = [key for key in added if key not in clashes]
         # Pages that growth added on the previous tick exist now: crawl them.
         runs = [dg.RunRequest(partition_key=key) for key in cursor["pending"] if key in known]
         cursor["pending"] = []

@@ -10,13 +10,21 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 from urllib.parse import urlsplit
 
-from gh_assets.github import DEFAULT_API_URL, DEFAULT_MAX_CONCURRENCY, DETAIL_MODES, safe_url
+from gh_assets.github import (
+    CREDENTIALS_CONFLICT,
+    DEFAULT_API_URL,
+    DEFAULT_MAX_CONCURRENCY,
+    DETAIL_MODES,
+    safe_url,
+    url_credentials,
+)
 
 WEEK = 7 * 24 * 3600
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 REDIS_SCHEMES = ("redis", "rediss", "unix")
-# Settings holding a secret: resources bind them by name (dg.EnvVar), so the UI never shows them.
-SECRETS = {"token": "GITHUB_TOKEN", "redis_url": "REDIS_URL"}
+# Settings holding a secret: resources bind them by name (dg.EnvVar), so the UI never shows them;
+# the API URL only when it carries a user and password.
+SECRETS = {"token": "GITHUB_TOKEN", "redis_url": "REDIS_URL", "api_url": "GITHUB_API_URL"}
 
 
 class SettingsError(ValueError):
@@ -64,7 +72,7 @@ def _env(name: str, parse: Callable[[str], Any], **options: Any) -> Any:
     return field(metadata={"env": name, "parse": parse}, **options)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Settings:
     """The crawl's configuration; defaults are what an unset variable means."""
 
@@ -90,6 +98,11 @@ class Settings:
     # Which secret settings came from the environment: those are bound by name, not by value.
     from_environment: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
 
+    def __post_init__(self) -> None:
+        # requests would send the URL's Basic auth instead of the token: refuse to guess.
+        if self.token and url_credentials(self.api_url):
+            raise SettingsError(CREDENTIALS_CONFLICT.format(url=safe_url(self.api_url)))
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Read and check every variable; the first bad one raises a one-line SettingsError."""
@@ -105,8 +118,18 @@ class Settings:
             except SettingsError as expected:
                 shown = "(set, not shown)" if spec.name == "token" else repr(safe_url(raw))
                 raise SettingsError(f"{name}={shown}: expected {expected}") from None
-        bound = frozenset(SECRETS[name] for name in SECRETS if name in values)
+        bound = frozenset(
+            SECRETS[name]
+            for name in SECRETS
+            if name in values and (name != "api_url" or url_credentials(values[name]))
+        )
         return cls(**values, from_environment=bound)
+
+    def __repr__(self) -> str:
+        """Every setting but the secrets: no token, no Redis URL, the API URL masked."""
+        shown = {spec.name: getattr(self, spec.name) for spec in fields(self) if spec.repr}
+        shown["api_url"] = safe_url(self.api_url)
+        return f"Settings({', '.join(f'{name}={value!r}' for name, value in shown.items())})"
 
     def secret(self, name: str) -> Any:
         """The value a resource field gets for secret setting ``name``: its variable, bound by

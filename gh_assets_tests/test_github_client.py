@@ -5,6 +5,7 @@ No mocks of ``requests``: every test goes through sockets. Waits are recorded, n
 
 from __future__ import annotations
 
+import base64
 import gzip
 import json
 import logging
@@ -38,6 +39,7 @@ from gh_assets.github import (
     ratelimit,
     transport,
 )
+from gh_assets.resources import GitHubResource
 
 RECORDINGS = Path(__file__).resolve().parents[2] / "shared" / "github-recordings"
 RECORDED = sorted(p.name for p in RECORDINGS.glob("*.json")) or ["(no recordings)"]
@@ -362,6 +364,50 @@ def test_a_next_link_to_another_host_is_refused(
     with pytest.raises(MalformedResponseError, match=r"leaves the API: http://evil\.example"):
         make_client(token=TOKEN).list_users(1, 10)
     assert len(replay.seen) == 1
+
+
+def test_a_redirect_to_another_origin_is_refused(
+    replay: Replay, make_client: Callable[..., GitHubClient]
+) -> None:
+    elsewhere = replay.url.replace("127.0.0.1", "localhost")  # this server under another name
+    replay.queue(
+        Reply(302, b"", [("Location", f"{elsewhere}/users?since=0&per_page=100")]),
+        Reply(200, []),  # what following it would get: an empty page, emptying the stored one
+    )
+    with pytest.raises(MalformedResponseError) as raised:
+        make_client(token=TOKEN).list_users(1, 10)
+    assert str(raised.value) == (
+        f"GET {replay.url}/users?since=0&per_page=100 -> 302: redirect leaves the API: "
+        f"{elsewhere}/users?since=0&per_page=100"
+    )
+    assert len(replay.seen) == 1
+
+
+def test_a_redirect_within_the_api_is_followed(
+    replay: Replay, make_client: Callable[..., GitHubClient]
+) -> None:
+    replay.queue(
+        Reply(301, b"", [("Location", "/moved/users?since=0&per_page=100")]),
+        Reply(200, listed(1, 2)),
+    )
+    assert [u.id for u in make_client(token=TOKEN).list_users(1, 10)] == [1, 2]
+    assert [s.path for s in replay.seen] == [
+        "/users?since=0&per_page=100",
+        "/moved/users?since=0&per_page=100",
+    ]
+    assert [s.headers["authorization"] for s in replay.seen] == [f"Bearer {TOKEN}"] * 2
+
+
+def test_a_frontier_probe_reports_the_real_status(
+    replay: Replay, make_client: Callable[..., GitHubClient]
+) -> None:
+    replay.queue(Reply(404, {"message": "Not Found"}))
+    with pytest.raises(GitHubHTTPError) as raised:
+        make_client().users_after(5)
+    assert type(raised.value) is GitHubHTTPError and raised.value.status == 404
+    assert str(raised.value) == (
+        f"GET {replay.url}/users?since=5&per_page=100 -> 404: unexpected status for a users page"
+    )
 
 
 # --- retries ---------------------------------------------------------------------------------
@@ -860,3 +906,43 @@ def test_urls_in_messages_lose_their_credentials() -> None:
         == "https://ghe.example/api/v3/users?since=5&client_secret=***"
     )
     assert "pw" not in repr(GitHubClient("https://user:pw@ghe.example/api/v3"))
+
+
+def test_a_user_and_password_in_the_api_url_go_with_every_request_to_the_api(
+    replay: Replay, make_client: Callable[..., GitHubClient]
+) -> None:
+    host = replay.url.split("://")[1]
+    client = make_client(f"http://octo:hunter2@{host}/api/v3")
+    replay.queue(
+        Reply(200, listed(5, 8), [next_link(f"{replay.url}/api/v3/users?per_page=100&since=8")]),
+        Reply(200, listed(9)),
+        Reply(401, {"message": "Bad credentials for hunter2"}),  # a server echoing it
+    )
+    assert [u.id for u in client.list_users(5, 12)] == [5, 8, 9]  # the next link has no password
+    basic = "Basic " + base64.b64encode(b"octo:hunter2").decode()
+    assert [s.headers.get("authorization") for s in replay.seen] == [basic, basic]
+    with pytest.raises(GitHubHTTPError) as raised:
+        client.get_user(1)
+    assert str(raised.value) == f"GET {replay.url}/api/v3/user/1 -> 401: Bad credentials for ***"
+    assert repr(client) == (
+        f"GitHubClient(api_url='{replay.url}/api/v3', authenticated=True, max_concurrency=32)"
+    )
+    with pytest.raises(github.GitHubConfigError, match="carries a user and password"):
+        GitHubClient(f"http://octo:hunter2@{host}", TOKEN)
+    ids = {GitHubResource(api_url=f"http://{who}@{host}").credential_id for who in ("a:1", "b:2")}
+    assert len(ids) == 2 and all(i.startswith("sha256:") for i in ids)
+
+
+def test_an_unreachable_api_is_named_in_a_few_words(
+    make_client: Callable[..., GitHubClient], waits: list[float]
+) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    with pytest.raises(github.GitHubUnreachableError) as raised:
+        make_client(dead, max_retries=1).get_user(1)
+    assert (raised.value.reason, raised.value.status, len(waits)) == ("connection refused", None, 1)
+    assert str(raised.value) == (
+        f"GET {dead}/user/1 -> no response: giving up after 2 attempts: "
+        "ConnectionError: connection refused"
+    )

@@ -46,6 +46,19 @@ def test_a_bad_value_is_one_line_naming_the_variable(name: str, value: str, mess
     assert "\n" not in str(raised.value) and "hunter2" not in str(raised.value)
 
 
+def test_a_password_in_the_api_url_beside_a_token_is_refused() -> None:
+    environ = {"GITHUB_API_URL": "https://octo:hunter2@ghe.example/api/v3/"}
+    assert Settings.from_env(environ).api_url == "https://octo:hunter2@ghe.example/api/v3"
+    with pytest.raises(SettingsError) as raised:
+        Settings.from_env(environ | {"GITHUB_TOKEN": FAKE_TOKEN})
+    assert str(raised.value) == (
+        "GITHUB_API_URL='https://ghe.example/api/v3' carries a user and password and GITHUB_TOKEN"
+        " is set too: which credential would be sent is ambiguous; keep only one of them"
+    )
+    with pytest.raises(SettingsError):  # built in code, as the tests do, it is refused too
+        Settings(api_url="https://octo:hunter2@ghe.example", token=FAKE_TOKEN)
+
+
 def test_secrets_are_bound_by_name_never_by_value() -> None:
     environ = {"GITHUB_TOKEN": FAKE_TOKEN, "REDIS_URL": "redis://:pw@127.0.0.1:1/0"}
     settings = Settings.from_env(environ)
@@ -54,6 +67,11 @@ def test_secrets_are_bound_by_name_never_by_value() -> None:
     assert resources["github"].token == dg.EnvVar("GITHUB_TOKEN")
     assert resources["redis"].url == dg.EnvVar("REDIS_URL")
     assert build_defs(Settings()).resources["github"].token is None  # anonymous
+    assert resources["github"].api_url == "https://api.github.com"  # no secret in it: shown
+
+    basic = Settings.from_env({"GITHUB_API_URL": "https://octo:hunter2@ghe.example/api/v3"})
+    assert build_defs(basic).resources["github"].api_url == dg.EnvVar("GITHUB_API_URL")
+    assert "hunter2" not in repr(basic) and "api_url='https://ghe.example/api/v3'" in repr(basic)
 
 
 def test_settings_reach_the_definitions() -> None:

@@ -7,6 +7,7 @@ api.github.com, GitHub Enterprise (``https://HOST/api/v3``) and the local stand-
 """
 
 from gh_assets.github.client import (
+    CREDENTIALS_CONFLICT,
     DEFAULT_API_URL,
     DETAIL_MODES,
     DetailMode,
@@ -17,15 +18,18 @@ from gh_assets.github.errors import (
     GitHubConfigError,
     GitHubError,
     GitHubHTTPError,
+    GitHubUnreachableError,
     MalformedResponseError,
     RateLimitError,
+    connection_reason,
 )
 from gh_assets.github.graphql import GRAPHQL_BATCH, USER_COUNTS_QUERY, graphql_endpoint
 from gh_assets.github.models import GONE, NOT_MODIFIED, Answer, ListedUser, UserDetail
 from gh_assets.github.stats import RequestStats, RequestTally, request_tally
-from gh_assets.github.transport import safe_url
+from gh_assets.github.urls import safe_url, url_credentials
 
 __all__ = [
+    "CREDENTIALS_CONFLICT",
     "DEFAULT_API_URL",
     "DEFAULT_MAX_CONCURRENCY",
     "DETAIL_MODES",
@@ -39,14 +43,17 @@ __all__ = [
     "GitHubConfigError",
     "GitHubError",
     "GitHubHTTPError",
+    "GitHubUnreachableError",
     "ListedUser",
     "MalformedResponseError",
     "RateLimitError",
     "RequestStats",
     "RequestTally",
     "UserDetail",
+    "connection_reason",
     "graphql_endpoint",
     "request_rank",
     "request_tally",
     "safe_url",
+    "url_credentials",
 ]

@@ -5,7 +5,9 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, as_completed, wait
 from dataclasses import replace
 from typing import Any, Literal, get_args
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
+
+import requests
 
 from gh_assets.github.concurrency import DEFAULT_MAX_CONCURRENCY, _submit, _worker_pool
 from gh_assets.github.errors import GitHubConfigError, GitHubHTTPError, MalformedResponseError
@@ -20,7 +22,8 @@ from gh_assets.github.graphql import (
     graphql_endpoint,
 )
 from gh_assets.github.models import GONE, NOT_MODIFIED, Answer, ListedUser, UserDetail
-from gh_assets.github.transport import Transport, safe_url
+from gh_assets.github.transport import Transport
+from gh_assets.github.urls import origin_of, safe_url, url_credentials
 from gh_assets.github.validation import _etag, _listed_user, _parse, _Shape, _user_detail
 
 log = logging.getLogger(__name__)
@@ -29,6 +32,10 @@ DEFAULT_API_URL = "https://api.github.com"
 PAGE_SIZE = 100
 
 DetailMode = Literal["rest", "graphql"]
+CREDENTIALS_CONFLICT = (
+    "GITHUB_API_URL={url!r} carries a user and password and GITHUB_TOKEN is set too: which "
+    "credential would be sent is ambiguous; keep only one of them"
+)
 DETAIL_MODES: tuple[str, ...] = get_args(DetailMode)
 
 
@@ -56,25 +63,33 @@ class GitHubClient(Transport):
         detail_mode: DetailMode = "rest",
         graphql_url: str | None = None,
     ) -> None:
-        self._api_url = api_url.rstrip("/")
-        parts = urlsplit(self._api_url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"api_url must be an http(s) URL, got {safe_url(api_url)!r}")
+        parts = urlsplit(api_url.rstrip("/"))
+        if not _is_http_url(api_url):
+            raise GitHubConfigError(
+                f"GITHUB_API_URL={safe_url(api_url)!r}: expected an http:// or https:// URL"
+            )
         if max_concurrency < 1 or max_retries < 0:
             raise ValueError("max_concurrency must be >= 1 and max_retries >= 0")
         if detail_mode not in DETAIL_MODES:
             raise GitHubConfigError(
-                f"detail_mode must be one of {', '.join(DETAIL_MODES)}, got {detail_mode!r}"
+                f"GH_ASSETS_DETAIL_MODE: detail_mode must be one of {', '.join(DETAIL_MODES)}, "
+                f"got {detail_mode!r}"
             )
         token = token or None
+        basic_auth = url_credentials(api_url)
+        if basic_auth and token:
+            raise GitHubConfigError(CREDENTIALS_CONFLICT.format(url=safe_url(api_url)))
+        # Credentials leave the URL for the session, so every request to the API carries them,
+        # next-page links included, and no URL the client shows or logs can hold them.
+        self._api_url = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
         self._detail_mode: DetailMode = detail_mode
         self._graphql_url = (graphql_url or graphql_endpoint(self._api_url)).rstrip("/")
-        graphql_parts = urlsplit(self._graphql_url)
-        if graphql_parts.scheme not in ("http", "https") or not graphql_parts.hostname:
-            raise ValueError(
+        if not _is_http_url(self._graphql_url):
+            raise GitHubConfigError(
                 f"graphql_url must be an http(s) URL, got {safe_url(self._graphql_url)!r}"
             )
-        if detail_mode == "graphql" and token is None and _is_github(self._graphql_url):
+        anonymous = token is None and basic_auth is None
+        if detail_mode == "graphql" and anonymous and _is_github(self._graphql_url):
             raise GitHubConfigError(
                 f"detail_mode='graphql' needs a token: GitHub's GraphQL API "
                 f"({safe_url(self._graphql_url)}) answers anonymous requests 401. Set "
@@ -82,8 +97,9 @@ class GitHubClient(Transport):
             )
         self._max_concurrency = max_concurrency
         super().__init__(
-            (parts.scheme, parts.netloc),
+            origin_of(self._api_url),
             token,
+            basic_auth=basic_auth,
             timeout=timeout,
             max_concurrency=max_concurrency,
             max_retries=max_retries,
@@ -97,7 +113,8 @@ class GitHubClient(Transport):
         mode = "" if self._detail_mode == "rest" else f", detail_mode={self._detail_mode!r}"
         return (
             f"GitHubClient(api_url={safe_url(self._api_url)!r}, "
-            f"authenticated={self._token is not None}, max_concurrency={self._max_concurrency}"
+            f"authenticated={self._session.auth is not None or self._token is not None}, "
+            f"max_concurrency={self._max_concurrency}"
             f"{mode})"
         )
 
@@ -118,17 +135,7 @@ class GitHubClient(Transport):
         url = f"{self._api_url}/users?since={previous}&per_page={PAGE_SIZE}"
         while True:
             safe = safe_url(url)
-            resp, data = self._get(url)
-            if resp.status_code != 200:
-                raise GitHubHTTPError(
-                    "unexpected status for a users page", url=safe, status=resp.status_code
-                )
-            if not isinstance(data, list):
-                raise MalformedResponseError(
-                    f"expected a JSON array of users, got {type(data).__name__}",
-                    url=safe,
-                    status=200,
-                )
+            resp, data = self._users_page(url, safe)
             for item in data:
                 user = _parse(_listed_user, item, safe)
                 if user.id <= previous:
@@ -149,12 +156,28 @@ class GitHubClient(Transport):
         """One ``GET /users`` page: up to ``limit`` users with ``id > since`` (a frontier probe)."""
         url = f"{self._api_url}/users?since={since}&per_page={min(limit, PAGE_SIZE)}"
         safe = safe_url(url)
-        resp, data = self._get(url)
-        if resp.status_code != 200 or not isinstance(data, list):
-            raise MalformedResponseError(
-                "expected a JSON array of users", url=safe, status=resp.status_code
-            )
+        _, data = self._users_page(url, safe)
         return [_parse(_listed_user, item, safe) for item in data]
+
+    def _users_page(self, url: str, safe: str) -> tuple[requests.Response, list[Any]]:
+        """One ``GET /users`` answer and its JSON array; another status (a 404 the transport
+        passes through) or shape raises, naming it."""
+        resp, data = self._get(url)
+        if resp.status_code != 200:
+            raise GitHubHTTPError(
+                "unexpected status for a users page", url=safe, status=resp.status_code
+            )
+        if not isinstance(data, list):
+            raise MalformedResponseError(
+                f"expected a JSON array of users, got {type(data).__name__}", url=safe, status=200
+            )
+        return resp, data
+
+    def check_access(self) -> None:
+        """One cheap request that proves the API answers and takes the credential: ``GET
+        /rate_limit``, free on GitHub; a server without rate limits (GitHub Enterprise) answers
+        404, which is fine. Raises as any request does (401 for a refused token)."""
+        self._get(f"{self._api_url}/rate_limit")
 
     def get_user(self, user_id: int, etag: str | None = None) -> UserDetail | Answer:
         """One user's counters; with ``etag``, ``NOT_MODIFIED`` when unchanged (free of quota)."""
@@ -265,3 +288,12 @@ class GitHubClient(Transport):
             else:
                 answered[user.id] = detail
         return answered, fallback
+
+
+def _is_http_url(url: str) -> bool:
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)

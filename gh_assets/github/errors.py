@@ -1,7 +1,19 @@
 """The errors the client raises; each message names method, URL (credentials removed) and status."""
 
+import errno
 import math
+import socket
 from datetime import UTC, datetime
+
+# What a failed connection's OS error means, in the words a person checking a URL needs.
+_OS_REASONS = {
+    errno.ECONNREFUSED: "connection refused",
+    errno.ENOENT: "no such socket file",
+    errno.EHOSTUNREACH: "host unreachable",
+    errno.ENETUNREACH: "network unreachable",
+    errno.ECONNRESET: "connection reset",
+    errno.ETIMEDOUT: "timed out",
+}
 
 
 class GitHubConfigError(ValueError):
@@ -14,6 +26,7 @@ class GitHubError(Exception):
     def __init__(self, detail: str, *, url: str, status: int | None, method: str = "GET") -> None:
         answer = "no response" if status is None else status
         super().__init__(f"{method} {url} -> {answer}: {detail}")
+        self.detail = detail
         self.method = method
         self.url = url
         self.status = status
@@ -25,6 +38,15 @@ class MalformedResponseError(GitHubError):
 
 class GitHubHTTPError(GitHubError):
     """A status that retrying cannot fix (401, plain 403, 422...), or retries exhausted."""
+
+
+class GitHubUnreachableError(GitHubHTTPError):
+    """No connection to the API (refused, unresolvable, timed out), after the client's retries;
+    ``reason`` says which in a few words."""
+
+    def __init__(self, detail: str, *, url: str, reason: str, method: str = "GET") -> None:
+        super().__init__(detail, url=url, status=None, method=method)
+        self.reason = reason
 
 
 class RateLimitError(GitHubError):
@@ -50,3 +72,23 @@ def _in(seconds: float) -> str:
     if seconds < 120:
         return f"in {math.ceil(seconds)} s"
     return f"in {round(seconds / 60)} min"
+
+
+def connection_reason(error: BaseException) -> str | None:
+    """Why a connection failed, in a few words, from the OS error somewhere in ``error``'s chain
+    (requests, urllib3 and redis-py each wrap it their own way); None when there is none."""
+    pending, seen = [error], set()
+    while pending:
+        current = pending.pop(0)
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, socket.gaierror):
+            return "host name not found"
+        if isinstance(current, TimeoutError) or "Timeout" in type(current).__name__:
+            return "timed out"
+        if isinstance(current, OSError) and current.errno in _OS_REASONS:
+            return _OS_REASONS[current.errno]
+        linked = (current.__cause__, current.__context__, getattr(current, "reason", None))
+        pending += [e for e in (*linked, *current.args) if isinstance(e, BaseException)]
+    return None

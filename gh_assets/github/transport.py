@@ -4,17 +4,22 @@ credential in any URL or message the client shows."""
 import json
 import logging
 import random
-import re
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, Self
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urljoin
 
 import requests
 from requests.adapters import HTTPAdapter
 
 from gh_assets.github.concurrency import _Slots
-from gh_assets.github.errors import GitHubHTTPError, MalformedResponseError, RateLimitError
+from gh_assets.github.errors import (
+    GitHubHTTPError,
+    GitHubUnreachableError,
+    MalformedResponseError,
+    RateLimitError,
+    connection_reason,
+)
 from gh_assets.github.ratelimit import (
     SECONDARY_MIN_WAIT,
     RateLimitWait,
@@ -22,6 +27,9 @@ from gh_assets.github.ratelimit import (
     _rate_limit,
 )
 from gh_assets.github.stats import _TALLY, RequestStats
+from gh_assets.github.urls import origin_of, safe_url
+
+__all__ = ["Transport", "safe_url"]
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +43,23 @@ _TRANSIENT = (
     requests.exceptions.ChunkedEncodingError,
     requests.exceptions.ContentDecodingError,
 )
-_SECRET_PARAM = re.compile(r"token|secret|key|sig|pass|auth|code", re.IGNORECASE)
+
+
+class _SameOriginSession(requests.Session):
+    """Follows a redirect only within the origin that sent it: an answer from another host must
+    not stand for the API's (an empty list from it would remove a page's stored users)."""
+
+    def get_redirect_target(self, resp: requests.Response) -> str | None:
+        location = super().get_redirect_target(resp)
+        if location is not None and origin_of(urljoin(resp.url, location)) != origin_of(resp.url):
+            resp.close()
+            raise MalformedResponseError(
+                f"redirect leaves the API: {safe_url(urljoin(resp.url, location))}",
+                url=safe_url(resp.url),
+                status=resp.status_code,
+                method=resp.request.method or "GET",
+            )
+        return location
 
 
 class Transport:
@@ -44,9 +68,10 @@ class Transport:
 
     def __init__(
         self,
-        origin: tuple[str, str],
+        origin: tuple[str, str, int | None],
         token: str | None,
         *,
+        basic_auth: tuple[str, str] | None = None,
         timeout: float,
         max_concurrency: int,
         max_retries: int,
@@ -55,8 +80,9 @@ class Transport:
         max_rate_limit_wait: float,
         user_agent: str,
     ) -> None:
-        self._origin = origin  # (scheme, netloc)
+        self._origin = origin  # origin_of(api_url)
         self._token = token
+        self._secrets = [secret for secret in (token, *(basic_auth or ())) if secret]
         self._timeout = timeout
         self._in_flight = _Slots(max_concurrency)
         self._max_retries = max_retries
@@ -65,7 +91,8 @@ class Transport:
         self._max_rate_limit_wait = max_rate_limit_wait
         self._sleep: Callable[[float], None] = time.sleep  # tests record waits instead
         self.stats = RequestStats()
-        self._session = requests.Session()
+        self._session = _SameOriginSession()
+        self._session.auth = basic_auth  # from the API URL; never sent to another origin
         adapter = HTTPAdapter(pool_maxsize=max(max_concurrency, 10))
         self._session.mount("http://", adapter)
         self._session.mount("https://", adapter)
@@ -121,10 +148,13 @@ class Transport:
         secondary_wait = SECONDARY_MIN_WAIT
         while True:
             status: int | None = None
+            reason: str | None = None  # set when no connection could be made
             try:
                 resp, content = self._send(url, headers, safe, method=method, body=body)
             except _TRANSIENT as exc:
-                problem = self._scrub(f"{type(exc).__name__}: {exc}")
+                if isinstance(exc, requests.ConnectionError):
+                    reason = connection_reason(exc)
+                problem = self._scrub(f"{type(exc).__name__}: {reason or exc}")
             except requests.RequestException as exc:  # e.g. an invalid URL: retrying cannot help
                 detail = self._scrub(f"{type(exc).__name__}: {exc}")
                 raise GitHubHTTPError(detail, url=safe, status=None, method=method) from exc
@@ -180,12 +210,10 @@ class Transport:
                     self._sleep(wait_for)
                     continue
             if attempt >= self._max_retries:
-                raise GitHubHTTPError(
-                    f"giving up after {attempt + 1} attempts: {problem}",
-                    url=safe,
-                    status=status,
-                    method=method,
-                )
+                detail = f"giving up after {attempt + 1} attempts: {problem}"
+                if reason is not None:
+                    raise GitHubUnreachableError(detail, url=safe, reason=reason, method=method)
+                raise GitHubHTTPError(detail, url=safe, status=status, method=method)
             delay = random.uniform(0, min(self._backoff_max, self._backoff_base * 2**attempt))
             attempt += 1
             log.info(
@@ -236,8 +264,7 @@ class Transport:
 
     def _same_origin(self, url: str, safe_from: str) -> str:
         """The next-page URL, refused if it points elsewhere: the token must not leave the API."""
-        parts = urlsplit(url)
-        if (parts.scheme, parts.netloc) != self._origin:
+        if origin_of(url) != self._origin:
             raise MalformedResponseError(
                 f"Link rel=next leaves the API: {safe_url(url)}", url=safe_from, status=200
             )
@@ -255,15 +282,6 @@ class Transport:
         return self._scrub(text.strip()[:300]) or resp.reason or "no message"
 
     def _scrub(self, text: str) -> str:
-        return text.replace(self._token, "***") if self._token else text
-
-
-def safe_url(url: str) -> str:
-    """``url`` without userinfo, fragment, or the values of credential-like query parameters."""
-    parts = urlsplit(url)
-    query = [
-        (key, "***" if _SECRET_PARAM.search(key) else value)
-        for key, value in parse_qsl(parts.query, keep_blank_values=True)
-    ]
-    netloc = parts.netloc.rpartition("@")[2]
-    return urlunsplit((parts.scheme, netloc, parts.path, urlencode(query, safe="*"), ""))
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text

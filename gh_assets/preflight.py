@@ -1,0 +1,148 @@
+"""Reach the configured Redis and GitHub once, before the first page, so that a wrong URL or token
+stops a command with one line instead of failing every page after its retries; and the one-line
+descriptions of those faults, which the page asset also gives when they happen during a run."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import dagster as dg
+import redis
+from redis.backoff import NoBackoff
+from redis.exceptions import InvalidResponse, NoPermissionError
+from redis.retry import Retry
+
+from gh_assets.github import (
+    GitHubClient,
+    GitHubConfigError,
+    GitHubError,
+    GitHubUnreachableError,
+    RateLimitError,
+    connection_reason,
+    safe_url,
+    url_credentials,
+)
+from gh_assets.resources import RedisURLError
+from gh_assets.settings import Settings, SettingsError
+from gh_assets.storage import RedisStore
+
+TIMEOUT = 3.0  # seconds per service: a host that drops packets must not hold a command long
+# Redis faults a run reports in one line naming REDIS_URL. Those no retry can fix (the URL, or
+# its credentials, are wrong) fail the page at once; the others are left to its RetryPolicy.
+REDIS_CONFIG_ERRORS = (RedisURLError, redis.AuthenticationError, NoPermissionError, InvalidResponse)
+REDIS_FAULTS = (*REDIS_CONFIG_ERRORS, redis.ConnectionError, redis.TimeoutError)
+
+
+class PreflightError(SettingsError):
+    """A configured service does not answer as it must; one line naming the variable."""
+
+
+def check(settings: Settings, timeout: float = TIMEOUT) -> None:
+    """One PING to Redis and one ``GET /rate_limit`` to GitHub, neither retried; raises
+    ``PreflightError`` for the first that does not answer as it must."""
+    check_redis(settings.redis_url, timeout)
+    check_github(settings, timeout)
+
+
+def check_redis(url: str, timeout: float = TIMEOUT) -> None:
+    try:
+        store = RedisStore.from_url(
+            url, socket_connect_timeout=timeout, socket_timeout=timeout, retry=Retry(NoBackoff(), 0)
+        )
+        try:
+            store.client.ping()
+        finally:
+            store.client.close()
+    except (redis.RedisError, ValueError) as error:
+        raise PreflightError(redis_fault(url, error)) from None
+
+
+def check_github(settings: Settings, timeout: float = TIMEOUT) -> None:
+    options = {"timeout": timeout, "max_retries": 0, "max_rate_limit_wait": 0}
+    try:
+        with GitHubClient(
+            settings.api_url, settings.token, detail_mode=settings.detail_mode, **options
+        ) as client:  # type: ignore[arg-type]
+            client.check_access()
+    except GitHubConfigError as error:
+        raise PreflightError(str(error)) from None
+    except RateLimitError:
+        return  # it answers and knows the credential; a run waits for the reset or defers
+    except GitHubError as error:
+        fault = github_fault(error, settings.api_url, settings.token)
+        where = f"GITHUB_API_URL={safe_url(settings.api_url)!r}"
+        raise PreflightError(fault or f"{where}: {error}") from None
+
+
+def redis_fault(url: str, error: Exception) -> str:
+    """``error`` from the Redis at ``url`` as one line naming REDIS_URL, its password masked."""
+    where = f"REDIS_URL={safe_url(url)!r}"
+    text = " ".join(str(error).split())
+    password = url_credentials(url)
+    if password and password[1]:
+        text = text.replace(password[1], "***")
+    if isinstance(error, redis.AuthenticationError | NoPermissionError):
+        return f"{where}: Redis refused the credentials ({text})"
+    if isinstance(error, redis.ConnectionError | redis.TimeoutError):
+        reason = connection_reason(error)
+        return f"{where}: nothing answers there ({reason})" if reason else f"{where}: {text}"
+    if isinstance(error, InvalidResponse):
+        return f"{where}: what answers there is not Redis ({text})"
+    if isinstance(error, ValueError):
+        return f"{where}: redis-py refuses it ({text})"
+    return f"{where}: {type(error).__name__}: {text}"
+
+
+def github_fault(error: GitHubError, api_url: str, token: str | None) -> str | None:
+    """``error`` as one line naming the variable to fix, when one is to blame: GitHub cannot be
+    reached, or it refused the credential. None for any other error."""
+    where = f"GITHUB_API_URL={safe_url(api_url)!r}"
+    if isinstance(error, GitHubUnreachableError):
+        return f"{where}: nothing answers there ({error.reason})"
+    if error.status != 401:
+        return None
+    answer = f"401 {error.detail}"
+    if token:
+        return f"GITHUB_TOKEN: GitHub refused the token ({answer})"
+    if url_credentials(api_url):
+        return f"GITHUB_API_URL: GitHub refused the user and password in the URL ({answer})"
+    return f"{where}: the API refuses anonymous requests ({answer}); set GITHUB_TOKEN"
+
+
+def github_target(api_url: str, token: str | None) -> str:
+    """Where the crawl goes and with which credential, for a command's banner; no secret."""
+    if token:
+        auth = "with GITHUB_TOKEN"
+    elif url_credentials(api_url):
+        auth = "with the user and password in GITHUB_API_URL"
+    else:
+        auth = "anonymously"
+    return f"{safe_url(api_url)}, {auth}"
+
+
+@contextlib.contextmanager
+def redis_failures(url: str) -> Iterator[None]:
+    """Inside a run: a Redis fault becomes a one-line ``dg.Failure`` naming REDIS_URL, retried
+    by the page's RetryPolicy only when Redis may come back (not for a refused URL or password)."""
+    try:
+        yield
+    except REDIS_FAULTS as error:
+        raise dg.Failure(
+            description=redis_fault(url, error),
+            allow_retries=not isinstance(error, REDIS_CONFIG_ERRORS),
+        ) from None
+
+
+def github_failure(
+    error: GitHubError, api_url: str, token: str | None, page: str
+) -> dg.Failure | None:
+    """Inside a run: ``github_fault`` as a ``dg.Failure`` of ``page``, retried by its RetryPolicy
+    only when GitHub could not be reached (a refused credential stays refused); else None."""
+    fault = github_fault(error, api_url, token)
+    if fault is None:
+        return None
+    return dg.Failure(
+        description=f"{fault}; page {page} was not written",
+        allow_retries=isinstance(error, GitHubUnreachableError),
+    )
