@@ -14,7 +14,7 @@ import bisect
 import itertools
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import dagster as dg
@@ -137,13 +137,23 @@ def pages_of_width(instance: dg.DagsterInstance, width: int) -> list[str]:
     return sorted(key for key in keys if PageWindow.from_key(key).width == width)
 
 
-def forget_pages(instance: dg.DagsterInstance, store: RedisStore, keys: list[str]) -> None:
+def forget_pages(
+    instance: dg.DagsterInstance,
+    store: RedisStore,
+    keys: list[str],
+    keep: Sequence[PageWindow] = (),
+) -> int:
     """Unregister pages and delete their bookkeeping in Redis (``gh:page:{key}``, its member and
     gone sets, its entries in ``gh:pages`` and ``gh:deferred``), e.g. before changing the page
-    width. The user hashes stay, with their ETags: the pages covering their IDs next claim them
-    when they are crawled, mostly as free 304s."""
+    width. Their users inside a window of ``keep`` (the pages that will be crawled instead) stay,
+    with their ETags, to be claimed as mostly free 304s; the others are deleted, so no user is
+    left that no page holds. Returns how many users were deleted. Run it with no crawl running."""
+    dropped = 0
     for start in range(0, len(keys), 1_000):
         chunk = keys[start : start + 1_000]
+        members = set().union(*(store.page_members(key) for key in chunk))
+        orphans = [i for i in members if not any(w.first_id <= i <= w.last_id for w in keep)]
+        dropped += store.delete_users(orphans)
         with store.client.pipeline(transaction=True) as pipe:
             for key in chunk:
                 pipe.delete(*(store.page_key(key, part) for part in ("", "users", "gone")))
@@ -152,3 +162,4 @@ def forget_pages(instance: dg.DagsterInstance, store: RedisStore, keys: list[str
             pipe.execute()
     for key in keys:  # after Redis: a page still registered is merely crawled again
         instance.delete_dynamic_partition(github_pages.name, key)
+    return dropped

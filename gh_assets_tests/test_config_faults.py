@@ -349,8 +349,8 @@ def test_after_forgetting_the_old_pages_the_new_width_counts_each_user_once(
         "io_manager": dg.FilesystemIOManager(base_dir=str(tmp_path)),
     }
     old = [PageWindow.number(k, 100).key for k in range(3)]
-    wide = PageWindow.number(0, 300).key
-    users = len(dataset.users_between(1, 300))
+    wide = PageWindow.number(0, 200).key  # the new crawl holds IDs 1-200; the old one held 1-300
+    users = len(dataset.users_between(1, 200))
     pages = build_github_users(Settings(page_retries=0))
     with dg.instance_for_test() as instance:
 
@@ -364,14 +364,19 @@ def test_after_forgetting_the_old_pages_the_new_width_counts_each_user_once(
             crawl(key)
         store.defer_page(old[2], datetime.now(UTC) + timedelta(hours=1))
         with pytest.raises(PageOverlapError, match="forget-pages --width 100"):
-            add_missing_pages(instance, [wide])
+            add_missing_pages(instance, [wide])  # overlaps 0000000001-0000000100 and 101-200
 
-        forget_pages(instance, store, pages_of_width(instance, 100))
+        dropped = forget_pages(
+            instance, store, pages_of_width(instance, 100), keep=[PageWindow.from_key(wide)]
+        )
+        assert dropped == len(dataset.users_between(201, 300))  # no page would hold them
+        orphan = dataset.users_between(201, 300)[0]
+        assert store.user_id_for_login(orphan.login) is None  # its login entry went with it
         assert registered(instance) == []
         assert [store.page_meta(key) for key in old] == [{}, {}, {}]
         assert [store.page_members(key) for key in old] == [set(), set(), set()]
         assert store.pages_fetched_at() == {} and store.deferred_pages() == {}
-        assert store.user_count() == users  # the hashes stay, ETags and all
+        assert store.user_count() == users  # the hashes the new page holds stay, ETags and all
 
         add_missing_pages(instance, [wide])
         meta = crawl(wide).asset_materializations_for_node("github_users")[0].metadata

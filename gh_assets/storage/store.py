@@ -116,6 +116,29 @@ class RedisStore:
         found = self.client.hget(self.logins_key, ascii_lower(login))
         return int(found) if found is not None else None
 
+    def delete_users(self, user_ids: Sequence[int]) -> int:
+        """Delete users with their id and login entries (a login entry only while it still points
+        at them); a maintenance step, not meant to race page writes. Returns how many existed."""
+        if not user_ids:
+            return 0
+        keys = [self.user_key(user_id) for user_id in user_ids]
+        with self.client.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.hget(key, "login")
+            logins = [ascii_lower(raw.decode()) if raw else None for raw in pipe.execute()]
+        owners = self.client.hmget(self.logins_key, [x or "" for x in logins])
+        with self.client.pipeline(transaction=True) as pipe:
+            pipe.delete(*keys)
+            pipe.zrem(self.ids_key, *user_ids)
+            stale = [
+                login
+                for login, owner, user_id in zip(logins, owners, user_ids, strict=True)
+                if login and owner is not None and int(owner) == user_id
+            ]
+            if stale:
+                pipe.hdel(self.logins_key, *stale)
+            return pipe.execute()[0]
+
     def page_members(self, page: str) -> set[int]:
         return {int(member) for member in self.client.smembers(self.page_key(page, "users"))}
 
