@@ -1,12 +1,13 @@
 # gh_assets: `make demo` crawls and summarises offline, `make dev` opens the Dagster UI,
-# `make test` runs the whole suite. The first call creates the virtualenv in $(VENV).
+# `make test` runs the whole suite (CI), `make check` lint and the fast tests (the edit loop).
+# The first call creates the virtualenv in $(VENV).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 RUNTIME := $(VENV)/.installed-runtime
 TESTING := $(VENV)/.installed-test
 
-.PHONY: install demo dev test lint format clean
+.PHONY: install demo dev test check lint format clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
@@ -40,6 +41,10 @@ format: $(TESTING)
 
 test: lint
 	$(BIN)/python -m pytest
+
+# Under 2 minutes on 2 cores: every test but those marked slow (pyproject.toml).
+check: lint
+	$(BIN)/python -m pytest -m "not slow"
 
 clean:
 	rm -rf .data

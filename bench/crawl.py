@@ -2,15 +2,14 @@
 
 The stand-in runs as a process of its own. Each run crawls the same pages with the project's
 defaults (``crawl_pages`` over one ``GitHubClient``, as one multi-page run does: pages overlap
-within the client's bound on requests in flight; REST detail mode, GraphQL mode too when the
-client offers ``detail_mode``), then re-crawls them unchanged (ETags: 304s), then runs the
-original design (RQ, 2 workers, one job per user). Request counts are the stand-in's own. After
-every run the bench checks that the side stored exactly the stand-in's users.
+within the client's bound on requests in flight), in REST and in GraphQL detail mode, then
+re-crawls them unchanged (ETags: 304s), then runs the original design (RQ, 2 workers, one job
+per user). Request counts are the stand-in's own. After every run the bench checks that the side
+stored exactly the stand-in's users.
 """
 
 from __future__ import annotations
 
-import inspect
 import math
 import statistics
 import threading
@@ -23,30 +22,19 @@ from typing import Any
 import redis
 
 from bench import original
-from bench.figures import BenchError, Section, paired_ratios
-from bench.servers import Context, StandinAdmin, flush, standin_process
+from bench.figures import BenchError, Row, Section, paired_ratios
+from bench.servers import Context, flush, standin_process
 from gh_assets.crawl import PAGES_IN_FLIGHT, crawl_pages
-from gh_assets.github import GitHubClient
+from gh_assets.github import DEFAULT_MAX_CONCURRENCY, GitHubClient
+from gh_assets.local.standin import StandinAdmin
 from gh_assets.partitions import PageWindow
 from gh_assets.storage import RedisStore
 
 CREDENTIAL = "anonymous"  # what GitHubResource.credential_id says without a token
-COMPARED = ("id", "login", "type", "public_repos", "public_gists", "followers", "following")
 PROJECT_DB, QUEUE_DB, ORIGINAL_DB = 0, 1, 2
 WIDE = 20  # x the original's workers: the concurrency whose ceiling is 20x the original's
-
-
-def client_parameters() -> dict[str, inspect.Parameter]:
-    return dict(inspect.signature(GitHubClient.__init__).parameters)
-
-
-def default_concurrency() -> int:
-    return int(client_parameters()["max_concurrency"].default)
-
-
-def detail_modes() -> list[str]:
-    """REST always; GraphQL when this version of the client accepts ``detail_mode``."""
-    return ["rest", "graphql"] if "detail_mode" in client_parameters() else ["rest"]
+DETAIL_MODES = ["rest", "graphql"]
+Truth = dict[int, dict[str, str]]
 
 
 @dataclass
@@ -60,6 +48,15 @@ class CrawlRun:
     def total(self) -> int:
         return int(self.requests["total"])
 
+    @property
+    def users_per_s(self) -> float:
+        return self.users / self.seconds
+
+    @property
+    def per_user(self) -> float:
+        """API requests per user."""
+        return self.total / self.users
+
     def status(self, code: int) -> int:
         return int(self.requests["by_status"].get(str(code), 0))
 
@@ -67,10 +64,9 @@ class CrawlRun:
         return int(self.requests["by_route"].get(name, 0))
 
 
-def _timed(owner: object, name: str, phases: dict[str, float], lock: threading.Lock) -> None:
-    """Wrap one method of an instance to add its wall time to ``phases[name]`` (summed over the
-    pages that overlap, so the phases can add up to more than the run)."""
-    method: Callable[..., Any] = getattr(owner, name)
+def _timed(method: Callable[..., Any], phases: dict[str, float], lock: threading.Lock) -> Any:
+    """``method`` adding its wall time to ``phases[its name]`` (summed over the pages that
+    overlap, so the phases can add up to more than the run)."""
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         started = time.perf_counter()
@@ -78,9 +74,9 @@ def _timed(owner: object, name: str, phases: dict[str, float], lock: threading.L
             return method(*args, **kwargs)
         finally:
             with lock:
-                phases[name] += time.perf_counter() - started
+                phases[method.__name__] += time.perf_counter() - started
 
-    setattr(owner, name, wrapper)
+    return wrapper
 
 
 def project_crawl(
@@ -88,7 +84,7 @@ def project_crawl(
     redis_client: redis.Redis,
     windows: list[PageWindow],
     admin: StandinAdmin,
-    truth: dict[int, dict[str, Any]],
+    truth: Truth,
     *,
     fresh: bool,
     **client_options: Any,
@@ -102,37 +98,32 @@ def project_crawl(
     phases: dict[str, float] = defaultdict(float)
     lock = threading.Lock()
     with GitHubClient(api_url, **client_options) as client:
-        # The detail call crawl_page makes: get_details where the client has it (REST or
-        # GraphQL mode), get_users before that.
-        detail = "get_details" if hasattr(client, "get_details") else "get_users"
-        for name in ("list_users", detail):
-            _timed(client, name, phases, lock)
-        for name in ("read_users", "write_page"):
-            _timed(store, name, phases, lock)
+        # An instance attribute shadows the method: only this run's client and store are timed.
+        client.list_users = _timed(client.list_users, phases, lock)
+        client.get_details = _timed(client.get_details, phases, lock)
+        store.read_users = _timed(store.read_users, phases, lock)
+        store.write_page = _timed(store.write_page, phases, lock)
         started = time.perf_counter()
         for _ in crawl_pages(client, store, windows, CREDENTIAL):
             pass
         seconds = time.perf_counter() - started
-    run = CrawlRun(seconds, len(truth), admin.requests(), dict(phases))
+    run = CrawlRun(seconds, len(truth), admin.stats()["requests"], dict(phases))
     check_project(store, truth, f"project ({client_options or 'defaults'})")
     return run
 
 
-def check_project(store: RedisStore, truth: dict[int, dict[str, Any]], side: str) -> None:
+def check_project(store: RedisStore, truth: Truth, side: str) -> None:
     """The store holds exactly the stand-in's users, field for field; raises otherwise."""
     stored = store.read_users(truth)
-    count = store.user_count()
-    _compare(side, {uid: stored.get(uid) for uid in truth}, truth, extra=count - len(stored))
+    _compare(side, stored, truth, extra=store.user_count() - len(stored))
 
 
-def _compare(
-    side: str, stored: dict[int, dict[str, str] | None], truth: dict[int, dict[str, Any]], extra=0
-) -> None:
-    missing = [uid for uid in truth if not stored.get(uid)]
+def _compare(side: str, stored: dict[int, dict[str, str]], truth: Truth, extra: int) -> None:
+    missing = [uid for uid in truth if uid not in stored]
     wrong = [
         uid
         for uid, want in truth.items()
-        if stored.get(uid) and any(stored[uid].get(k) != str(want[k]) for k in COMPARED)
+        if uid in stored and any(stored[uid].get(k) != v for k, v in want.items())
     ]
     if missing or wrong or extra:
         raise BenchError(
@@ -142,7 +133,7 @@ def _compare(
 
 
 def original_crawl(
-    ctx: Context, api_url: str, max_id: int, admin: StandinAdmin, truth: dict[int, Any]
+    ctx: Context, api_url: str, max_id: int, admin: StandinAdmin, truth: Truth
 ) -> CrawlRun:
     data = ctx.client(ORIGINAL_DB)
     try:
@@ -158,23 +149,16 @@ def original_crawl(
         expected=len(truth),
         timeout=900,
     )
-    run = CrawlRun(result.seconds, len(truth), admin.requests())
+    run = CrawlRun(result.seconds, len(truth), admin.stats()["requests"])
     stored = original.stored_users(ctx.redis_db(ORIGINAL_DB))
-    _compare(
-        "the original design",
-        {uid: stored.get(uid) for uid in truth},
-        truth,
-        extra=len(set(stored) - set(truth)),
-    )
+    _compare("the original design", stored, truth, extra=len(set(stored) - set(truth)))
     return run
 
 
 def run(ctx: Context) -> Section:
     size = ctx.size
     latency = size.crawl_latency_ms / 1000
-    concurrency = default_concurrency()
     workers = size.original_workers
-    modes = detail_modes()
     windows = [PageWindow.number(k, size.crawl_page_size) for k in range(size.crawl_pages)]
     section = Section(
         "crawl",
@@ -184,231 +168,256 @@ def run(ctx: Context) -> Section:
             "pages": size.crawl_pages,
             "page_size": size.crawl_page_size,
             "latency_ms": size.crawl_latency_ms,
-            "project_max_concurrency": concurrency,
+            "project_max_concurrency": DEFAULT_MAX_CONCURRENCY,
             "project_pages_in_flight": PAGES_IN_FLIGHT,
-            "project_detail_modes": modes,
+            "project_detail_modes": DETAIL_MODES,
             "original_workers": workers,
             "original_per_page": 30,
             "standin": "separate process (python -m gh_assets.local.standin)",
         },
     )
-    if "graphql" not in modes:
-        section.notes.append(
-            "GraphQL detail mode: skipped, this GitHubClient has no detail_mode parameter yet"
-        )
     runs: dict[str, list[CrawlRun]] = defaultdict(list)
     failures: list[str] = []
     project = ctx.client(PROJECT_DB)
-    with standin_process(
-        ctx.tmp / "standin-crawl", size=size.crawl_ids, latency_ms=latency * 1000
-    ) as url:
-        admin = StandinAdmin(url)
+    with (
+        standin_process(
+            ctx.tmp / "standin-crawl", size=size.crawl_ids, latency_ms=latency * 1000
+        ) as url,
+        StandinAdmin(url) as admin,
+    ):
         try:
-            truth = {row["id"]: row for row in admin.users(1, size.crawl_ids)}
+            truth = admin.truth(1, size.crawl_ids)
             if not truth:
                 raise BenchError("the stand-in has no users in the crawled window")
             section.params["users"] = len(truth)
+
+            def crawl(fresh: bool, **options: Any) -> CrawlRun:
+                return project_crawl(url, project, windows, admin, truth, fresh=fresh, **options)
+
             with original.rq_workers(ctx.redis_db(QUEUE_DB), workers, ctx.tmp / "rq"):
                 for _ in range(ctx.runs):
-                    runs["rest"].append(
-                        project_crawl(url, project, windows, admin, truth, fresh=True)
-                    )
-                    runs["recrawl"].append(
-                        project_crawl(url, project, windows, admin, truth, fresh=False)
-                    )
-                    if "graphql" in modes and "graphql" not in {f.split(":")[0] for f in failures}:
+                    runs["rest"].append(crawl(fresh=True))
+                    runs["recrawl"].append(crawl(fresh=False))
+                    if not failures:
                         try:
-                            runs["graphql"].append(
-                                project_crawl(
-                                    url,
-                                    project,
-                                    windows,
-                                    admin,
-                                    truth,
-                                    fresh=True,
-                                    detail_mode="graphql",
-                                )
-                            )
+                            runs["graphql"].append(crawl(fresh=True, detail_mode="graphql"))
                         except Exception as error:  # reported, and the bench exits non-zero
                             failures.append(f"graphql: {type(error).__name__}: {error}")
                     runs["original"].append(original_crawl(ctx, url, size.crawl_ids, admin, truth))
                     # The same code with 20x the original's workers in flight
                     # (GH_ASSETS_MAX_CONCURRENCY=40): its ceiling is 20x the original's.
-                    runs["wide"].append(
-                        project_crawl(
-                            url,
-                            project,
-                            windows,
-                            admin,
-                            truth,
-                            fresh=True,
-                            max_concurrency=WIDE * workers,
-                        )
-                    )
+                    runs["wide"].append(crawl(fresh=True, max_concurrency=WIDE * workers))
         finally:
-            admin.close()
             project.close()
-    _figures(section, runs, concurrency, latency, workers, len(windows))
+    measured = Measured(runs, latency, workers, len(windows))
+    section.add_rows(
+        ROWS,
+        measured,
+        concurrency=DEFAULT_MAX_CONCURRENCY,
+        latency_ms=latency * 1000,
+        workers=workers,
+        wide=WIDE * workers,
+    )
+    section.notes += measured.notes()
+    section.details |= measured.details()
     if failures:
         section.error = "; ".join(failures)
     return section
 
 
-def _figures(
-    section: Section,
-    runs: dict[str, list[CrawlRun]],
-    concurrency: int,
-    latency: float,
-    workers: int,
-    pages: int,
-) -> None:
-    ceiling = concurrency / latency
-    rest = runs["rest"]
-    users = rest[0].users
-    rest_rate = [users / r.seconds for r in rest]
-    section.add(
+@dataclass
+class Measured:
+    """Every side's runs, and the figures' arithmetic over them."""
+
+    runs: dict[str, list[CrawlRun]]
+    latency: float  # seconds
+    workers: int
+    pages: int
+    concurrency: int = DEFAULT_MAX_CONCURRENCY
+
+    @property
+    def ceiling(self) -> float:
+        """Requests/s that the bound on requests in flight allows at this latency."""
+        return self.concurrency / self.latency
+
+    def each(self, side: str, value: Callable[[CrawlRun], float]) -> list[float] | None:
+        """``value`` of each run of ``side``; None when the side did not run."""
+        return [value(run) for run in self.runs[side]] or None
+
+    def paired(self, a: list[float] | None, b: list[float] | None) -> list[float] | None:
+        """Run-by-run ratios of two sides measured in the same iterations."""
+        return paired_ratios(a, b) if a and b and len(a) == len(b) else None
+
+    def middle(self, side: str) -> CrawlRun:
+        """The median run of ``side`` by seconds."""
+        runs = sorted(self.runs[side], key=lambda r: r.seconds)
+        return runs[len(runs) // 2]
+
+    @property
+    def first_round(self) -> int:
+        """Requests in flight at first: one list request per page started."""
+        return min(PAGES_IN_FLIGHT, self.pages)
+
+    def latency_bound(self, run: CrawlRun) -> float:
+        """The seconds latency alone allows for ``run``'s requests: a first round, then every
+        request needs one of ``concurrency`` slots for ``latency``."""
+        rounds = 1 + math.ceil((run.total - self.first_round) / self.concurrency)
+        return self.latency * rounds
+
+    def notes(self) -> list[str]:
+        graphql = self.runs["graphql"]
+        found = []
+        if graphql:
+            found.append(
+                f"GraphQL mode, requests by route at the stand-in (one run of {self.pages} pages,"
+                f" {graphql[0].users} users): {graphql[0].requests['by_route']}"
+            )
+        middle = self.middle("rest")
+        users, concurrency, ms = middle.users, self.concurrency, self.latency * 1000
+        first_round, ideal = self.first_round, self.latency_bound(middle)
+        phases = ", ".join(f"{k} {v:.2f} s" for k, v in middle.phases.items())
+        found.append(
+            f"Latency bound of the project's defaults ({PAGES_IN_FLIGHT} pages in flight, "
+            f"{concurrency} requests): a first round of {first_round} list request(s), then "
+            f"ceil(({middle.total} - {first_round}) requests / {concurrency}) rounds of "
+            f"{ms:g} ms -> {ideal:.2f} s for {users} users = {users / ideal:.0f} users/s "
+            f"= {100 * users / ideal / self.ceiling:.0f}% of the ceiling; measured "
+            f"{middle.seconds:.2f} s, peak {middle.requests.get('peak_in_flight', '?')} requests "
+            f"in flight at the stand-in (phases, summed over overlapping pages: {phases})."
+        )
+        orig_median = statistics.median(run.users_per_s for run in self.runs["original"])
+        workers = self.workers
+        found.append(
+            f"Ceiling arithmetic: at its default {concurrency} requests in flight the project's "
+            f"ceiling is {concurrency}/{workers} = {concurrency / workers:g}x the original's "
+            f"({workers} workers) at the same latency; the original reaches "
+            f"{100 * orig_median * self.latency / workers:.0f}% of its own, so 20x its users/s "
+            f"({20 * orig_median:.0f}) is {100 * 20 * orig_median / self.ceiling:.0f}% of the "
+            f"project's ceiling. The row with max_concurrency={WIDE * workers} shows the same "
+            f"code where the ceiling itself is 20x the original's (GitHub allows at most 100 "
+            f"concurrent)."
+        )
+        return found
+
+    def details(self) -> dict[str, Any]:
+        middle = self.middle("rest")
+        return {
+            "rest_median_run": {
+                "seconds": round(middle.seconds, 3),
+                "phases_seconds": {k: round(v, 3) for k, v in middle.phases.items()},
+                "standin_requests": middle.requests,
+                "latency_bound_seconds": round(self.latency_bound(middle), 3),
+            },
+            "original_median_run": {
+                "seconds": round(self.middle("original").seconds, 3),
+                "standin_requests": self.runs["original"][0].requests,
+            },
+        }
+
+
+def _share_304(run: CrawlRun) -> float:
+    return 100 * run.status(304) / max(run.route("user"), 1)
+
+
+def _charged_per_user(run: CrawlRun) -> float:
+    return (run.total - run.status(304)) / run.users
+
+
+def _rate(side: str) -> Callable[[Measured], list[float] | None]:
+    return lambda m: m.each(side, lambda run: run.users_per_s)
+
+
+def _per_user(side: str) -> Callable[[Measured], list[float] | None]:
+    return lambda m: m.each(side, lambda run: run.per_user)
+
+
+ROWS = (
+    Row(
         "ceiling",
-        f"concurrency ceiling: {concurrency} in flight / {latency * 1000:g} ms",
+        "concurrency ceiling: {concurrency} in flight / {latency_ms:g} ms",
         "req/s",
-        ceiling,
+        lambda m: m.ceiling,
         digits=0,
-    )
-    section.add("rest.users_per_s", "project, REST (defaults): users/s", "users/s", rest_rate)
-    section.add(
+    ),
+    Row("rest.users_per_s", "project, REST (defaults): users/s", "users/s", _rate("rest")),
+    Row(
         "rest.ceiling_share",
         "project, REST: users/s / concurrency ceiling",
         "%",
-        [100 * rate / ceiling for rate in rest_rate],
-    )
-    section.add(
+        lambda m: m.each("rest", lambda run: 100 * run.users_per_s / m.ceiling),
+    ),
+    Row(
         "rest.requests_per_user",
         "project, REST: API requests per user",
         "req/user",
-        [r.total / r.users for r in rest],
+        _per_user("rest"),
         digits=3,
-    )
-    recrawl = runs["recrawl"]
-    section.add(
+    ),
+    Row(
         "recrawl.not_modified_share",
         "unchanged re-crawl: detail answers 304",
         "%",
-        [100 * r.status(304) / max(r.route("user"), 1) for r in recrawl],
+        lambda m: m.each("recrawl", _share_304),
         digits=2,
-    )
-    section.add(
-        "recrawl.users_per_s",
-        "unchanged re-crawl: users/s",
-        "users/s",
-        [r.users / r.seconds for r in recrawl],
-    )
-    section.add(
+    ),
+    Row("recrawl.users_per_s", "unchanged re-crawl: users/s", "users/s", _rate("recrawl")),
+    Row(
         "recrawl.charged_per_user",
         "unchanged re-crawl: rate-limited requests per user",
         "req/user",
-        [(r.total - r.status(304)) / r.users for r in recrawl],
+        lambda m: m.each("recrawl", _charged_per_user),
         digits=3,
-    )
-    if runs.get("graphql"):
-        graphql = runs["graphql"]
-        routes = graphql[0].requests["by_route"]
-        section.notes.append(
-            f"GraphQL mode, requests by route at the stand-in (one run of {pages} pages, "
-            f"{graphql[0].users} users): {routes}"
-        )
-        section.add(
-            "graphql.users_per_s",
-            "project, GraphQL mode: users/s",
-            "users/s",
-            [r.users / r.seconds for r in graphql],
-        )
-        section.add(
-            "graphql.requests_per_user",
-            "project, GraphQL mode: API requests per user",
-            "req/user",
-            [r.total / r.users for r in graphql],
-            digits=3,
-        )
-    orig = runs["original"]
-    orig_rate = [r.users / r.seconds for r in orig]
-    section.add(
+    ),
+    Row("graphql.users_per_s", "project, GraphQL mode: users/s", "users/s", _rate("graphql")),
+    Row(
+        "graphql.requests_per_user",
+        "project, GraphQL mode: API requests per user",
+        "req/user",
+        _per_user("graphql"),
+        digits=3,
+    ),
+    Row(
         "original.ceiling",
-        f"original ceiling: {workers} workers / {latency * 1000:g} ms",
+        "original ceiling: {workers} workers / {latency_ms:g} ms",
         "req/s",
-        workers / latency,
+        lambda m: m.workers / m.latency,
         digits=0,
-    )
-    section.add("original.users_per_s", "original (RQ, 1 job/user): users/s", "users/s", orig_rate)
-    section.add(
+    ),
+    Row(
+        "original.users_per_s",
+        "original (RQ, 1 job/user): users/s",
+        "users/s",
+        _rate("original"),
+    ),
+    Row(
         "original.requests_per_user",
         "original: API requests per user",
         "req/user",
-        [r.total / r.users for r in orig],
+        _per_user("original"),
         digits=3,
-    )
-    section.add(
+    ),
+    Row(
         "rest_vs_original",
         "project REST / original, users/s (paired runs)",
         "x",
-        paired_ratios(rest_rate, orig_rate),
-    )
-    if runs.get("wide"):
-        wide = runs["wide"]
-        wide_rate = [r.users / r.seconds for r in wide]
-        section.add(
-            "wide.users_per_s",
-            f"project, REST, max_concurrency={WIDE * workers}: users/s",
-            "users/s",
-            wide_rate,
-        )
-        section.add(
-            "wide_vs_original",
-            f"project, REST, max_concurrency={WIDE * workers} / original, users/s (paired)",
-            "x",
-            paired_ratios(wide_rate, orig_rate),
-        )
-    if runs.get("graphql"):
-        section.add(
-            "graphql_vs_original_requests",
-            "original / GraphQL mode, API requests per user",
-            "x",
-            paired_ratios(
-                [r.total / r.users for r in orig], [r.total / r.users for r in runs["graphql"]]
-            ),
-        )
-
-    # Where the project's time goes, and what latency alone allows: the first round can only
-    # hold list requests (one per page started), then every request needs a slot for `latency`.
-    middle = sorted(rest, key=lambda r: r.seconds)[len(rest) // 2]
-    first_round = min(PAGES_IN_FLIGHT, pages)
-    rounds = 1 + math.ceil((middle.total - first_round) / concurrency)
-    ideal = latency * rounds
-    section.details["rest_median_run"] = {
-        "seconds": round(middle.seconds, 3),
-        "phases_seconds": {k: round(v, 3) for k, v in middle.phases.items()},
-        "standin_requests": middle.requests,
-        "latency_bound_seconds": round(ideal, 3),
-    }
-    section.details["original_median_run"] = {
-        "seconds": round(sorted(orig, key=lambda r: r.seconds)[len(orig) // 2].seconds, 3),
-        "standin_requests": orig[0].requests,
-    }
-    section.notes.append(
-        f"Latency bound of the project's defaults ({PAGES_IN_FLIGHT} pages in flight, "
-        f"{concurrency} requests): a first round of {first_round} list request(s), then "
-        f"ceil(({middle.total} - {first_round}) requests / {concurrency}) rounds of "
-        f"{latency * 1000:g} ms -> {ideal:.2f} s for {users} users = {users / ideal:.0f} users/s "
-        f"= {100 * users / ideal / ceiling:.0f}% of the ceiling; measured {middle.seconds:.2f} s, "
-        f"peak {middle.requests.get('peak_in_flight', '?')} requests in flight at the stand-in "
-        f"(phases, summed over overlapping pages: "
-        f"{', '.join(f'{k} {v:.2f} s' for k, v in middle.phases.items())})."
-    )
-    orig_median = statistics.median(orig_rate)
-    section.notes.append(
-        f"Ceiling arithmetic: at its default {concurrency} requests in flight the project's "
-        f"ceiling is {concurrency}/{workers} = {concurrency / workers:g}x the original's "
-        f"({workers} workers) at the same latency; the original reaches "
-        f"{100 * orig_median * latency / workers:.0f}% of its own, so 20x its users/s "
-        f"({20 * orig_median:.0f}) is {100 * 20 * orig_median / ceiling:.0f}% of the project's "
-        f"ceiling. The row with max_concurrency={WIDE * workers} shows the same code where the "
-        f"ceiling itself is 20x the original's (GitHub allows at most 100 concurrent)."
-    )
+        lambda m: m.paired(_rate("rest")(m), _rate("original")(m)),
+    ),
+    Row(
+        "wide.users_per_s",
+        "project, REST, max_concurrency={wide}: users/s",
+        "users/s",
+        _rate("wide"),
+    ),
+    Row(
+        "wide_vs_original",
+        "project, REST, max_concurrency={wide} / original, users/s (paired)",
+        "x",
+        lambda m: m.paired(_rate("wide")(m), _rate("original")(m)),
+    ),
+    Row(
+        "graphql_vs_original_requests",
+        "original / GraphQL mode, API requests per user",
+        "x",
+        lambda m: m.paired(_per_user("original")(m), _per_user("graphql")(m)),
+    ),
+)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import statistics
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,6 +48,19 @@ class Figure:
         }
 
 
+@dataclass(frozen=True)
+class Row:
+    """A figure in a benchmark's table: its key and label (``str.format`` templates over the
+    section's parameters), unit, digits, and its values from the measurements (None: not
+    measured this time, no figure)."""
+
+    key: str
+    label: str
+    unit: str
+    values: Callable[[Any], list[float] | float | None]
+    digits: int = 1
+
+
 @dataclass
 class Section:
     """The figures of one benchmark, its parameters, notes and (when it could not run) why."""
@@ -78,6 +92,14 @@ class Section:
         figure = Figure(key, label, unit, [float(v) for v in values], digits, note)
         self.figures = [f for f in self.figures if f.key != key] + [figure]
         return figure
+
+    def add_rows(self, rows: Iterable[Row], measured: Any, **params: Any) -> None:
+        """A figure per row, in the rows' order, from ``measured``."""
+        for row in rows:
+            values = row.values(measured)
+            if values is not None:
+                key, label = row.key.format(**params), row.label.format(**params)
+                self.add(key, label, row.unit, values, digits=row.digits)
 
     def figure(self, key: str) -> Figure | None:
         return next((f for f in self.figures if f.key == key), None)

@@ -24,10 +24,11 @@ import sys
 import threading
 import time
 import tracemalloc
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.figures import BenchError, Section, paired_ratios
+from bench.figures import BenchError, Row, Section, paired_ratios
 from bench.servers import Context, flush
 from bench.targets import missed
 from bench.users import page_writes
@@ -296,52 +297,13 @@ def run(ctx: Context) -> Section:
                     loop.setdefault(n, []).append(
                         measure(ctx.redis_url, "original", n, traced=False)
                     )
-        section.add(
-            "fill.users_per_s",
-            f"fill: write_page with {FILL_PAGE:,}-user pages",
-            "users/s",
-            fill_rates,
-            digits=0,
-        )
+        section.add_rows([FILL_ROW], fill_rates, fill_page=FILL_PAGE)
         for n, results in project.items():
-            _project_figures(section, n, results)
+            section.add_rows(PROJECT_ROWS, results, n=n)
         for n, results in loop.items():
-            section.add(
-                f"original.{n}.seconds",
-                f"original loop, {n:,} users: seconds",
-                "s",
-                [r["seconds"] for r in results],
-                digits=2,
-            )
-            section.add(
-                f"original.{n}.rss_peak_mb",
-                f"original loop, {n:,} users: peak RSS delta",
-                "MB",
-                [r["rss_peak_delta"] / 1e6 for r in results],
-            )
+            section.add_rows(ORIGINAL_ROWS, results, n=n)
         if compare in project:
-            section.add(
-                f"speedup.{compare}",
-                f"read_frame / original loop at {compare:,} users (paired runs)",
-                "x",
-                paired_ratios(
-                    [r["seconds"] for r in loop[compare]],
-                    [r["seconds"] for r in project[compare]],
-                ),
-                digits=0,
-            )
-            # The most any reader of one HMGET per user could reach: the original loop's time
-            # over what the Redis server alone spends answering read_frame, client free.
-            section.add(
-                f"speedup_ceiling.{compare}",
-                f"original loop / Redis's own CPU time for read_frame at {compare:,} users",
-                "x",
-                paired_ratios(
-                    [r["seconds"] for r in loop[compare]],
-                    [r["server_cpu_seconds"] for r in project[compare]],
-                ),
-                digits=0,
-            )
+            section.add_rows(SPEEDUP_ROWS, (loop[compare], project[compare]), n=compare)
         _growth(section, loop)
         biggest = max(size.frame_sizes)
         misses = [
@@ -388,57 +350,121 @@ def run(ctx: Context) -> Section:
     return section
 
 
-def _project_figures(section: Section, n: int, results: list[dict]) -> None:
-    frame_mb = results[0]["frame_bytes"] / 1e6
-    section.add(
-        f"project.{n}.seconds",
-        f"read_frame, {n:,} users: seconds",
+def _each(value: Callable[[dict], float]) -> Callable[[list[dict]], list[float]]:
+    """A figure from each run's measurement."""
+    return lambda results: [value(r) for r in results]
+
+
+def _traced(value: Callable[[dict], float]) -> Callable[[list[dict]], list[float]]:
+    """A figure from each run's measurement that was traced (tracemalloc: the first run)."""
+    return lambda results: [value(r) for r in results if "traced_peak" in r]
+
+
+FILL_ROW = Row(
+    "fill.users_per_s",
+    "fill: write_page with {fill_page:,}-user pages",
+    "users/s",
+    lambda rates: rates,
+    digits=0,
+)
+PROJECT_ROWS = (
+    Row(
+        "project.{n}.seconds",
+        "read_frame, {n:,} users: seconds",
         "s",
-        [r["seconds"] for r in results],
+        _each(lambda r: r["seconds"]),
         digits=3,
-    )
-    section.add(f"project.{n}.frame_mb", f"read_frame, {n:,} users: frame size", "MB", frame_mb)
-    section.add(
-        f"project.{n}.server_cpu_s",
-        f"read_frame, {n:,} users: Redis server's CPU time (the floor of one server)",
-        "s",
-        [r["server_cpu_seconds"] for r in results],
-        digits=3,
-    )
-    section.add(
-        f"project.{n}.client_cpu_s",
-        f"read_frame, {n:,} users: client's CPU time",
-        "s",
-        [r["client_cpu_seconds"] for r in results],
-        digits=3,
-    )
-    traced = [r for r in results if "traced_peak" in r]
-    section.add(
-        f"project.{n}.traced_peak_mb",
-        f"read_frame, {n:,} users: peak (tracemalloc)",
+    ),
+    Row(
+        "project.{n}.frame_mb",
+        "read_frame, {n:,} users: frame size",
         "MB",
-        [r["traced_peak"] / 1e6 for r in traced],
-    )
-    section.add(
-        f"project.{n}.traced_peak_ratio",
-        f"read_frame, {n:,} users: peak (tracemalloc) / frame",
-        "x",
-        [r["traced_peak"] / r["frame_bytes"] for r in traced],
-        digits=2,
-    )
-    section.add(
-        f"project.{n}.rss_peak_mb",
-        f"read_frame, {n:,} users: peak RSS delta",
+        lambda results: results[0]["frame_bytes"] / 1e6,
+    ),
+    Row(
+        "project.{n}.server_cpu_s",
+        "read_frame, {n:,} users: Redis server's CPU time (the floor of one server)",
+        "s",
+        _each(lambda r: r["server_cpu_seconds"]),
+        digits=3,
+    ),
+    Row(
+        "project.{n}.client_cpu_s",
+        "read_frame, {n:,} users: client's CPU time",
+        "s",
+        _each(lambda r: r["client_cpu_seconds"]),
+        digits=3,
+    ),
+    Row(
+        "project.{n}.traced_peak_mb",
+        "read_frame, {n:,} users: peak (tracemalloc)",
         "MB",
-        [r["rss_peak_delta"] / 1e6 for r in results],
-    )
-    section.add(
-        f"project.{n}.rss_peak_ratio",
-        f"read_frame, {n:,} users: peak RSS delta / frame",
+        _traced(lambda r: r["traced_peak"] / 1e6),
+    ),
+    Row(
+        "project.{n}.traced_peak_ratio",
+        "read_frame, {n:,} users: peak (tracemalloc) / frame",
         "x",
-        [r["rss_peak_delta"] / r["frame_bytes"] for r in results],
+        _traced(lambda r: r["traced_peak"] / r["frame_bytes"]),
         digits=2,
-    )
+    ),
+    Row(
+        "project.{n}.rss_peak_mb",
+        "read_frame, {n:,} users: peak RSS delta",
+        "MB",
+        _each(lambda r: r["rss_peak_delta"] / 1e6),
+    ),
+    Row(
+        "project.{n}.rss_peak_ratio",
+        "read_frame, {n:,} users: peak RSS delta / frame",
+        "x",
+        _each(lambda r: r["rss_peak_delta"] / r["frame_bytes"]),
+        digits=2,
+    ),
+)
+ORIGINAL_ROWS = (
+    Row(
+        "original.{n}.seconds",
+        "original loop, {n:,} users: seconds",
+        "s",
+        _each(lambda r: r["seconds"]),
+        digits=2,
+    ),
+    Row(
+        "original.{n}.rss_peak_mb",
+        "original loop, {n:,} users: peak RSS delta",
+        "MB",
+        _each(lambda r: r["rss_peak_delta"] / 1e6),
+    ),
+)
+# Measured from (the original loop's runs, read_frame's runs) at the compared size.
+SPEEDUP_ROWS = (
+    Row(
+        "speedup.{n}",
+        "read_frame / original loop at {n:,} users (paired runs)",
+        "x",
+        lambda m: paired_ratios([r["seconds"] for r in m[0]], [r["seconds"] for r in m[1]]),
+        digits=0,
+    ),
+    # The most any reader of one HMGET per user could reach: the original loop's time over what
+    # the Redis server alone spends answering read_frame, client free.
+    Row(
+        "speedup_ceiling.{n}",
+        "original loop / Redis's own CPU time for read_frame at {n:,} users",
+        "x",
+        lambda m: paired_ratios(
+            [r["seconds"] for r in m[0]], [r["server_cpu_seconds"] for r in m[1]]
+        ),
+        digits=0,
+    ),
+)
+GROWTH_ROW = Row(
+    "original.growth_exponent",
+    "original loop: time ~ users^k, k from {first:,} to {last:,}",
+    "k",
+    lambda exponent: exponent,
+    digits=2,
+)
 
 
 def _growth(section: Section, loop: dict[int, list[dict]]) -> None:
@@ -452,13 +478,7 @@ def _growth(section: Section, loop: dict[int, list[dict]]) -> None:
     seconds = {n: statistics.median(r["seconds"] for r in loop[n]) for n in sizes}
     first, last = sizes[0], sizes[-1]
     exponent = math.log(seconds[last] / seconds[first]) / math.log(last / first)
-    section.add(
-        "original.growth_exponent",
-        f"original loop: time ~ users^k, k from {first:,} to {last:,}",
-        "k",
-        exponent,
-        digits=2,
-    )
+    section.add_rows([GROWTH_ROW], exponent, first=first, last=last)
     section.notes.append(
         "Original loop, ms per user: "
         + ", ".join(f"{n:,}: {1000 * seconds[n] / n:.2f}" for n in sizes)

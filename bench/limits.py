@@ -20,13 +20,27 @@ import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from bench.figures import BenchError, Section
+from bench.figures import BenchError, Row, Section
 from bench.servers import Context, flush, standin_process
 from bench.users import user_hash
 
 REPO = Path(__file__).resolve().parents[1]
 GITHUB_REST_PER_HOUR = 5000
 KEYSPACE = 100_000
+REDIS_ROW = Row(
+    "redis.{name}.c{clients}",
+    "redis-benchmark {command} user hash, -P 100, {clients} client(s)",
+    "ops/s",
+    lambda values: values,
+    digits=0,
+)
+STANDIN_ROW = Row(
+    "standin.requests_per_s",
+    "stand-in ceiling, 0 ms latency, {clients} keep-alive clients",
+    "req/s",
+    lambda values: values,
+    digits=0,
+)
 
 
 def redis_benchmark(binary: str, url: str, clients: int, requests: int, *command: str) -> float:
@@ -103,13 +117,7 @@ def run(ctx: Context) -> Section:
             flush(client)
             client.close()
         for (name, clients), values in results.items():
-            section.add(
-                f"redis.{name}.c{clients}",
-                f"redis-benchmark {name.upper()} user hash, -P 100, {clients} client(s)",
-                "ops/s",
-                values,
-                digits=0,
-            )
+            section.add_rows([REDIS_ROW], values, name=name, command=name.upper(), clients=clients)
 
     with standin_process(ctx.tmp / "standin-limits", size=1000, latency_ms=0) as url:
         rates = []
@@ -139,13 +147,7 @@ def run(ctx: Context) -> Section:
             if ok != size.standin_requests:
                 raise BenchError(f"stand-in ceiling: answers {result['by_status']}")
             rates.append(result["requests_per_s"])
-        section.add(
-            "standin.requests_per_s",
-            f"stand-in ceiling, 0 ms latency, {size.standin_clients} keep-alive clients",
-            "req/s",
-            rates,
-            digits=0,
-        )
+        section.add_rows([STANDIN_ROW], rates, clients=size.standin_clients)
 
     crawl = ctx.sections.get("crawl")
     if crawl and not crawl.skipped:

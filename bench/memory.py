@@ -12,20 +12,20 @@ from __future__ import annotations
 import random
 import statistics
 
-from bench.figures import BenchError, Section
+from bench.figures import BenchError, Row, Section
 from bench.servers import Context, flush
 from bench.users import page_writes, user_hash
 from gh_assets.storage import RedisStore
 
 GITHUB_IDS = 250_000_000
 EXISTING_SHARE = 2 / 3
+USERS_AT_SCALE = GITHUB_IDS * EXISTING_SHARE
 PAGE_USERS = 100
 
 
 def run(ctx: Context) -> Section:
     size = ctx.size
     n = size.memory_users
-    users_at_scale = GITHUB_IDS * EXISTING_SHARE
     section = Section(
         "memory",
         f"Memory: bytes per user in Redis ({n:,} users written through write_page)",
@@ -83,36 +83,53 @@ def run(ctx: Context) -> Section:
         flush(client)
         client.close()
 
-    section.add("hash_bytes", "MEMORY USAGE of a user hash (sample mean)", "B", per_hash, digits=0)
-    section.add(
-        "used_per_user",
-        "used_memory delta per user (hash + login, id and page indexes)",
-        "B",
-        per_user,
-        digits=0,
-    )
-    section.add("listpack_share", "sampled hashes in listpack encoding", "%", listpack)
-    section.add(
-        "github_gb",
-        f"at GitHub's scale ({users_at_scale / 1e6:.0f} M users), used_memory",
-        "GB",
-        [b * users_at_scale / 1e9 for b in per_user],
-    )
-    section.add(
-        "github_hash_gb",
-        f"at GitHub's scale ({users_at_scale / 1e6:.0f} M users), user hashes only",
-        "GB",
-        [b * users_at_scale / 1e9 for b in per_hash],
-    )
-    section.add(
-        "etag_as_received_bytes",
-        f"contrast: ETag stored as received (68 B) -> {'/'.join(sorted(contrast_kinds))}",
-        "B",
-        statistics.mean(contrast),
-        digits=0,
+    measured = {"hash": per_hash, "used": per_user, "listpack": listpack, "contrast": contrast}
+    section.add_rows(
+        ROWS,
+        measured,
+        scale_m=USERS_AT_SCALE / 1e6,
+        contrast_kinds="/".join(sorted(contrast_kinds)),
     )
     section.details["encodings"] = encodings
     section.details["contrast_encodings"] = sorted(contrast_kinds)
     if listpack and min(listpack) < 100:
         section.notes.append(f"Not every sampled hash is a listpack: {encodings}")
     return section
+
+
+ROWS = (
+    Row(
+        "hash_bytes",
+        "MEMORY USAGE of a user hash (sample mean)",
+        "B",
+        lambda m: m["hash"],
+        digits=0,
+    ),
+    Row(
+        "used_per_user",
+        "used_memory delta per user (hash + login, id and page indexes)",
+        "B",
+        lambda m: m["used"],
+        digits=0,
+    ),
+    Row("listpack_share", "sampled hashes in listpack encoding", "%", lambda m: m["listpack"]),
+    Row(
+        "github_gb",
+        "at GitHub's scale ({scale_m:.0f} M users), used_memory",
+        "GB",
+        lambda m: [b * USERS_AT_SCALE / 1e9 for b in m["used"]],
+    ),
+    Row(
+        "github_hash_gb",
+        "at GitHub's scale ({scale_m:.0f} M users), user hashes only",
+        "GB",
+        lambda m: [b * USERS_AT_SCALE / 1e9 for b in m["hash"]],
+    ),
+    Row(
+        "etag_as_received_bytes",
+        "contrast: ETag stored as received (68 B) -> {contrast_kinds}",
+        "B",
+        lambda m: statistics.mean(m["contrast"]),
+        digits=0,
+    ),
+)

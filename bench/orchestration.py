@@ -19,290 +19,66 @@ pages) and then stays out of the way, so the figure is the backfill's alone.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
 import statistics
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
 
-import psutil
-import redis
-import requests
-
-from bench.figures import BenchError, Section
-from bench.servers import Context, StandinAdmin, standin_process
+from bench.figures import BenchError, Row, Section
+from bench.servers import Context, standin_process
+from gh_assets.assets import USERS_KEY
 from gh_assets.crawl import crawl_pages
 from gh_assets.github import GitHubClient
+from gh_assets.local.dagster_graphql import SUCCESSFUL_BACKFILL, Run
+from gh_assets.local.deployment import Deployment, clean_environment, running_deployment
+from gh_assets.local.standin import StandinAdmin
 from gh_assets.partitions import PageWindow
-from gh_assets.local.services import free_port
 from gh_assets.storage import RedisStore
 
-REPO = Path(__file__).resolve().parents[1]
 PAGE_SIZE = 100
 ORCHESTRATION_DB = 3
-ASSET = "github_users"
-SUCCESS = {"COMPLETED", "COMPLETED_SUCCESS"}
-FAILED = {"COMPLETED_FAILED", "FAILED", "CANCELED", "CANCELING"}
-SCRUBBED = ("REDIS_URL", "GITHUB_API_URL", "GITHUB_TOKEN", "DAGSTER_HOME", "GH_ASSETS_")
+SENSOR_INTERVAL = 3600
 BACKFILL_TIMEOUT = 1200.0
-DAEMON_CYCLE = 30.0  # dagster/_daemon/controller.py DEFAULT_DAEMON_INTERVAL_SECONDS
-
-_ERROR = "__typename ... on Error { message }"
-LAUNCH = f"""mutation Launch($params: LaunchBackfillParams!) {{
-  launchPartitionBackfill(backfillParams: $params) {{
-    ... on LaunchBackfillSuccess {{ backfillId }} {_ERROR}
-  }}
-}}"""
-BACKFILL = f"""query Backfill($id: String!) {{
-  partitionBackfillOrError(backfillId: $id) {{
-    ... on PartitionBackfill {{ id status error {{ message }} }} {_ERROR}
-  }}
-}}"""
-PARTITIONS = f"""query Partitions($path: [String!]!) {{
-  assetNodeOrError(assetKey: {{path: $path}}) {{
-    ... on AssetNode {{
-      partitionKeys
-      assetPartitionStatuses {{
-        ... on DefaultPartitionStatuses {{ materializedPartitions failedPartitions }}
-      }}
-    }} {_ERROR}
-  }}
-}}"""
-RUNS = f"""query Runs($filter: RunsFilter) {{
-  runsOrError(filter: $filter, limit: 1000) {{
-    ... on Runs {{ results {{ runId status creationTime startTime endTime }} }} {_ERROR}
-  }}
-}}"""
-WORKSPACE = f"""query Workspace {{
-  workspaceOrError {{
-    ... on Workspace {{
-      locationEntries {{ name loadStatus locationOrLoadError {{ __typename
-        ... on PythonError {{ message }} }} }}
-    }} {_ERROR}
-  }}
-}}"""
-
-
-class GraphQL:
-    """The few webserver GraphQL calls the bench needs, as the UI makes them."""
-
-    def __init__(self, base_url: str) -> None:
-        self.url = f"{base_url}/graphql"
-        self.session = requests.Session()
-
-    def close(self) -> None:
-        self.session.close()
-
-    def query(self, text: str, **variables: Any) -> dict[str, Any]:
-        resp = self.session.post(
-            self.url, json={"query": text, "variables": variables}, timeout=120
-        )
-        resp.raise_for_status()
-        body = resp.json()
-        if body.get("errors"):
-            raise BenchError(f"GraphQL errors: {body['errors']}")
-        return body["data"]
-
-    @staticmethod
-    def member(result: dict[str, Any], expected: str) -> dict[str, Any]:
-        if result.get("__typename") != expected:
-            raise BenchError(f"expected {expected}, got {result}")
-        return result
-
-    def location_loaded(self) -> bool:
-        data = self.member(self.query(WORKSPACE)["workspaceOrError"], "Workspace")
-        for entry in data["locationEntries"]:
-            loaded = entry.get("locationOrLoadError") or {}
-            if loaded.get("__typename") == "PythonError":
-                raise BenchError(f"code location failed to load: {loaded['message']}")
-            if entry["loadStatus"] == "LOADED" and loaded:
-                return True
-        return False
-
-    def partitions(self) -> dict[str, list[str]]:
-        node = self.member(self.query(PARTITIONS, path=[ASSET])["assetNodeOrError"], "AssetNode")
-        statuses = node.get("assetPartitionStatuses") or {}
-        return {
-            "keys": node.get("partitionKeys") or [],
-            "materialized": statuses.get("materializedPartitions") or [],
-            "failed": statuses.get("failedPartitions") or [],
-        }
-
-    def launch_backfill(self, keys: list[str]) -> str:
-        params = {"assetSelection": [{"path": [ASSET]}], "partitionNames": keys}
-        data = self.query(LAUNCH, params=params)["launchPartitionBackfill"]
-        return self.member(data, "LaunchBackfillSuccess")["backfillId"]
-
-    def backfill(self, backfill_id: str) -> dict[str, Any]:
-        data = self.query(BACKFILL, id=backfill_id)["partitionBackfillOrError"]
-        return self.member(data, "PartitionBackfill")
-
-    def backfill_runs(self, backfill_id: str) -> list[dict[str, Any]]:
-        run_filter = {"tags": [{"key": "dagster/backfill", "value": backfill_id}]}
-        data = self.member(self.query(RUNS, filter=run_filter)["runsOrError"], "Runs")
-        return data["results"]
-
-
-# -- the deployment ----------------------------------------------------------------------------
-
-
-@dataclass
-class Deployment:
-    process: subprocess.Popen
-    url: str
-    log: Path
-    groups: set[int] = field(default_factory=set)
-
-    def remember_groups(self) -> None:
-        """Process groups of everything under gh-assets (dagster dev runs in a group of its
-        own), recorded while alive so they can be stopped even if gh-assets dies first."""
-        with contextlib.suppress(psutil.Error):
-            for child in psutil.Process(self.process.pid).children(recursive=True):
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    self.groups.add(os.getpgid(child.pid))
-
-    def tail(self, chars: int = 3000) -> str:
-        try:
-            return self.log.read_text(errors="replace")[-chars:]
-        except FileNotFoundError:
-            return ""
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except (ProcessLookupError, PermissionError):
-        return False
-    return any(
-        _pgid(p) == pgid and p.status() != psutil.STATUS_ZOMBIE for p in psutil.process_iter()
-    )
-
-
-def _pgid(process: psutil.Process) -> int | None:
-    try:
-        return os.getpgid(process.pid)
-    except (ProcessLookupError, PermissionError):
-        return None
-
-
-def _stop(deployment: Deployment) -> None:
-    """SIGTERM gh-assets (it stops dagster dev), escalate, then any group it left behind."""
-    deployment.remember_groups()
-    own = deployment.process.pid
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(own, signal.SIGTERM)
-    try:
-        deployment.process.wait(timeout=40)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(own, signal.SIGKILL)
-        deployment.process.wait(timeout=10)
-    for sig, wait in ((signal.SIGTERM, 15.0), (signal.SIGKILL, 10.0)):
-        alive = {g for g in deployment.groups | {own} if _group_alive(g)}
-        if not alive:
-            return
-        for pgid in alive:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pgid, sig)
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline and any(_group_alive(g) for g in alive):
-            time.sleep(0.2)
-
-
-@contextlib.contextmanager
-def deployment(log_dir: Path, env: dict[str, str]) -> Iterator[Deployment]:
-    """``gh-assets dev`` on a free port until ``/server_info`` answers; always stopped."""
-    log_dir.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    log = log_dir / "gh-assets-dev.log"
-    with open(log, "ab") as out:
-        process = subprocess.Popen(
-            [str(Path(sys.executable).with_name("gh-assets")), "dev", "--port", str(port)],
-            cwd=REPO,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    found = Deployment(process, f"http://127.0.0.1:{port}", log, {process.pid})
-    try:
-        _wait(lambda: _answers(f"{found.url}/server_info"), 180, "the webserver", found)
-        found.remember_groups()
-        yield found
-    finally:
-        _stop(found)
-
-
-def _answers(url: str) -> bool:
-    try:
-        return requests.get(url, timeout=5).status_code == 200
-    except requests.RequestException:
-        return False
-
-
-def _wait(check, timeout: float, what: str, found: Deployment, interval: float = 0.5) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        found.remember_groups()
-        if found.process.poll() is not None:
-            raise BenchError(f"gh-assets dev exited while waiting for {what}:\n{found.tail()}")
-        if time.monotonic() > deadline:
-            raise BenchError(f"timed out after {timeout:.0f} s waiting for {what}:\n{found.tail()}")
-        time.sleep(interval)
-
-
-# -- measuring ---------------------------------------------------------------------------------
+DAEMON_CYCLE = 30.0  # the backfill daemon's interval (dagster-daemon's default)
 
 
 @dataclass
 class Backfill:
     seconds: float
-    runs: list[dict[str, Any]]
-    launched_at: float  # epoch seconds, like the run records' times
+    runs: list[Run]
+    launched_at: float  # epoch seconds, like the runs' times
     done_at: float
 
     @property
     def pickup(self) -> float:
         """Launch -> the first run created: the backfill daemon's next iteration."""
-        return min(r["creationTime"] for r in self.runs) - self.launched_at
+        return min(r.created for r in self.runs) - self.launched_at
 
     @property
     def tail(self) -> float:
         """The last run ended -> all green seen: the daemon's iteration that closes it."""
-        return self.done_at - max(r["endTime"] for r in self.runs)
+        return self.done_at - max(r.ended or 0 for r in self.runs)
 
 
-def run_backfill(api: GraphQL, keys: list[str], found: Deployment) -> Backfill:
+def run_backfill(deployment: Deployment, keys: list[str]) -> Backfill:
+    """A backfill of ``keys``, launched as the UI does, timed until every page is green."""
+    api = deployment.api
     started = time.perf_counter()
     launched_at = time.time()
-    backfill_id = api.launch_backfill(keys)
-    deadline = time.monotonic() + BACKFILL_TIMEOUT
-    while True:
-        status = api.backfill(backfill_id)
-        if status["status"] in FAILED:
-            raise BenchError(f"backfill {backfill_id} ended {status}:\n{found.tail()}")
-        if status["status"] in SUCCESS:
-            partitions = api.partitions()
-            if set(partitions["materialized"]) >= set(keys) and not partitions["failed"]:
-                seconds = time.perf_counter() - started
-                done_at = time.time()
-                break
-        if time.monotonic() > deadline:
-            raise BenchError(f"backfill {backfill_id} not done in {BACKFILL_TIMEOUT:.0f} s")
-        found.remember_groups()
-        time.sleep(1.0)  # light polling: the webserver shares the 2 cores with the runs
+    backfill_id = api.launch_backfill(USERS_KEY, keys)
+    # Light polling: the webserver shares the 2 cores with the runs.
+    status = api.wait_backfill(backfill_id, timeout=BACKFILL_TIMEOUT, interval=1.0)
+    if status not in SUCCESSFUL_BACKFILL:
+        raise BenchError(f"backfill {backfill_id} ended {status}:\n{deployment.log_tail(3000)}")
+
+    def all_green() -> bool:
+        partitions = api.partitions(USERS_KEY)
+        return set(partitions["materialized"]) >= set(keys) and not partitions["failed"]
+
+    deployment.wait_for(all_green, timeout=60, what=f"backfill {backfill_id}'s pages to be green")
+    seconds, done_at = time.perf_counter() - started, time.time()
     runs = api.backfill_runs(backfill_id)
-    if not runs or any(not r["endTime"] for r in runs):
+    if not runs or any(not r.ended for r in runs):
         raise BenchError(f"backfill {backfill_id}: runs without an end: {runs}")
     return Backfill(seconds, runs, launched_at, done_at)
 
@@ -317,20 +93,14 @@ def pure_crawl_seconds(api_url: str, redis_url: str, windows: list[PageWindow]) 
                 pass
             return time.perf_counter() - started
     finally:
-        keys = list(store.client.scan_iter(match="pure:*", count=1000))
-        if keys:
-            store.client.delete(*keys)
+        _delete_prefix(store)
         store.client.close()
 
 
-def _delete_prefix(url: str, prefix: str) -> None:
-    client = redis.Redis.from_url(url)
-    try:
-        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
-        for start in range(0, len(keys), 1000):
-            client.delete(*keys[start : start + 1000])
-    finally:
-        client.close()
+def _delete_prefix(store: RedisStore) -> None:
+    keys = list(store.client.scan_iter(match=f"{store.prefix}*", count=1000))
+    for start in range(0, len(keys), 1000):
+        store.client.delete(*keys[start : start + 1000])
 
 
 def run(ctx: Context) -> Section:
@@ -355,159 +125,174 @@ def run(ctx: Context) -> Section:
         "pages": pages,
         "page_size": PAGE_SIZE,
         "pages_per_run": list(policies),
-        "deployment": "gh-assets dev (dagster-webserver + dagster-daemon), gh_assets/dagster.yaml",
-        "sensor_interval_s": 3600,
+        "deployment": "gh-assets dev (dagster-webserver + dagster-daemon), "
+        "gh_assets/local/dagster.yaml",
+        "sensor_interval_s": SENSOR_INTERVAL,
     }
     windows = [PageWindow.number(k, PAGE_SIZE) for k in range(pages)]
     keys = [w.key for w in windows]
     redis_url = ctx.redis_db(ORCHESTRATION_DB)
     results: dict[int, list[Backfill]] = {}
     with standin_process(ctx.tmp / "standin-orch", size=pages * PAGE_SIZE) as standin_url:
-        admin = StandinAdmin(standin_url)
-        try:
+        with StandinAdmin(standin_url) as admin:
             expected = len(admin.users(1, pages * PAGE_SIZE))
-        finally:
-            admin.close()
         pure = [pure_crawl_seconds(standin_url, redis_url, windows) for _ in range(ctx.runs)]
         for per_run in policies:
-            prefix = f"orch{per_run}:"
             home = ctx.tmp / f"orchestration-{per_run}"
-            env = {k: v for k, v in os.environ.items() if not k.startswith(SCRUBBED)}
-            env |= {
-                "DAGSTER_HOME": str(home / "dagster_home"),
-                "GH_ASSETS_DATA_DIR": str(home / "data"),
-                "REDIS_URL": redis_url,
-                "GITHUB_API_URL": standin_url,
-                "GH_ASSETS_KEY_PREFIX": prefix,
-                "GH_ASSETS_PAGE_SIZE": str(PAGE_SIZE),
-                "GH_ASSETS_PAGES": str(pages),
-                "GH_ASSETS_PAGES_PER_RUN": str(per_run),
-                "GH_ASSETS_SENSOR_INTERVAL": "3600",
-            }
-            with deployment(home / "logs", env) as found:
-                api = GraphQL(found.url)
-                try:
-                    _wait(api.location_loaded, 180, "the code location to load", found)
-                    _wait(
-                        lambda api=api: set(api.partitions()["keys"]) >= set(keys),
-                        180,
-                        f"github_pages_sensor to register {pages} pages",
-                        found,
-                    )
-                    # One backfill of one page per run is itself an average over its runs
-                    # (50 at the default size) and takes minutes: measured once.
-                    count = 1 if per_run == 1 else ctx.runs
-                    for index in range(count):
-                        _delete_prefix(redis_url, prefix)
-                        # A person launches at any moment of the backfill daemon's 30 s cycle;
-                        # launching right after the previous backfill was seen done would always
-                        # land just after an iteration. Launches are spread over the cycle.
-                        time.sleep(DAEMON_CYCLE * (index + 0.5) / count)
-                        backfill = run_backfill(api, keys, found)
-                        store = RedisStore.from_url(redis_url, prefix)
-                        stored, total = store.user_count(), store.page_user_total()
-                        store.client.close()
-                        if stored != expected or total != expected:
-                            raise BenchError(
-                                f"backfill with {per_run} page(s)/run stored {stored} users "
-                                f"({total} by page bookkeeping), the stand-in has {expected}"
-                            )
-                        results.setdefault(per_run, []).append(backfill)
-                finally:
-                    api.close()
-        _figures(section, results, pages, pure)
+            store = RedisStore.from_url(redis_url, f"orch{per_run}:")
+            env = clean_environment(
+                DAGSTER_HOME=home / "dagster_home",
+                GH_ASSETS_DATA_DIR=home / "data",
+                REDIS_URL=redis_url,
+                GITHUB_API_URL=standin_url,
+                GH_ASSETS_KEY_PREFIX=store.prefix,
+                GH_ASSETS_PAGE_SIZE=PAGE_SIZE,
+                GH_ASSETS_PAGES=pages,
+                GH_ASSETS_PAGES_PER_RUN=per_run,
+                GH_ASSETS_SENSOR_INTERVAL=SENSOR_INTERVAL,
+            )
+            with running_deployment(home / "logs", env) as deployment, store.client:
+                deployment.wait_for_partitions(USERS_KEY, keys, timeout=180)
+                # One backfill of one page per run is itself an average over its runs (50 at
+                # the default size) and takes minutes: measured once.
+                count = 1 if per_run == 1 else ctx.runs
+                for index in range(count):
+                    _delete_prefix(store)
+                    time.sleep(DAEMON_CYCLE * (index + 0.5) / count)  # spread over its cycle
+                    backfill = run_backfill(deployment, keys)
+                    stored, total = store.user_count(), store.page_user_total()
+                    if stored != expected or total != expected:
+                        raise BenchError(
+                            f"backfill with {per_run} page(s)/run stored {stored} users "
+                            f"({total} by page bookkeeping), the stand-in has {expected}"
+                        )
+                    results.setdefault(per_run, []).append(backfill)
+    _figures(section, results, pages, pure)
     return section
+
+
+@dataclass
+class Policy:
+    """The backfills of one ``GH_ASSETS_PAGES_PER_RUN`` value, and the crawl time they include."""
+
+    backfills: list[Backfill]
+    pages: int
+    work: float  # seconds of crawling per page, without Dagster
+
+    def each(self, value: Callable[[Backfill], float]) -> list[float]:
+        return [value(b) for b in self.backfills]
+
+    def median_over_runs(self, value: Callable[[Run], float | None]) -> float | None:
+        """The median over every run of every backfill (None: no run has the value)."""
+        found = [v for b in self.backfills for r in b.runs if (v := value(r)) is not None]
+        return statistics.median(found) if found else None
+
+
+def _run_seconds(run: Run) -> float | None:
+    return run.ended - run.started if run.ended and run.started else None
+
+
+def _queue_seconds(run: Run) -> float | None:
+    return run.started - run.created if run.started else None
+
+
+PURE_ROW = Row(
+    "pure_crawl_per_page",
+    "the same pages by crawl_pages in-process (no Dagster)",
+    "s/page",
+    lambda m: [p / m["pages"] for p in m["pure"]],
+    digits=3,
+)
+POLICY_ROWS = (
+    Row(
+        "{name}.seconds",
+        "{per_run} page(s)/run ({runs} runs): launch -> all green",
+        "s",
+        lambda m: m.each(lambda b: b.seconds),
+    ),
+    Row(
+        "{name}.overhead_per_page",
+        "{per_run} page(s)/run: overhead per page (wall/page - crawl/page)",
+        "s/page",
+        lambda m: m.each(lambda b: b.seconds / m.pages - m.work),
+        digits=2,
+    ),
+    Row(
+        "{name}.run_seconds",
+        "{per_run} page(s)/run: one run, start -> end (median of all runs)",
+        "s",
+        lambda m: m.median_over_runs(_run_seconds),
+        digits=2,
+    ),
+    Row(
+        "{name}.queue_seconds",
+        "{per_run} page(s)/run: one run, created -> started (median of all runs)",
+        "s",
+        lambda m: m.median_over_runs(_queue_seconds),
+        digits=2,
+    ),
+    Row(
+        "{name}.pickup_seconds",
+        "{per_run} page(s)/run: launch -> first run created (daemon)",
+        "s",
+        lambda m: m.each(lambda b: b.pickup),
+    ),
+    Row(
+        "{name}.tail_seconds",
+        "{per_run} page(s)/run: last run ended -> all green seen",
+        "s",
+        lambda m: m.each(lambda b: b.tail),
+    ),
+)
+
+
+def _fixed_cost(pair: tuple[Policy, Policy]) -> list[float]:
+    """Seconds per extra run: one page per run against a policy with fewer runs."""
+    single, other = pair
+    base = statistics.median(single.each(lambda b: b.seconds))
+    extra = len(single.backfills[0].runs) - len(other.backfills[0].runs)
+    return other.each(lambda b: (base - b.seconds) / extra)
+
+
+FIXED_COST_ROW = Row(
+    "fixed_cost_per_run",
+    "Dagster's wall cost per extra run ({runs_single} vs {runs_other} runs)",
+    "s/run",
+    _fixed_cost,
+    digits=2,
+)
 
 
 def _figures(
     section: Section, results: dict[int, list[Backfill]], pages: int, pure: list[float]
 ) -> None:
     work = statistics.median(pure) / pages
-    section.add(
-        "pure_crawl_per_page",
-        "the same pages by crawl_pages in-process (no Dagster)",
-        "s/page",
-        [p / pages for p in pure],
-        digits=3,
-    )
-    policies = sorted(results)
-    for per_run in policies:
-        name = _name(per_run)
-        backfills = results[per_run]
-        runs = [len(b.runs) for b in backfills]
-        section.add(
-            f"{name}.seconds",
-            f"{per_run} page(s)/run ({runs[0]} runs): launch -> all green",
-            "s",
-            [b.seconds for b in backfills],
-        )
-        section.add(
-            f"{name}.overhead_per_page",
-            f"{per_run} page(s)/run: overhead per page (wall/page - crawl/page)",
-            "s/page",
-            [b.seconds / pages - work for b in backfills],
-            digits=2,
-        )
-        durations = [
-            r["endTime"] - r["startTime"] for b in backfills for r in b.runs if r["endTime"]
-        ]
-        delays = [
-            r["startTime"] - r["creationTime"] for b in backfills for r in b.runs if r["startTime"]
-        ]
-        if durations:
-            section.add(
-                f"{name}.run_seconds",
-                f"{per_run} page(s)/run: one run, start -> end (median of all runs)",
-                "s",
-                statistics.median(durations),
-                digits=2,
-            )
-        if delays:
-            section.add(
-                f"{name}.queue_seconds",
-                f"{per_run} page(s)/run: one run, created -> started (median of all runs)",
-                "s",
-                statistics.median(delays),
-                digits=2,
-            )
-        section.add(
-            f"{name}.pickup_seconds",
-            f"{per_run} page(s)/run: launch -> first run created (daemon)",
-            "s",
-            [b.pickup for b in backfills],
-        )
-        section.add(
-            f"{name}.tail_seconds",
-            f"{per_run} page(s)/run: last run ended -> all green seen",
-            "s",
-            [b.tail for b in backfills],
-        )
+    section.add_rows([PURE_ROW], {"pure": pure, "pages": pages})
+    policies = {per_run: Policy(results[per_run], pages, work) for per_run in sorted(results)}
+    for per_run, policy in policies.items():
+        runs = len(policy.backfills[0].runs)
+        section.add_rows(POLICY_ROWS, policy, name=_name(per_run), per_run=per_run, runs=runs)
         section.details[f"backfills_{per_run}_pages_per_run"] = [
-            {"seconds": round(b.seconds, 2), "runs": len(b.runs)} for b in backfills
+            {"seconds": round(b.seconds, 2), "runs": len(b.runs)} for b in policy.backfills
         ]
-    if len(policies) >= 2 and policies[0] == 1:
-        single = results[1]
-        other = policies[1]
-        runs_single, runs_other = len(single[0].runs), len(results[other][0].runs)
-        if runs_single > runs_other:
-            base = statistics.median(b.seconds for b in single)
-            section.add(
-                "fixed_cost_per_run",
-                f"Dagster's wall cost per extra run ({runs_single} vs {runs_other} runs)",
-                "s/run",
-                [(base - b.seconds) / (runs_single - runs_other) for b in results[other]],
-                digits=2,
-            )
-        run_seconds = section.figure("single.run_seconds")
-        if run_seconds:
-            section.notes.append(
-                f"One page per run: a run takes {run_seconds.median:.1f} s from start to end for "
-                f"{work:.2f} s of crawling; the rest is the run's process start, code load, "
-                f"resources, asset checks and event writes. At most 2 page runs go at once "
-                f"(pool github_api, default_limit 2), so wall ~ runs x run time / 2, plus the "
-                f"backfill daemon's 30 s iteration (dagster/_daemon/backfill.py: "
-                f"DEFAULT_DAEMON_INTERVAL_SECONDS) before the first run and after the last."
-            )
+    if len(policies) < 2 or 1 not in policies:
+        return
+    single, other = policies[1], policies[sorted(policies)[1]]
+    runs_single, runs_other = len(single.backfills[0].runs), len(other.backfills[0].runs)
+    if runs_single > runs_other:
+        section.add_rows(
+            [FIXED_COST_ROW], (single, other), runs_single=runs_single, runs_other=runs_other
+        )
+    run_seconds = section.figure("single.run_seconds")
+    if run_seconds:
+        section.notes.append(
+            f"One page per run: a run takes {run_seconds.median:.1f} s from start to end for "
+            f"{work:.2f} s of crawling; the rest is the run's process start, code load, "
+            f"resources, asset checks and event writes. At most 2 page runs go at once "
+            f"(pool github_api, default_limit 2), so wall ~ runs x run time / 2, plus the "
+            f"backfill daemon's 30 s iteration (dagster/_daemon/backfill.py: "
+            f"DEFAULT_DAEMON_INTERVAL_SECONDS) before the first run and after the last."
+        )
 
 
 def _name(per_run: int) -> str:

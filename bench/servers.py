@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import redis
-import requests
 
 from gh_assets.local import services
 
@@ -60,35 +59,6 @@ def standin_process(
     extra = ["--latency-ms", str(latency_ms), "--rate-limit", str(NO_RATE_LIMIT)]
     with services.standin_server(log_dir, size=size, seed=seed, extra_args=extra) as url:
         yield url
-
-
-class StandinAdmin:
-    """The stand-in's ``/_standin`` admin endpoints: request counters and ground truth."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.session = requests.Session()
-
-    def close(self) -> None:
-        self.session.close()
-
-    def _call(self, method: str, path: str, **params: Any) -> Any:
-        resp = self.session.request(
-            method, f"{self.url}/_standin/{path}", params=params or None, json={}, timeout=60
-        )
-        resp.raise_for_status()
-        return resp.json()
-
-    def reset_stats(self) -> None:
-        self._call("POST", "reset-stats")
-
-    def requests(self) -> dict[str, Any]:
-        """``{"total": n, "by_status": {...}, "by_route": {...}}`` since the last reset."""
-        return self._call("GET", "state")["requests"]
-
-    def users(self, first: int, last: int) -> list[dict[str, Any]]:
-        """Ground truth: the users a crawl of IDs ``first..last`` must store."""
-        return self._call("GET", "users", first=first, last=last)
 
 
 def server_info(url: str) -> dict[str, str]:

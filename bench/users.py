@@ -12,8 +12,8 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from functools import cache
 
-from gh_assets.partitions import PageWindow
 from gh_assets.local.standin import Dataset
+from gh_assets.partitions import PageWindow
 from gh_assets.storage import PageWrite
 
 FETCHED_AT = datetime(2026, 11, 27, 3, 0, 0, tzinfo=UTC)

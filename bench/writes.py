@@ -9,43 +9,34 @@ it calls) and from timing the client's payload preparation on its own.
 
 from __future__ import annotations
 
-import json
 import statistics
 import time
+from collections.abc import Callable
 from typing import Any
 
+import redis
+
 from bench import original
-from bench.figures import BenchError, Section, paired_ratios
+from bench.figures import BenchError, Row, Section, paired_ratios
 from bench.profiling import profile_call
 from bench.servers import Context, flush
 from bench.targets import missed
 from bench.users import page_writes, user_hash
-from gh_assets import storage
-from gh_assets.storage import RedisStore
+from gh_assets.storage import PageWrite, RedisStore
 
 PAGE_USERS = 100
 SCRIPT_COMMANDS = ("cmdstat_evalsha", "cmdstat_eval")
 
 
-def _preparation_seconds(pages: list[storage.PageWrite]) -> float | None:
-    """The client-side work of write_page without the round trip: validation, field order,
-    flattening and JSON (storage's own helpers; None if this version has other internals)."""
-    try:
-        check, ordered, flat = storage._check_user, storage._ordered, storage._flat
-    except AttributeError:
-        return None
-    started = time.perf_counter()
-    for page in pages:
-        for user in page.users:
-            check(user)
-        json.dumps(
-            {
-                "users": [flat(ordered(user)) for user in page.users],
-                "gone": [str(i) for i in page.gone],
-                "meta": flat(dict(page.meta)),
-            }
-        )
-    return time.perf_counter() - started
+def _preparation_seconds(client: redis.Redis, pages: list[PageWrite]) -> float:
+    """The client's share of write_page (checks, field order, JSON): every page queued on a
+    pipeline that is never sent."""
+    with client.pipeline(transaction=False) as unsent:
+        store = RedisStore(unsent)
+        started = time.perf_counter()
+        for page in pages:
+            store.write_page(page)
+        return time.perf_counter() - started
 
 
 def _server_usec(stats: dict[str, Any]) -> tuple[float, dict[str, float]]:
@@ -91,18 +82,14 @@ def run(ctx: Context) -> Section:
                 raise BenchError(f"write_page stored {store.user_count()} of {users}")
             project.append(users / seconds)
             script, inner = _server_usec(client.info("commandstats"))
-            prepared = _preparation_seconds(pages)
+            prepared = _preparation_seconds(client, pages)
             breakdowns.append(
                 {
                     "wall_us_per_user": 1e6 * seconds / users,
                     "script_us_per_user": script / users,
                     "script_commands_us_per_user": {k: v / users for k, v in inner.items()},
                     "lua_and_cjson_us_per_user": (script - sum(inner.values())) / users,
-                    **(
-                        {"client_preparation_us_per_user": 1e6 * prepared / users}
-                        if prepared is not None
-                        else {}
-                    ),
+                    "client_preparation_us_per_user": 1e6 * prepared / users,
                 }
             )
 
@@ -114,32 +101,7 @@ def run(ctx: Context) -> Section:
                 raise BenchError(f"HSET per user stored {client.dbsize()} of {len(singles)}")
             hset.append(len(singles) / seconds)
 
-        section.add(
-            "project.users_per_s", "write_page, pages of 100: users/s", "users/s", project, digits=0
-        )
-        section.add(
-            "project.script_us",
-            "write_page: server time in the Lua script per user",
-            "us/user",
-            [b["script_us_per_user"] for b in breakdowns],
-        )
-        if all("client_preparation_us_per_user" in b for b in breakdowns):
-            section.add(
-                "project.client_us",
-                "write_page: client preparation per user (checks, order, JSON)",
-                "us/user",
-                [b["client_preparation_us_per_user"] for b in breakdowns],
-            )
-        section.add(
-            "original.users_per_s",
-            "one HSET round trip per user: users/s",
-            "users/s",
-            hset,
-            digits=0,
-        )
-        section.add(
-            "speedup", "write_page / HSET per user (paired runs)", "x", paired_ratios(project, hset)
-        )
+        section.add_rows(ROWS, {"project": project, "hset": hset, "breakdowns": breakdowns})
         section.details["breakdown_per_run"] = breakdowns
         if missed(section, "project.users_per_s", size.name):
             middle = breakdowns[project.index(statistics.median_low(project))]
@@ -154,9 +116,9 @@ def run(ctx: Context) -> Section:
                 f"wall = {middle['script_us_per_user']:.1f} us in the Lua script on the server "
                 f"(commands it calls: {inner} us; Lua and cjson "
                 f"{middle['lua_and_cjson_us_per_user']:.1f} us) + "
-                f"{middle.get('client_preparation_us_per_user', float('nan')):.1f} us of client "
-                f"preparation (gh_assets/storage.py RedisStore.write_page: _check_user, _ordered, "
-                f"_flat, json.dumps) + the transfer. cProfile of one run in the JSON "
+                f"{middle['client_preparation_us_per_user']:.1f} us of client "
+                f"preparation (gh_assets/storage RedisStore.write_page: its checks, field order "
+                f"and JSON) + the transfer. cProfile of one run in the JSON "
                 f"(writes.details.profile_write_page)."
             )
             flush(client)
@@ -167,3 +129,44 @@ def run(ctx: Context) -> Section:
         flush(client)
         client.close()
     return section
+
+
+def _per_run(name: str) -> Callable[[dict[str, list]], list[float]]:
+    """A figure of each run's breakdown."""
+    return lambda m: [b[name] for b in m["breakdowns"]]
+
+
+ROWS = (
+    Row(
+        "project.users_per_s",
+        "write_page, pages of 100: users/s",
+        "users/s",
+        lambda m: m["project"],
+        digits=0,
+    ),
+    Row(
+        "project.script_us",
+        "write_page: server time in the Lua script per user",
+        "us/user",
+        _per_run("script_us_per_user"),
+    ),
+    Row(
+        "project.client_us",
+        "write_page: client preparation per user (checks, order, JSON)",
+        "us/user",
+        _per_run("client_preparation_us_per_user"),
+    ),
+    Row(
+        "original.users_per_s",
+        "one HSET round trip per user: users/s",
+        "users/s",
+        lambda m: m["hset"],
+        digits=0,
+    ),
+    Row(
+        "speedup",
+        "write_page / HSET per user (paired runs)",
+        "x",
+        lambda m: paired_ratios(m["project"], m["hset"]),
+    ),
+)

@@ -12,11 +12,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from gh_assets.local.deployment import clean_environment
+
+from .conftest import REPO
+
+pytestmark = pytest.mark.slow
 BENCHMARKS = {"crawl", "writes", "frame", "memory", "orchestration", "limits"}
 
 
@@ -26,6 +29,7 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict:
     done = subprocess.run(
         [sys.executable, "-m", "bench", "--size", "tiny", "--runs", "1", "--json", str(out)],
         cwd=REPO,
+        env=clean_environment(),
         capture_output=True,
         text=True,
         timeout=240,

@@ -11,9 +11,9 @@ import pytest
 
 from gh_assets.crawl import PAGES_IN_FLIGHT, crawl_page, crawl_pages
 from gh_assets.github import GitHubClient, GitHubError, ListedUser
-from gh_assets.partitions import PageWindow
 from gh_assets.local.standin import Dataset, StandinServer
 from gh_assets.local.standin.server import Reply, Request
+from gh_assets.partitions import PageWindow
 from gh_assets.storage import COUNTERS, RedisStore
 
 WINDOW = PageWindow(101, 200)
@@ -21,11 +21,7 @@ WINDOW = PageWindow(101, 200)
 
 def truth(dataset: Dataset, window: PageWindow) -> dict[int, dict[str, str]]:
     """What Redis must hold for ``window``, straight from the stand-in's data."""
-    return {
-        u.id: {"id": str(u.id), "login": u.login, "type": u.type}
-        | {name: str(getattr(u, name)) for name in COUNTERS}
-        for u in dataset.users_between(window.first_id, window.last_id)
-    }
+    return dataset.truth(window.first_id, window.last_id)
 
 
 def stored(store: RedisStore, window: PageWindow) -> dict[int, dict[str, str]]:

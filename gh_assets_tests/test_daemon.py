@@ -1,51 +1,47 @@
 """The real local deployment, driven as a person drives it: through the webserver's GraphQL API.
 
-One module-scoped deployment (``gh-assets dev``: webserver + daemon, on the tests' Redis under a
-key prefix of its own, crawling the stand-in as a separate process) serves four scenarios that run
-in order and build on each other: a backfill with a failing page, its re-execution from failure,
-the stale-page sensor re-crawling with ETags, and a rate limit that defers a page until its reset.
-Pages are named 1..4 here as a person counts them: page n holds IDs (n-1)*100+1 .. n*100.
+One deployment per module (``gh-assets dev``: webserver + daemon, on the tests' Redis under a key
+prefix of its own, crawling the stand-in as a separate process) serves four scenarios: a backfill
+with a failing page, its re-execution from failure, the stale-page sensor re-crawling with ETags,
+and a rate limit that defers a page until its reset. Each scenario gets the state it needs from a
+fixture, so it also passes alone (``-k``). Pages are named 1..4 here as a person counts them:
+page n holds IDs (n-1)*100+1 .. n*100.
 """
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TypeVar
 
 import pytest
 import redis
+import requests
 
+from gh_assets.assets import USERS_KEY
+from gh_assets.local.dagster_graphql import SENSOR_TAG, DagsterGraphQL, Run
+from gh_assets.local.deployment import Deployment, clean_environment, running_deployment
+from gh_assets.local.services import standin_server
+from gh_assets.local.standin import StandinAdmin
+from gh_assets.local.standin.data import STORED_FIELDS
 from gh_assets.partitions import PageWindow
-from gh_assets.local.services import free_port, standin_server
-from gh_assets.storage import COUNTERS, RedisStore
+from gh_assets.storage import RedisStore
 
-from .daemon import (
-    TERMINAL_BACKFILL,
-    Deployment,
-    GraphQL,
-    Run,
-    Standin,
-    running_deployment,
-    wait_for,
-)
+pytestmark = pytest.mark.slow
 
 PAGE_SIZE = 100
 PAGE_COUNT = 4
 PAGES = [PageWindow.number(k, PAGE_SIZE) for k in range(PAGE_COUNT)]
 KEYS = [page.key for page in PAGES]
 SENSOR_INTERVAL = 5
-MAX_RATE_LIMIT_WAIT = 2
 PAGE_RETRIES = 1  # the failing page is retried once (not twice, the default): a faster test
 STANDIN_SIZE = PAGE_COUNT * PAGE_SIZE  # nothing beyond the crawl: no frontier growth
-FIELDS = ("id", "login", "type", *COUNTERS)
+STALE_SENSOR = "stale_pages_sensor"
 REFRESH_SENSOR = "refresh_analysis_sensor"
-
-# The environment a person's shell would not carry into this deployment.
-SCRUBBED = ("REDIS_URL", "GITHUB_API_URL", "GITHUB_TOKEN", "DAGSTER_HOME", "GH_ASSETS_")
+T = TypeVar("T")
 
 
 def page(n: int) -> PageWindow:
@@ -56,32 +52,28 @@ def page(n: int) -> PageWindow:
 @dataclass
 class Env:
     deployment: Deployment
-    api: GraphQL
-    standin: Standin
+    standin: StandinAdmin
     store: RedisStore
-    prefix: str
-    backfills: list[str] = field(default_factory=list)  # launched by the scenarios, in order
-    pages_done_at: float = 0.0  # when scenario 2 had every page stored
+
+    @property
+    def api(self) -> DagsterGraphQL:
+        return self.deployment.api
 
     def truth(self, window: PageWindow) -> dict[int, dict[str, str]]:
-        """The stand-in's users of a page, as Redis must hold them (strings, like hashes)."""
-        return {
-            row["id"]: {name: str(row[name]) for name in FIELDS}
-            for row in self.standin.users(window.first_id, window.last_id)
-        }
+        return self.standin.truth(window.first_id, window.last_id)
 
     def deferred(self) -> dict[str, float]:
-        """``{p}deferred``: page -> epoch when a rate-limited page may run again."""
-        found = self.store.client.zrange(f"{self.prefix}deferred", 0, -1, withscores=True)
+        """Page -> epoch when a rate-limited page may run again."""
+        found = self.store.client.zrange(self.store.deferred_key, 0, -1, withscores=True)
         return {member.decode(): score for member, score in found}
 
     def state(self, **extra: object) -> dict[str, object]:
-        """What a failure message shows: partitions, recent runs, sensors, the log's tail."""
+        """What a failure message shows: partitions, recent runs, the sensor, the log's tail."""
         seen: dict[str, object] = dict(extra)
         for name, read in (
-            ("partitions", self.api.partitions),
+            ("partitions", lambda: self.api.partitions(USERS_KEY)),
             ("runs", lambda: [r.brief() for r in self.api.runs(limit=20)]),
-            ("stale_pages_sensor", lambda: self.api.sensor("stale_pages_sensor")),
+            (STALE_SENSOR, lambda: self.api.sensor(STALE_SENSOR)),
             ("deferred", self.deferred),
         ):
             try:
@@ -91,8 +83,26 @@ class Env:
         seen["log_tail"] = self.deployment.log_tail(2500)
         return seen
 
+    def wait_for(
+        self, check: Callable[[], T | None], timeout: float, what: str, interval: float = 2.0
+    ) -> T:
+        return self.deployment.wait_for(
+            check, timeout=timeout, what=what, interval=interval, state=self.state
+        )
 
-# -- the deployment --------------------------------------------------------------------------
+    def backfill(self, partitions: list[str] | None, timeout: float) -> tuple[str, str]:
+        """A backfill of ``partitions`` of the pages (all when None), waited for: (id, status)."""
+        backfill_id = self.api.launch_backfill(USERS_KEY, partitions)
+        status = self.api.wait_backfill(
+            backfill_id,
+            timeout=timeout,
+            interval=2,
+            state=lambda: self.state(backfill=self.api.backfill(backfill_id)),
+        )
+        return backfill_id, status
+
+
+# -- the deployment and the state each scenario starts from ----------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -100,48 +110,31 @@ def env(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[En
     tmp = tmp_path_factory.mktemp("daemon")
     prefix = f"daemon-{uuid.uuid4().hex[:12]}:"
     client = redis.Redis.from_url(redis_url)
+    environ = clean_environment(
+        DAGSTER_HOME=tmp / "dagster_home",
+        REDIS_URL=redis_url,
+        GH_ASSETS_KEY_PREFIX=prefix,
+        GH_ASSETS_PAGE_SIZE=PAGE_SIZE,
+        GH_ASSETS_PAGES=PAGE_COUNT,
+        GH_ASSETS_SENSOR_INTERVAL=SENSOR_INTERVAL,
+        GH_ASSETS_RECRAWL_AFTER=3600,
+        GH_ASSETS_RECRAWL_BATCH=10,
+        GH_ASSETS_PAGE_RETRIES=PAGE_RETRIES,
+        GH_ASSETS_MAX_RATE_LIMIT_WAIT=2,
+    )
     try:
-        with standin_server(tmp / "standin", size=STANDIN_SIZE) as standin_url:
-            environ = {k: v for k, v in os.environ.items() if not k.startswith(SCRUBBED)}
-            environ |= {
-                "DAGSTER_HOME": str(tmp / "dagster_home"),
-                "REDIS_URL": redis_url,
-                "GITHUB_API_URL": standin_url,
-                "GH_ASSETS_KEY_PREFIX": prefix,
-                "GH_ASSETS_PAGE_SIZE": str(PAGE_SIZE),
-                "GH_ASSETS_PAGES": str(PAGE_COUNT),
-                "GH_ASSETS_SENSOR_INTERVAL": str(SENSOR_INTERVAL),
-                "GH_ASSETS_RECRAWL_AFTER": "3600",
-                "GH_ASSETS_RECRAWL_BATCH": "10",
-                "GH_ASSETS_PAGE_RETRIES": str(PAGE_RETRIES),
-                "GH_ASSETS_MAX_RATE_LIMIT_WAIT": str(MAX_RATE_LIMIT_WAIT),
-            }
-            with running_deployment(tmp / "logs", environ, port=free_port()) as deployment:
-                api = GraphQL(deployment.url)
-                standin = Standin(standin_url)
-                store = RedisStore.from_url(redis_url, prefix)
-                env = Env(deployment, api, standin, store, prefix)
-                try:
-                    wait_for(
-                        api.location_loaded,
-                        timeout=120,
-                        what="the code location to load",
-                        state=lambda: deployment.log_tail(3000),
-                    )
-                    # github_pages_sensor registers the pages on its first tick.
-                    wait_for(
-                        lambda: len(api.partitions()["keys"]) == PAGE_COUNT,
-                        timeout=120,
-                        what=f"github_pages_sensor to register {PAGE_COUNT} pages",
-                        state=env.state,
-                        interval=2,
-                    )
-                    assert api.partitions()["keys"] == KEYS
-                    yield env
-                finally:
-                    api.close()
-                    standin.close()
-                    store.client.close()
+        with (
+            standin_server(tmp / "standin", size=STANDIN_SIZE) as standin_url,
+            StandinAdmin(standin_url) as standin,
+            running_deployment(tmp / "logs", environ | {"GITHUB_API_URL": standin_url}) as found,
+        ):
+            store = RedisStore.from_url(redis_url, prefix)
+            try:
+                keys = found.wait_for_partitions(USERS_KEY, KEYS, timeout=120)
+                assert keys == KEYS  # registered by github_pages_sensor's first tick, no more
+                yield Env(found, standin, store)
+            finally:
+                store.client.close()
     finally:
         keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
         if keys:
@@ -149,69 +142,75 @@ def env(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[En
         client.close()
 
 
+@dataclass(frozen=True)
+class FailedBackfill:
+    backfill_id: str
+    status: str
+    started: float
+    runs: list[Run]
+
+
+@pytest.fixture(scope="module")
+def failed_backfill(env: Env) -> FailedBackfill:
+    """A backfill of every page while one user of page 3 answers 502 on every request; the
+    fault is healed once the backfill is over."""
+    p3 = page(3)
+    # Not the first ID after page 3's cursor: its list request succeeds, the detail fails.
+    victim = next(user_id for user_id in sorted(env.truth(p3)) if user_id > p3.first_id)
+    env.standin.set_faults(fail_ids=[(victim, victim)])
+    started = time.time()
+    try:
+        backfill_id, status = env.backfill(None, timeout=300)
+    finally:
+        env.standin.heal()
+    return FailedBackfill(backfill_id, status, started, env.api.backfill_runs(backfill_id))
+
+
+@pytest.fixture
+def every_page_stored(env: Env) -> None:
+    """Every page materialized: a backfill of those that are not (a scenario run alone)."""
+    missing = sorted(set(KEYS) - set(env.api.partitions(USERS_KEY)["materialized"]))
+    if missing:
+        _, status = env.backfill(missing, timeout=300)
+        assert status == "COMPLETED_SUCCESS", env.state(status=status)
+
+
 # -- helpers ---------------------------------------------------------------------------------
 
 
-def wait_backfill(env: Env, backfill_id: str, timeout: float) -> str:
-    return wait_for(
-        lambda: (status := env.api.backfill_status(backfill_id)) in TERMINAL_BACKFILL and status,
-        timeout=timeout,
-        what=f"backfill {backfill_id} to finish",
-        state=lambda: env.state(backfill=env.api.backfill(backfill_id)),
-        interval=2,
-    )
-
-
 def page_runs(env: Env, created_after: float) -> list[Run]:
-    """Runs of ``github_users`` pages created after a moment, whatever job they belong to
-    (a sensor's run is ``crawl_github_users``, a backfill's the implicit asset job)."""
+    """Runs of pages created after a moment, whatever job they belong to (a sensor's run is
+    ``crawl_job``'s, a backfill's the implicit asset job's)."""
     return [run for run in env.api.runs(created_after=created_after) if run.partition]
 
 
 def refresh_runs(env: Env, created_after: float) -> list[Run]:
     """Runs of github_users_frame/github_user_summary the automation sensor requested."""
-    return env.api.runs(tags={"dagster/sensor_name": REFRESH_SENSOR}, created_after=created_after)
+    return env.api.runs(tags={SENSOR_TAG: REFRESH_SENSOR}, created_after=created_after)
+
+
+def stored(env: Env, user_ids: Iterable[int]) -> dict[int, dict[str, str | None]]:
+    """The compared fields of the stored hashes of ``user_ids`` (absent users left out)."""
+    found = env.store.read_users(user_ids)
+    return {u: {k: found[u].get(k) for k in STORED_FIELDS} for u in found}
 
 
 def assert_page_matches_truth(env: Env, window: PageWindow) -> dict[int, dict[str, str]]:
-    """Redis holds exactly the stand-in's users of ``window``, every field that is compared."""
+    """Redis holds exactly the stand-in's users of ``window``, every compared field."""
     truth = env.truth(window)
     assert env.store.page_members(window.key) == set(truth), window.key
-    assert stored_ids(env, window) == set(truth), window.key
-    stored = env.store.read_users(truth)
-    assert set(stored) == set(truth), window.key
-    mismatched = {
-        user_id: (
-            {k: stored[user_id].get(k) for k in FIELDS},
-            want,
-        )
-        for user_id, want in truth.items()
-        if {k: stored[user_id].get(k) for k in FIELDS} != want
-    }
+    assert env.store.ids_between(window.first_id, window.last_id) == set(truth), window.key
+    found = stored(env, truth)
+    mismatched = {u: (found.get(u), want) for u, want in truth.items() if found.get(u) != want}
     assert not mismatched, f"{window.key}: stored != stand-in for {mismatched}"
     meta = env.store.page_meta(window.key)
     assert (meta["listed"], meta["users"], meta["gone"]) == (str(len(truth)), str(len(truth)), "0")
     return truth
 
 
-def assert_page_matches_truth_before_change(
-    env: Env, window: PageWindow, before: dict[int, dict[str, str]]
-) -> None:
-    """A page whose run failed still holds what it held before (nothing half-written)."""
-    stored = env.store.read_users(before)
-    assert {u: {k: stored[u].get(k) for k in FIELDS} for u in stored} == before
-    assert env.store.page_members(window.key) == set(before)
-
-
-def stored_ids(env: Env, window: PageWindow) -> set[int]:
-    """Stored user ids in a page's ID window, from the ``{p}ids`` index."""
-    found = env.store.client.zrangebyscore(env.store.ids_key, window.first_id, window.last_id)
-    return {int(user_id) for user_id in found}
-
-
 def assert_page_absent(env: Env, window: PageWindow) -> None:
     assert env.store.page_members(window.key) == set()
-    assert stored_ids(env, window) == set()
+    assert env.store.ids_between(window.first_id, window.last_id) == set()
     assert env.store.page_meta(window.key) == {}
     assert env.store.client.zscore(env.store.pages_key, window.key) is None
 
@@ -222,28 +221,27 @@ def make_stale(env: Env, *windows: PageWindow) -> None:
     env.store.client.zadd(env.store.pages_key, {w.key: old for w in windows})
 
 
+def spend(url: str, count: int, user_id: int = 1) -> requests.Response:
+    """Spend ``count`` calls of the anonymous budget from this machine's IP, as any other
+    anonymous client on it would (``GET /user/{id}`` without ETag); the last answer."""
+    with requests.Session() as session:
+        for _ in range(count):
+            resp = session.get(f"{url}/user/{user_id}", timeout=30)
+            assert resp.status_code == 200, f"GET /user/{user_id} -> {resp.status_code}"
+    return resp
+
+
 # -- scenarios -------------------------------------------------------------------------------
 
 
 @pytest.mark.timeout(420)
-def test_1_backfill_with_a_failing_page(env: Env) -> None:
+def test_1_backfill_with_a_failing_page(env: Env, failed_backfill: FailedBackfill) -> None:
     p3 = page(3)
-    p3_users = sorted(env.truth(p3))
-    # A user of page 3 that is not the first ID after its cursor: the list page succeeds,
-    # that user's detail request fails with 502 on every retry.
-    victim = next(user_id for user_id in p3_users if user_id > p3.first_id)
-    env.standin.fail_ids((victim, victim))
-    started = time.time()
-
-    backfill_id = env.api.launch_backfill()
-    env.backfills.append(backfill_id)
-    status = wait_backfill(env, backfill_id, timeout=300)
-
-    assert status in ("COMPLETED_FAILED", "COMPLETED"), env.state(status=status)
-    parts = env.api.partitions()
+    assert failed_backfill.status == "COMPLETED_FAILED", env.state(status=failed_backfill.status)
+    parts = env.api.partitions(USERS_KEY)
     assert parts["failed"] == [p3.key], parts
     assert parts["materialized"] == [page(n).key for n in (1, 2, 4)], parts
-    runs = env.api.runs(tags={"dagster/backfill": backfill_id})
+    runs = failed_backfill.runs
     assert sorted((run.partition, run.status) for run in runs) == [
         (page(1).key, "SUCCESS"),
         (page(2).key, "SUCCESS"),
@@ -261,49 +259,50 @@ def test_1_backfill_with_a_failing_page(env: Env) -> None:
         assert_page_matches_truth(env, page(n))
     assert_page_absent(env, p3)
     assert env.store.user_count() == sum(len(env.truth(page(n))) for n in (1, 2, 4))
-    print(f"\nscenario 1: backfill {backfill_id} {status} in {time.time() - started:.0f} s")
+    seconds = time.time() - failed_backfill.started
+    print(f"\nscenario 1: backfill {failed_backfill.backfill_id} done {seconds:.0f} s after launch")
 
 
-@pytest.mark.timeout(300)
-def test_2_reexecute_from_failure_runs_only_the_failed_page(env: Env) -> None:
-    env.standin.heal()
-    assert env.backfills, "scenario 1 launched no backfill"
-    parent = env.backfills[0]
+@pytest.mark.timeout(600)
+def test_2_reexecute_from_failure_runs_only_the_failed_page(
+    env: Env, failed_backfill: FailedBackfill
+) -> None:
+    parent = failed_backfill.backfill_id
     started = time.time()
 
     backfill_id = env.api.reexecute_backfill(parent, "FROM_FAILURE")
     assert backfill_id != parent
-    status = wait_backfill(env, backfill_id, timeout=240)
+    status = env.api.wait_backfill(
+        backfill_id, timeout=240, interval=2, state=lambda: env.state(parent=parent)
+    )
 
     assert status == "COMPLETED_SUCCESS", env.state(status=status)
-    runs = env.api.runs(tags={"dagster/backfill": backfill_id})
+    runs = env.api.backfill_runs(backfill_id)
     assert [(run.partition, run.status) for run in runs] == [(page(3).key, "SUCCESS")], [
         run.brief() for run in runs
     ]
-    parts = env.api.partitions()
+    parts = env.api.partitions(USERS_KEY)
     assert parts["materialized"] == KEYS, parts
     assert parts["failed"] == [], parts
 
-    total = 0
     for window in PAGES:
-        total += len(assert_page_matches_truth(env, window))
-    truth_all = env.standin.users(1, PAGE_COUNT * PAGE_SIZE)
-    assert total == len(truth_all)
+        assert_page_matches_truth(env, window)
+    truth_all = env.standin.users(1, STANDIN_SIZE)
     assert env.store.user_count() == len(truth_all)
-    user_keys = list(env.store.client.scan_iter(match=f"{env.prefix}user:*", count=1000))
+    assert env.store.page_user_total() == len(truth_all)
+    user_keys = list(env.store.client.scan_iter(match=env.store.user_key("*"), count=1000))
     assert len(user_keys) == len(truth_all)
     assert set(env.store.pages_fetched_at()) == set(KEYS)
-    # The analysis was not refreshed while scenario 1's page runs were still in progress.
-    first_runs = env.api.runs(tags={"dagster/backfill": parent})
-    batch_start = min(run.created for run in first_runs)
-    batch_end = max(run.ended or time.time() for run in first_runs)
+    # The analysis was not refreshed while the first backfill's page runs were in progress.
+    batch_start = min(run.created for run in failed_backfill.runs)
+    batch_end = max(run.ended or time.time() for run in failed_backfill.runs)
     during = [run.brief() for run in refresh_runs(env, batch_start) if run.created < batch_end]
     assert during == [], f"the analysis refreshed mid-batch: {during}"
-    env.pages_done_at = max(run.ended or time.time() for run in runs)
     print(f"\nscenario 2: re-execution {backfill_id} {status} in {time.time() - started:.0f} s")
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(600)
+@pytest.mark.usefixtures("every_page_stored")
 def test_3_stale_pages_are_recrawled_with_etags(env: Env) -> None:
     p1, p2 = page(1), page(2)
     truth1, truth2 = env.truth(p1), env.truth(p2)
@@ -321,23 +320,17 @@ def test_3_stale_pages_are_recrawled_with_etags(env: Env) -> None:
         done = {run.partition for run in runs if run.status == "SUCCESS"}
         return runs if {p1.key, p2.key} <= done else None
 
-    wait_for(
-        both_succeeded,
-        timeout=180,
-        what="stale_pages_sensor to re-crawl pages 1 and 2",
-        state=env.state,
-        interval=2,
-    )
+    env.wait_for(both_succeeded, timeout=180, what="stale_pages_sensor to re-crawl pages 1 and 2")
     finished = time.time()
     # A later tick of the sensor must not request anything else.
-    wait_for(
+    env.wait_for(
         lambda: any(
             tick["timestamp"] > finished and tick["status"] in ("SKIPPED", "SUCCESS")
-            for tick in env.api.sensor("stale_pages_sensor")["sensorState"]["ticks"]
+            for tick in env.api.sensor(STALE_SENSOR)["sensorState"]["ticks"]
         ),
         timeout=60,
         what="a tick of stale_pages_sensor after the re-crawl",
-        state=env.state,
+        interval=1,
     )
     runs = page_runs(env, mark)
     assert sorted(run.partition for run in runs) == [p1.key, p2.key], [r.brief() for r in runs]
@@ -345,10 +338,10 @@ def test_3_stale_pages_are_recrawled_with_etags(env: Env) -> None:
 
     for user_id, followers in changed.items():
         assert env.store.read_users([user_id])[user_id]["followers"] == str(followers)
-    for n in range(1, PAGE_COUNT + 1):
-        assert_page_matches_truth(env, page(n))
+    for window in PAGES:
+        assert_page_matches_truth(env, window)
     unchanged = len(truth1) + len(truth2) - len(changed)
-    by_status = env.standin.state()["requests"]["by_status"]
+    by_status = env.standin.stats()["requests"]["by_status"]
     assert by_status.get("304") == unchanged, by_status
     assert set(by_status) <= {"200", "304"}, by_status
     not_modified = {w.key: int(env.store.page_meta(w.key)["not_modified"]) for w in (p1, p2)}
@@ -361,10 +354,14 @@ def test_3_stale_pages_are_recrawled_with_etags(env: Env) -> None:
     print(f"\nscenario 3: pages 1 and 2 re-crawled in {finished - mark:.0f} s")
 
 
-@pytest.mark.timeout(420)
+@pytest.mark.timeout(600)
+@pytest.mark.usefixtures("every_page_stored")
 def test_4_rate_limit_defers_the_page_until_the_reset(env: Env) -> None:
     p4 = page(4)
-    truth = env.truth(p4)
+    truth = assert_page_matches_truth(env, p4)
+    # A page run ends after its checks; the analysis may start as soon as the page is written.
+    last_page_change = env.api.last_materialized(USERS_KEY)
+    assert last_page_change is not None
     # Some users change, so the re-crawl must really fetch them (the rest answer 304).
     changed = sorted(truth)[::8]
     for user_id in changed:
@@ -382,41 +379,41 @@ def test_4_rate_limit_defers_the_page_until_the_reset(env: Env) -> None:
         # the IP's shared budget before the page's run starts: its list call and its first changed
         # user take those, and the budget runs out mid-crawl. (Spending first, then making the
         # page stale, leaves no race between this client and the run.)
-        env.standin.rate_limit(limit, window, reset=True)
-        last = env.standin.spend(limit - 2)
+        env.standin.set_rate_limit(limit, window, reset=True)
+        last = spend(env.standin.url, limit - 2)
         reset = int(last.headers["X-RateLimit-Reset"])
         assert int(last.headers["X-RateLimit-Remaining"]) == 2
         make_stale(env, p4)
 
-        failed = wait_for(
+        failed = env.wait_for(
             lambda: [
                 r for r in page_runs(env, mark) if r.partition == p4.key and r.status == "FAILURE"
             ],
             timeout=window - 5,
             what="page 4's run to fail on the rate limit",
-            state=env.state,
             interval=0.5,
         )[0]
         failed_at = failed.ended or time.time()
         assert failed_at < reset, "the run failed only after the reset: it did not fail fast"
-        assert env.standin.state()["requests"]["by_status"].get("403", 0) >= 1
+        assert env.standin.stats()["requests"]["by_status"].get("403", 0) >= 1
         messages = env.api.run_error_messages(failed.run_id)
         reset_text = datetime.fromtimestamp(reset, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         assert any("rate limit" in m.lower() and reset_text in m for m in messages), messages
         due = env.deferred().get(p4.key)
         assert due is not None and due >= reset, (due, reset)
-        assert_page_matches_truth_before_change(env, p4, truth)
+        # Nothing half-written: the page holds what it held before the failed run.
+        assert stored(env, truth) == truth
+        assert env.store.page_members(p4.key) == set(truth)
 
         # No action from here on: the sensor re-runs the page once the budget has reset.
         def succeeded() -> Run | None:
             runs = [r for r in page_runs(env, mark) if r.partition == p4.key]
             return next((r for r in runs if r.status == "SUCCESS"), None)
 
-        success = wait_for(
+        success = env.wait_for(
             succeeded,
             timeout=window + 120,
             what="the sensor to re-run page 4 after the rate limit's reset",
-            state=lambda: env.state(reset=reset, now=time.time()),
             interval=1,
         )
         runs = [r for r in page_runs(env, mark) if r.partition == p4.key]
@@ -428,13 +425,13 @@ def test_4_rate_limit_defers_the_page_until_the_reset(env: Env) -> None:
                 int(truth[user_id]["following"]) + 7
             )
         assert p4.key not in env.deferred()
-        # By now the analysis has caught up with scenario 2's complete set of pages.
-        refreshed = [r for r in refresh_runs(env, env.pages_done_at) if r.status == "SUCCESS"]
-        assert refreshed, env.state()
-        by_status = env.standin.state()["requests"]["by_status"]
+        # Meanwhile the analysis caught up with the pages as they were before this scenario.
+        refreshed = [r for r in refresh_runs(env, last_page_change) if r.status == "SUCCESS"]
+        assert refreshed, [r.brief() for r in refresh_runs(env, last_page_change - 600)]
+        by_status = env.standin.stats()["requests"]["by_status"]
         print(
             f"\nscenario 4: failed {failed_at - mark:.0f} s after the page went stale, reset at "
             f"+{reset - mark:.0f} s, re-crawled at +{time.time() - mark:.0f} s; {by_status}"
         )
     finally:
-        env.standin.rate_limit(5000, 3600, reset=True)
+        env.standin.set_rate_limit(5000, 3600, reset=True)

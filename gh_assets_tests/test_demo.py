@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import pickle
 import shutil
 import subprocess
@@ -12,14 +11,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gh_assets.partitions import PageWindow
+from gh_assets.local.deployment import clean_environment
 from gh_assets.local.standin import Dataset
+from gh_assets.partitions import PageWindow
 from gh_assets.storage import COUNTERS
 
 from .conftest import REPO
 
-# The demo's own environment: only what a newcomer's shell has, and this test's venv for speed.
-SCRUBBED = ("REDIS_URL", "GITHUB_API_URL", "GITHUB_TOKEN", "DAGSTER_HOME", "GH_ASSETS_")
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
@@ -37,13 +36,13 @@ def project(tmp_path: Path) -> Path:
 
 
 def make_demo(project: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """``make demo`` as a newcomer's shell runs it (no settings but ``env``), in this venv."""
     venv = Path(sys.prefix)
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(SCRUBBED)}
     return subprocess.run(
         # -o: use this venv as it is (never re-point its editable install at the copy)
         ["make", "-o", f"{venv}/.installed-runtime", "demo", f"VENV={venv}", *args],
         cwd=project,
-        env=clean | env,
+        env=clean_environment(**env),
         capture_output=True,
         text=True,
         timeout=600,

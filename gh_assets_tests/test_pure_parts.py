@@ -47,9 +47,7 @@ def test_growth_adds_pages_up_to_the_newest_user_within_the_room_left() -> None:
         "0000000301-0000000400",
         "0000000401-0000000500",
     ]
-    assert pages_up_to(frontier=200, newest_id=401, width=100, room=1) == [
-        "0000000201-0000000300"
-    ]
+    assert pages_up_to(frontier=200, newest_id=401, width=100, room=1) == ["0000000201-0000000300"]
     assert pages_up_to(frontier=200, newest_id=200, width=100, room=10) == []
 
 

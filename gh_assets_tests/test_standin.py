@@ -20,7 +20,8 @@ import jsonschema
 import pytest
 import requests
 
-from gh_assets.local.standin import Dataset, StandinServer, StandinUser
+from gh_assets.local.standin import Dataset, StandinAdmin, StandinAdminError, StandinServer
+from gh_assets.local.standin.data import ground_truth
 
 RECORDINGS = Path(__file__).resolve().parents[2] / "shared" / "github-recordings"
 SIZE = 3000
@@ -54,6 +55,13 @@ def server(dataset: Dataset, request: pytest.FixtureRequest) -> StandinServer:
 
 
 @pytest.fixture
+def admin(server: StandinServer) -> Iterator[StandinAdmin]:
+    """The admin endpoints over HTTP, as a test in another process steers the stand-in."""
+    with StandinAdmin(server.url) as client:
+        yield client
+
+
+@pytest.fixture
 def http() -> Iterator[requests.Session]:
     with requests.Session() as session:
         session.headers["User-Agent"] = "gh-assets-tests"
@@ -72,17 +80,6 @@ def schema() -> Callable[[str], jsonschema.Draft202012Validator]:
         return jsonschema.Draft202012Validator(document, format_checker=checker)
 
     return load
-
-
-def admin(
-    http: requests.Session, server: StandinServer, method: str, path: str, **body: Any
-) -> requests.Response:
-    return http.request(method, f"{server.url}/_standin/{path}", json=body or None)
-
-
-def counters(user: StandinUser) -> dict[str, Any]:
-    keep = ("id", "login", "type", "public_repos", "public_gists", "followers", "following")
-    return {name: getattr(user, name) for name in keep}
 
 
 # -- data ------------------------------------------------------------------------------------
@@ -203,7 +200,7 @@ def test_users_by_login_and_by_id_are_full_public_users(
         body = by_id.json()
         public.validate(body)
         answer.validate(body)
-        assert {k: body[k] for k in counters(user)} == counters(user)
+        assert {k: body[k] for k in ground_truth(user)} == ground_truth(user)
         assert (body["created_at"], body["updated_at"]) == (user.created_at, user.updated_at)
         assert body["repos_url"] == f"{server.url}/users/{user.login}/repos"
         for name, value in API_HEADERS.items():
@@ -264,7 +261,7 @@ def test_a_matching_etag_gives_a_free_304_for_that_credential_only(
 
 
 def test_an_exhausted_budget_is_a_403_that_never_shows_the_token(
-    server: StandinServer, http: requests.Session
+    server: StandinServer, admin: StandinAdmin, http: requests.Session
 ) -> None:
     server.set_rate_limit(3, 60, reset=True)
     auth = {"Authorization": f"token {TOKEN}"}
@@ -291,7 +288,7 @@ def test_an_exhausted_budget_is_a_403_that_never_shows_the_token(
     blocked = http.get(f"{server.url}/user/1")
     assert blocked.json()["message"].startswith("API rate limit exceeded for 127.0.0.1. (")
 
-    state = admin(http, server, "POST", "rate-limit", limit=10, window=60, reset=True).json()
+    state = admin.set_rate_limit(10, 60, reset=True)
     assert (state["rate_limit"], state["rate_window"]) == (10, 60)
     fresh = http.get(f"{server.url}/user/1", headers=auth)
     assert fresh.status_code == 200 and fresh.headers["X-RateLimit-Remaining"] == "9"
@@ -313,23 +310,23 @@ def test_a_request_without_user_agent_is_forbidden(server: StandinServer) -> Non
 
 
 def test_error_rate_one_answers_503_html_until_healed(
-    server: StandinServer, http: requests.Session
+    server: StandinServer, admin: StandinAdmin, http: requests.Session
 ) -> None:
-    state = admin(http, server, "POST", "faults", error_rate=1).json()
+    state = admin.set_faults(error_rate=1)
     assert state["error_rate"] == 1
     for path in ("/user/1", "/users", "/users/whoever"):
         resp = http.get(server.url + path)
         assert resp.status_code == 503 and resp.headers["Content-Type"] == "text/html"
         assert resp.text.startswith("<html>") and "503 Service Unavailable" in resp.text
-    assert admin(http, server, "POST", "heal").json()["error_rate"] == 0
+    assert admin.heal()["error_rate"] == 0
     assert http.get(f"{server.url}/user/1").status_code == 200
 
 
 def test_failing_ids_answer_502_for_users_and_pages_starting_in_them_until_healed(
-    server: StandinServer, dataset: Dataset, http: requests.Session
+    server: StandinServer, admin: StandinAdmin, dataset: Dataset, http: requests.Session
 ) -> None:
     victim = dataset.users_between(250, 300)[0]
-    state = admin(http, server, "POST", "faults", fail_ids=[[victim.id, victim.id + 2]]).json()
+    state = admin.set_faults(fail_ids=[(victim.id, victim.id + 2)])
     assert state["fail_ids"] == [[victim.id, victim.id + 2]]
     broken = (
         f"/user/{victim.id}",
@@ -346,7 +343,7 @@ def test_failing_ids_answer_502_for_users_and_pages_starting_in_them_until_heale
     assert http.get(f"{server.url}/user/1").status_code == 200
 
     server.heal()  # in-process control shares the admin endpoints' state
-    assert admin(http, server, "GET", "state").json()["fail_ids"] == []
+    assert admin.stats()["fail_ids"] == []
     for path in broken:
         assert http.get(server.url + path).status_code == 200, path
 
@@ -383,18 +380,17 @@ def test_state_reports_the_peak_of_requests_answered_at_once(server: StandinServ
 
 
 def test_admin_edits_are_what_the_api_answers(
-    server: StandinServer, dataset: Dataset, http: requests.Session
+    server: StandinServer, admin: StandinAdmin, dataset: Dataset, http: requests.Session
 ) -> None:
     person, gone = dataset.users_between(500, 600)[:2]
-    edited = admin(http, server, "POST", f"users/{person.id}", followers=4242, login="Re-Named")
-    assert edited.status_code == 200
-    assert edited.json() == counters(person) | {"followers": 4242, "login": "Re-Named"}
+    edited = admin.update_user(person.id, followers=4242, login="Re-Named")
+    assert edited == ground_truth(person) | {"followers": 4242, "login": "Re-Named"}
     body = http.get(f"{server.url}/users/re-named").json()
     assert (body["id"], body["login"], body["followers"]) == (person.id, "Re-Named", 4242)
     assert http.get(f"{server.url}/user/{person.id}").json() == body
     assert http.get(f"{server.url}/users/{person.login}").status_code == 404
 
-    assert admin(http, server, "DELETE", f"users/{gone.id}").status_code == 200
+    assert admin.delete_user(gone.id) == {"deleted": gone.id}
     assert http.get(f"{server.url}/user/{gone.id}").status_code == 404
     assert http.get(f"{server.url}/users/{gone.login}").status_code == 404
     listed = http.get(f"{server.url}/users", params={"since": 499, "per_page": 100}).json()
@@ -403,27 +399,36 @@ def test_admin_edits_are_what_the_api_answers(
         u for u in listed if u["id"] == person.id
     ).items()
 
-    truth = admin(http, server, "GET", "users?first=500&last=600").json()
-    assert truth == [counters(u) for u in dataset.users_between(500, 600)]
-    assert gone.id not in [u["id"] for u in truth]
+    rows = admin.users(500, 600)
+    assert rows == [ground_truth(u) for u in dataset.users_between(500, 600)]
+    assert gone.id not in [u["id"] for u in rows]
+    # What Redis must hold, as strings: the same from the admin endpoint and from the dataset.
+    truth = admin.truth(500, 600)
+    assert truth == dataset.truth(500, 600) and gone.id not in truth
+    assert (truth[person.id]["login"], truth[person.id]["followers"]) == ("Re-Named", "4242")
 
-    assert admin(http, server, "DELETE", f"users/{gone.id}").status_code == 404
-    assert admin(http, server, "POST", f"users/{gone.id}", followers=1).status_code == 404
-    assert admin(http, server, "POST", "users/1", login="re-named").status_code == 400
-    assert admin(http, server, "POST", "users/1", followers=-1).status_code == 400
-    assert admin(http, server, "POST", "faults", error_rate=2).status_code == 400
-    assert admin(http, server, "POST", "faults", nonsense=1).status_code == 400
+    for status, call in (
+        (404, lambda: admin.delete_user(gone.id)),
+        (404, lambda: admin.update_user(gone.id, followers=1)),
+        (400, lambda: admin.update_user(1, login="re-named")),
+        (400, lambda: admin.update_user(1, followers=-1)),
+        (400, lambda: admin.set_faults(error_rate=2)),
+        (400, lambda: admin.set_faults(nonsense=1)),
+    ):
+        with pytest.raises(StandinAdminError) as refused:
+            call()
+        assert refused.value.status == status, refused.value
 
 
 def test_state_counts_api_requests_by_status_and_route(
-    server: StandinServer, http: requests.Session
+    server: StandinServer, admin: StandinAdmin, http: requests.Session
 ) -> None:
     http.get(f"{server.url}/users")
     etag = http.get(f"{server.url}/user/1").headers["ETag"]
     http.get(f"{server.url}/user/1", headers={"If-None-Match": etag})
     http.get(f"{server.url}/users/no-such-user")
     http.get(f"{server.url}/rate_limit")
-    state = admin(http, server, "GET", "state").json()
+    state = admin.stats()
     assert state["requests"] == {
         "total": 5,
         "by_status": {"200": 3, "304": 1, "404": 1},
@@ -431,7 +436,7 @@ def test_state_counts_api_requests_by_status_and_route(
         "peak_in_flight": 1,
     }
     assert (state["size"], state["seed"], state["rate_limit"]) == (SIZE, SEED, 1000)
-    assert admin(http, server, "POST", "reset-stats").json()["requests"]["total"] == 0
+    assert admin.reset_stats()["requests"]["total"] == 0
     assert server.stats()["requests"] == {
         "total": 0, "by_status": {}, "by_route": {}, "peak_in_flight": 0,
     }  # fmt: skip

@@ -1,12 +1,14 @@
-"""Local servers the project starts for itself: a real Redis server and the GitHub stand-in.
+"""Local servers the project starts for itself (a real Redis server, the GitHub stand-in), the
+process handling every local process shares, and an HTTP session to such a server.
 
-Each runs in its own process group, so stopping it stops everything it started, and it is always
-stopped by the context manager that started it, even when the body raises.
+Each server runs in its own process group, so stopping it stops everything it started, and it is
+always stopped by the context manager that started it, even when the body raises.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -14,14 +16,42 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Self, TypeVar
 
 import redis
+import requests
+
+T = TypeVar("T")
 
 
 class ServiceError(RuntimeError):
     """A local server could not be started."""
+
+
+class LocalClient:
+    """One HTTP session to a local server's JSON endpoints; close it, or use it as a context
+    manager."""
+
+    def __init__(self, url: str, timeout: float) -> None:
+        self.url = url
+        self.timeout = timeout
+        self.session = requests.Session()
+
+    def close(self) -> None:
+        self.session.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def request(self, method: str, path: str, body: object = None, **params) -> requests.Response:
+        return self.session.request(
+            method, self.url + path, json=body, params=params or None, timeout=self.timeout
+        )
 
 
 def free_port() -> int:
@@ -30,18 +60,125 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def stop_process_group(process: subprocess.Popen, grace: float = 10.0) -> None:
-    """SIGTERM the process group, then SIGKILL what is still there after ``grace`` seconds."""
-    if process.poll() is not None:
-        return
+def wait_for(
+    check: Callable[[], T | None],
+    *,
+    timeout: float,
+    what: str,
+    interval: float = 0.5,
+    state: Callable[[], object] | None = None,
+    abort: Callable[[], str | None] | None = None,
+) -> T:
+    """Call ``check`` until it returns something truthy, and return that.
+
+    Raises ServiceError after ``timeout`` seconds naming ``what`` and, from ``state()``, what was
+    seen last; at once when ``abort()`` says why waiting is pointless (e.g. the server exited).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        found = check()
+        if found:
+            return found
+        reason = abort() if abort else None
+        if reason or time.monotonic() > deadline:
+            reason = reason or f"timed out after {timeout:.0f} s"
+            raise ServiceError(f"{reason} while waiting for {what}{_last_state(state)}")
+        time.sleep(interval)
+
+
+def _last_state(state: Callable[[], object] | None) -> str:
+    if state is None:
+        return ""
+    try:
+        seen = state()
+    except Exception as error:  # the message must still come out
+        return f"\n(reading the state failed: {error!r})"
+    try:
+        text = json.dumps(seen, indent=1, sort_keys=True, default=str)
+    except TypeError:
+        text = repr(seen)
+    return f"\nlast state: {text[:20000]}"
+
+
+def _processes() -> dict[int, tuple[str, int, int]]:
+    """pid -> (state, parent pid, process group) of every process, from /proc (empty without)."""
+    table = {}
+    with contextlib.suppress(FileNotFoundError):
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                text = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:  # gone meanwhile
+                continue
+            fields = text[text.rindex(")") + 2 :].split()  # the name may hold spaces and ")"
+            table[int(entry)] = (fields[0], int(fields[1]), int(fields[2]))
+    return table
+
+
+def groups_under(pid: int) -> set[int]:
+    """The process groups of ``pid``'s live descendants (a child may start a group of its own)."""
+    table = _processes()
+    groups, frontier, seen = set(), [pid], {pid}
+    while frontier:
+        parent = frontier.pop()
+        for child, (_, ppid, pgid) in table.items():
+            if ppid == parent and child not in seen:
+                seen.add(child)
+                groups.add(pgid)
+                frontier.append(child)
+    return groups
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether a process of group ``pgid`` still runs (zombies awaiting their reaper do not)."""
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    table = _processes()
+    if not table:  # no /proc: the signal check is all there is
+        return True
+    return any(pg == pgid and state not in "ZX" for state, _, pg in table.values())
+
+
+def stop_groups(groups: Iterable[int], grace: float = 10.0) -> set[int]:
+    """SIGTERM each live group, SIGKILL those still alive after ``grace`` seconds; returns the
+    groups that outlived even that."""
+    alive = {pgid for pgid in groups if group_alive(pgid)}
     for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
-        with contextlib.suppress(ProcessLookupError):
+        for pgid in alive:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pgid, sig)
+        deadline = time.monotonic() + wait
+        while alive and time.monotonic() < deadline:
+            time.sleep(0.1)
+            alive = {pgid for pgid in alive if group_alive(pgid)}
+        if not alive:
+            break
+    return alive
+
+
+def stop_process_group(
+    process: subprocess.Popen, grace: float = 10.0, *, groups: Iterable[int] = ()
+) -> set[int]:
+    """Stop ``process`` (started with ``start_new_session``) and everything it started.
+
+    SIGTERM its group and wait ``grace`` seconds for it to exit, else SIGKILL; then stop what is
+    left of its group and of ``groups`` plus its descendants' groups (recorded before the
+    signal, so a child's own group is stopped even when the parent died first). Returns the
+    groups with survivors (none, unless a process is stuck in the kernel).
+    """
+    groups = {process.pid, *groups, *groups_under(process.pid)}
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(process.pid, sig)
         try:
             process.wait(timeout=wait)
-            return
+            break
         except subprocess.TimeoutExpired:
             continue
+    return stop_groups(groups)
 
 
 @contextlib.contextmanager
@@ -51,9 +188,16 @@ def running(
     log_path: Path,
     *,
     timeout: float = 30.0,
-    env: dict[str, str] | None = None,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    grace: float = 10.0,
+    groups: Collection[int] = (),
 ) -> Iterator[subprocess.Popen]:
-    """Start ``command`` in a new process group, wait until ``ready()``, stop it on exit."""
+    """Start ``command`` in a new process group, wait until ``ready()``, stop it on exit.
+
+    ``groups``: more process groups to stop with it, read when it stops (see
+    ``stop_process_group``). Raises ServiceError if a process outlives the stop.
+    """
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
@@ -62,23 +206,22 @@ def running(
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
-            env=env,
+            env=None if env is None else dict(env),
+            cwd=cwd,
         )
+    name = Path(command[0]).name
+
+    def exited() -> str | None:
+        return None if process.poll() is None else f"{name} exited with {process.returncode}"
+
     try:
-        deadline = time.monotonic() + timeout
-        while not ready():
-            if process.poll() is not None:
-                raise ServiceError(
-                    f"{Path(command[0]).name} exited with {process.returncode}; see {log_path}"
-                )
-            if time.monotonic() > deadline:
-                raise ServiceError(
-                    f"{Path(command[0]).name} not ready in {timeout} s; see {log_path}"
-                )
-            time.sleep(0.05)
+        what = f"{name} to be ready (log: {log_path})"
+        wait_for(ready, timeout=timeout, what=what, interval=0.05, abort=exited)
         yield process
     finally:
-        stop_process_group(process)
+        survivors = stop_process_group(process, grace, groups=groups)
+        if survivors:
+            raise ServiceError(f"{name}: process groups {sorted(survivors)} survived SIGKILL")
 
 
 def redis_server_binary() -> str:
@@ -127,7 +270,7 @@ def redis_server(data_dir: Path, *, persist: bool = True, port: int | None = Non
 def standin_server(
     log_dir: Path, *, size: int = 1000, seed: int = 0, extra_args: Sequence[str] = ()
 ) -> Iterator[str]:
-    """Run the GitHub stand-in (``python -m gh_assets.local.standin``) as a process; yield its URL."""
+    """Run the GitHub stand-in (``python -m gh_assets.local.standin``); yield its URL."""
     log_dir.mkdir(parents=True, exist_ok=True)
     port_file = log_dir / f"standin-{os.getpid()}-{time.monotonic_ns()}.url"
     command = [

@@ -13,8 +13,10 @@ import hashlib
 import random
 import re
 import threading
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 MISSING_ONE_IN = 3  # about a third of GitHub's IDs are deleted or never existed
 ORG_SHARE = 0.04
@@ -96,6 +98,17 @@ class StandinUser:
 
 _FIELDS = {f.name for f in fields(StandinUser)}
 _COUNTS = ("public_repos", "public_gists", "followers", "following")
+STORED_FIELDS = ("id", "login", "type", *_COUNTS)  # what a crawl keeps of each account
+
+
+def ground_truth(user: StandinUser) -> dict[str, Any]:
+    """The fields a crawl keeps of ``user``, typed as GitHub answers them (``/_standin/users``)."""
+    return {name: getattr(user, name) for name in STORED_FIELDS}
+
+
+def stored_form(rows: Iterable[Mapping[str, Any]]) -> dict[int, dict[str, str]]:
+    """What Redis must hold for these ``ground_truth`` rows: id -> its hash's fields, as strings."""
+    return {row["id"]: {name: str(row[name]) for name in STORED_FIELDS} for row in rows}
 
 
 class Dataset:
@@ -146,6 +159,10 @@ class Dataset:
 
     def all_users(self) -> list[StandinUser]:
         return self.users_between(1, self.size)
+
+    def truth(self, first: int, last: int) -> dict[int, dict[str, str]]:
+        """What Redis must hold once IDs ``first..last`` are crawled (``stored_form``)."""
+        return stored_form(map(ground_truth, self.users_between(first, last)))
 
     def update(self, user_id: int, **changes: object) -> StandinUser:
         """Change fields of an existing account (counts, ``login=`` to rename); returns it.

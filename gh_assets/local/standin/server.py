@@ -29,7 +29,7 @@ from types import TracebackType
 from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
 
-from gh_assets.local.standin.data import Dataset, StandinUser
+from gh_assets.local.standin.data import Dataset, StandinUser, ground_truth
 from gh_assets.local.standin.graphql_api import GraphQLApi, Prepared, RateLimitState, node_id
 
 DEFAULT_PER_PAGE = 30
@@ -494,12 +494,6 @@ def simple_user(user: StandinUser, base: str) -> dict[str, Any]:
 def public_user(user: StandinUser, base: str) -> dict[str, Any]:
     """GitHub's ``public-user``, as ``GET /users/{login}`` and ``GET /user/{id}`` answer."""
     return simple_user(user, base) | {name: getattr(user, name) for name in _PROFILE}
-
-
-def ground_truth(user: StandinUser) -> dict[str, Any]:
-    """What a crawl must end up storing for ``user`` (the admin ``/_standin/users`` rows)."""
-    keep = ("id", "login", "type", "public_repos", "public_gists", "followers", "following")
-    return {name: getattr(user, name) for name in keep}
 
 
 # -- helpers ---------------------------------------------------------------------------------

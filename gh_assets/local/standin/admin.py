@@ -1,0 +1,76 @@
+"""``StandinAdmin``: steer a stand-in in another process over its ``/_standin`` endpoints.
+
+Its methods are ``StandinServer``'s control methods, so a test reads the same either way.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gh_assets.local.services import LocalClient
+from gh_assets.local.standin.data import stored_form
+
+
+class StandinAdminError(RuntimeError):
+    """An admin endpoint answered with an error status (``status``: 400 bad value, 404 unknown)."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class StandinAdmin(LocalClient):
+    """The admin endpoints of the stand-in at ``url``."""
+
+    def __init__(self, url: str, timeout: float = 60.0) -> None:
+        super().__init__(url, timeout)
+
+    def _call(self, method: str, path: str, body: dict[str, Any] | None = None, **params) -> Any:
+        resp = self.request(method, f"/_standin/{path}", body or {}, **params)
+        if resp.status_code != 200:
+            raise StandinAdminError(
+                f"{method} /_standin/{path} -> {resp.status_code}: {resp.text}", resp.status_code
+            )
+        return resp.json()
+
+    # the same operations as StandinServer's methods ------------------------------------------
+    def stats(self) -> dict[str, Any]:
+        return self._call("GET", "state")
+
+    def reset_stats(self) -> dict[str, Any]:
+        return self._call("POST", "reset-stats")
+
+    def set_faults(self, **faults: Any) -> dict[str, Any]:
+        """``latency_ms``, ``error_rate``, ``fail_ids`` (inclusive ``(first, last)`` ranges)."""
+        if "fail_ids" in faults:
+            faults["fail_ids"] = [list(ids) for ids in faults["fail_ids"]]
+        return self._call("POST", "faults", faults)
+
+    def heal(self) -> dict[str, Any]:
+        return self._call("POST", "heal")
+
+    def set_rate_limit(
+        self,
+        limit: int | None = None,
+        window: float | None = None,
+        *,
+        reset: bool = False,
+        graphql_limit: int | None = None,
+    ) -> dict[str, Any]:
+        body = {"limit": limit, "window": window, "reset": reset, "graphql_limit": graphql_limit}
+        return self._call("POST", "rate-limit", {k: v for k, v in body.items() if v is not None})
+
+    # accounts --------------------------------------------------------------------------------
+    def update_user(self, user_id: int, **changes: Any) -> dict[str, Any]:
+        return self._call("POST", f"users/{user_id}", changes)
+
+    def delete_user(self, user_id: int) -> dict[str, Any]:
+        return self._call("DELETE", f"users/{user_id}")
+
+    def users(self, first: int, last: int) -> list[dict[str, Any]]:
+        """The ``ground_truth`` rows of IDs ``first..last``."""
+        return self._call("GET", "users", first=first, last=last)
+
+    def truth(self, first: int, last: int) -> dict[int, dict[str, str]]:
+        """What Redis must hold once IDs ``first..last`` are crawled, as ``Dataset.truth``."""
+        return stored_form(self.users(first, last))
