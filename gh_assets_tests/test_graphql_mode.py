@@ -37,7 +37,7 @@ from gh_assets.local.standin.graphql_api import SDL, node_id
 from gh_assets.partitions import PageWindow, add_missing_pages
 from gh_assets.resources import GitHubResource, RedisResource
 from gh_assets.settings import Settings
-from gh_assets.storage import COUNTERS, RedisStore
+from gh_assets.storage import RedisStore
 
 from .conftest import github_users
 
@@ -70,11 +70,7 @@ def sent_queries(standin: StandinServer, monkeypatch: pytest.MonkeyPatch) -> lis
 
 
 def truth(dataset: Dataset, window: PageWindow) -> dict[int, dict[str, str]]:
-    return {
-        u.id: {"id": str(u.id), "login": u.login, "type": u.type}
-        | {name: str(getattr(u, name)) for name in COUNTERS}
-        for u in dataset.users_between(window.first_id, window.last_id)
-    }
+    return dataset.truth(window.first_id, window.last_id)
 
 
 def hashes(store: RedisStore, window: PageWindow) -> dict[int, dict[str, str]]:

@@ -8,11 +8,6 @@ from gh_assets.storage.frame_builder import FrameBuilder, frame_from_batches
 from gh_assets.storage.schema import COUNTERS, FRAME_FIELDS, USER_FIELDS, ascii_lower, iso_utc
 from gh_assets.storage.store import PageWrite, RedisStore, user_problem
 
-# bench/writes.py times write_page's client-side preparation with these.
-from gh_assets.storage.store import _check_user as _check_user
-from gh_assets.storage.store import _flat as _flat
-from gh_assets.storage.store import _ordered as _ordered
-
 __all__ = [
     "COUNTERS",
     "FRAME_FIELDS",
