@@ -1,30 +1,37 @@
-"""``gh-assets``: run the crawl headless (``demo``) or open the Dagster UI (``dev``) locally.
+"""``gh-assets``: run the crawl headless (``demo``), open the Dagster UI (``dev``), or forget
+pages before changing their width (``forget-pages``), locally.
 
-Both honour ``REDIS_URL``, ``GITHUB_API_URL`` and ``GITHUB_TOKEN``. What is not configured is
-started here and stopped on exit: a Redis server persisting under the data folder, and, when
-neither ``GITHUB_TOKEN`` nor ``GITHUB_API_URL`` is set, the offline GitHub stand-in.
+Each honours ``REDIS_URL``, ``GITHUB_API_URL`` and ``GITHUB_TOKEN``. What is not configured is
+started here: a Redis server persisting under the data folder (shared by the commands running at
+once, stopped by the last), and, when neither ``GITHUB_TOKEN`` nor ``GITHUB_API_URL`` is set, the
+offline GitHub stand-in. Settings and both servers are checked before anything else starts; one
+Ctrl-C or SIGTERM stops the command and what it started, a second forces it.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import fcntl
 import os
 import shlex
 import signal
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
+from gh_assets import preflight
 from gh_assets.local import services
+from gh_assets.local.shared_redis import shared_redis
 from gh_assets.partitions import PageWindow, default_page_keys
-from gh_assets.settings import Settings
+from gh_assets.settings import Settings, SettingsError
 
 INSTANCE_CONFIG = Path(__file__).with_name("dagster.yaml")
 QUIET_RUN = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+STOPPED = 130  # the exit status of a command stopped by a signal, as shells report Ctrl-C
+stopping = False  # set by the first SIGINT/SIGTERM
 
 
 def say(message: str) -> None:
@@ -36,25 +43,30 @@ def data_dir() -> Path:
 
 
 @contextlib.contextmanager
-def local_environment() -> Iterator[None]:
-    """Point DAGSTER_HOME, REDIS_URL and GITHUB_API_URL at something, starting what is missing."""
+def local_environment() -> Iterator[Settings]:
+    """Point DAGSTER_HOME, REDIS_URL and GITHUB_API_URL at something, starting what is missing;
+    yield the settings, once both servers answered."""
+    Settings.from_env()  # a bad setting stops here, before anything starts
     root = data_dir()
     own_home = not os.environ.get("DAGSTER_HOME")
-    home = Path(os.environ.setdefault("DAGSTER_HOME", str(root / "dagster_home")))
+    if own_home:
+        os.environ["DAGSTER_HOME"] = str(root / "dagster_home")
+    home = Path(os.environ["DAGSTER_HOME"])
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
-    if own_home or not config.exists():  # never overwrite the configuration of a chosen home
-        config.write_text(INSTANCE_CONFIG.read_text())
+    with services.exclusive(home / ".gh-assets.lock"):  # commands starting at once take turns
+        if own_home or not config.exists():  # never overwrite the configuration of a chosen home
+            config.write_text(INSTANCE_CONFIG.read_text())
+        _create_instance()
     say(f"Dagster instance: {home}")
     with contextlib.ExitStack() as stack:
         if os.environ.get("REDIS_URL"):
             say("Redis: REDIS_URL from the environment")
         else:
-            os.environ["REDIS_URL"] = stack.enter_context(_project_redis(root / "redis"))
+            os.environ["REDIS_URL"] = stack.enter_context(shared_redis(root / "redis", say))
         if os.environ.get("GITHUB_TOKEN") or os.environ.get("GITHUB_API_URL"):
-            where = os.environ.get("GITHUB_API_URL", "https://api.github.com")
-            auth = "with GITHUB_TOKEN" if os.environ.get("GITHUB_TOKEN") else "anonymously"
-            say(f"GitHub: {where}, {auth}")
+            settings = Settings.from_env()
+            say(f"GitHub: {preflight.github_target(settings.api_url, settings.token)}")
         else:
             size = int(os.environ.get("GH_ASSETS_STANDIN_SIZE", "1000"))
             extra = shlex.split(os.environ.get("GH_ASSETS_STANDIN_ARGS", ""))
@@ -66,46 +78,36 @@ def local_environment() -> Iterator[None]:
                 f"GitHub: no GITHUB_TOKEN or GITHUB_API_URL set, so crawling the offline stand-in "
                 f"at {url} (generated data, IDs 1-{size}), not api.github.com"
             )
-        yield
+        settings = Settings.from_env()
+        preflight.check(settings)
+        yield settings
 
 
-@contextlib.contextmanager
-def _project_redis(folder: Path) -> Iterator[str]:
-    """The project's own Redis server; a second command running at the same time shares it."""
-    folder.mkdir(parents=True, exist_ok=True)
-    url_file = folder / "url"
-    with open(folder / "owner.lock", "w") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            url = url_file.read_text().strip()
-            say(f"Redis: sharing the project's server at {url}, started by another gh-assets")
-            yield url
-            return
-        with services.redis_server(folder) as url:
-            url_file.write_text(url)
-            say(f"Redis: started the project's server at {url} (data in {folder})")
-            try:
-                yield url
-            finally:
-                url_file.unlink(missing_ok=True)
+def _create_instance() -> None:
+    """Create the instance's storage now, one command at a time: two creating a fresh SQLite
+    instance at once race on its schema ("table ... already exists")."""
+    import dagster as dg
+
+    dg.DagsterInstance.get().dispose()
 
 
 def demo(pages: list[str] | None) -> int:
     """Crawl every page in its own run, then refresh the frame and the summary; print them."""
-    keys = pages or default_page_keys(Settings.from_env())  # a bad setting stops here, early
+    keys = pages or default_page_keys(Settings.from_env())
     for key in keys:
         PageWindow.from_key(key)  # a clear error before anything starts
-    with local_environment():
+    with local_environment() as settings:
         import dagster as dg
 
         from gh_assets.definitions import build_defs
+
+        warnings.filterwarnings("ignore", category=dg.BetaWarning)  # backfill_policy, on a terminal
         from gh_assets.jobs import crawl_job, summary_job
         from gh_assets.partitions import add_missing_pages
 
         instance = dg.DagsterInstance.get()
         add_missing_pages(instance, keys)
-        defs = build_defs(Settings.from_env())  # with the servers local_environment started
+        defs = build_defs(settings)
         crawl = defs.resolve_job_def(crawl_job.name)
         say(f"Crawling {len(keys)} pages ({keys[0]} .. {keys[-1]})")
         failed: dict[str, str] = {}
@@ -114,6 +116,9 @@ def demo(pages: list[str] | None) -> int:
             result = crawl.execute_in_process(
                 partition_key=key, instance=instance, raise_on_error=False, run_config=QUIET_RUN
             )
+            if stopping:
+                say(f"Stopped by a signal during page {key}; the pages before it are stored.")
+                return STOPPED
             prefix = f"[{number}/{len(keys)}] page {key}:"
             if result.success:
                 meta = result.asset_materializations_for_node("github_users")[0].metadata
@@ -137,6 +142,8 @@ def demo(pages: list[str] | None) -> int:
         result = defs.resolve_job_def(summary_job.name).execute_in_process(
             instance=instance, raise_on_error=False, run_config=QUIET_RUN
         )
+        if stopping:
+            return STOPPED
         if not result.success:
             say(f"Summary FAILED: {_failure(result)}")
             return 1
@@ -153,7 +160,10 @@ def _failure(result, node: str | None = None) -> str:
     for event in result.get_step_failure_events():
         if node and event.node_name != node:
             continue
-        error = event.step_failure_data.error
+        failure = event.step_failure_data
+        if failure.user_failure_data and failure.user_failure_data.description:
+            return failure.user_failure_data.description  # the asset's own one-line reason
+        error = failure.error
         while error.cause is not None:
             error = error.cause
         return f"{error.cls_name}: {error.message.strip()}"
@@ -179,7 +189,35 @@ def dev(port: int) -> int:
             services.stop_process_group(process, grace=20)
 
 
+def forget(width: int | None, pages: list[str] | None) -> int:
+    """Unregister pages of one width (or the named ones) and their bookkeeping, keeping the
+    users that the configured pages will hold, so the page width can change."""
+    with local_environment() as settings:
+        import dagster as dg
+
+        from gh_assets.partitions import forget_pages, pages_of_width
+        from gh_assets.storage import RedisStore
+
+        instance = dg.DagsterInstance.get()
+        keys = pages_of_width(instance, width) if width else pages or []
+        keep = [PageWindow.from_key(key) for key in default_page_keys(settings)]
+        store = RedisStore.from_url(settings.redis_url, settings.key_prefix)
+        dropped = forget_pages(instance, store, keys, keep=keep)
+        say(
+            f"Forgot {len(keys)} pages and {dropped} users outside the configured pages "
+            f"({settings.pages} of {settings.page_size} IDs); crawl them with: make demo"
+        )
+    return 0
+
+
 def _interrupt(signum: int, frame: object) -> None:
+    """The first signal stops the command through its context managers (servers included);
+    a second one kills what it started and exits at once."""
+    global stopping
+    if stopping:
+        services.kill_live_groups()
+        os._exit(STOPPED)
+    stopping = True
     raise KeyboardInterrupt
 
 
@@ -192,17 +230,33 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     run_demo = commands.add_parser("demo", help="crawl the default pages, then print the summary")
     run_demo.add_argument(
-        "--pages", help="comma-separated page keys to crawl instead of the default pages"
+        "--pages", type=_keys, help="comma-separated page keys to crawl instead of the defaults"
     )
     run_dev = commands.add_parser("dev", help="open the Dagster UI (dagster dev)")
     run_dev.add_argument("--port", type=int, default=int(os.environ.get("DAGSTER_PORT", "3000")))
+    run_forget = commands.add_parser(
+        "forget-pages", help="unregister old pages, e.g. before changing GH_ASSETS_PAGE_SIZE"
+    )
+    which = run_forget.add_mutually_exclusive_group(required=True)
+    which.add_argument("--width", type=int, help="forget every registered page of this width")
+    which.add_argument("--pages", type=_keys, help="comma-separated page keys to forget")
     args = parser.parse_args(argv)
-    if args.command == "demo":
-        pages = (
-            [key.strip() for key in args.pages.split(",") if key.strip()] if args.pages else None
-        )
-        return demo(pages)
-    return dev(args.port)
+    try:
+        if args.command == "demo":
+            return demo(args.pages)
+        if args.command == "forget-pages":
+            return forget(args.width, args.pages)
+        return dev(args.port)
+    except SettingsError as error:  # a setting, a server that does not answer, a page overlap
+        print(f"gh-assets: {error}", file=sys.stderr, flush=True)
+        return 2
+    except KeyboardInterrupt:
+        say("Stopped by a signal; every server this command started is stopped.")
+        return STOPPED
+
+
+def _keys(text: str) -> list[str]:
+    return [key.strip() for key in text.split(",") if key.strip()]
 
 
 if __name__ == "__main__":

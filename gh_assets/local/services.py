@@ -8,6 +8,7 @@ always stopped by the context manager that started it, even when the body raises
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -24,6 +25,8 @@ import redis
 import requests
 
 T = TypeVar("T")
+# Process groups started by ``running`` and not yet stopped: what a forced exit must kill.
+LIVE_GROUPS: set[int] = set()
 
 
 class ServiceError(RuntimeError):
@@ -52,6 +55,17 @@ class LocalClient:
         return self.session.request(
             method, self.url + path, json=body, params=params or None, timeout=self.timeout
         )
+
+
+@contextlib.contextmanager
+def exclusive(path: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path`` (created if missing): one local process at a time."""
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def free_port() -> int:
@@ -210,6 +224,7 @@ def running(
             cwd=cwd,
         )
     name = Path(command[0]).name
+    LIVE_GROUPS.add(process.pid)
 
     def exited() -> str | None:
         return None if process.poll() is None else f"{name} exited with {process.returncode}"
@@ -220,6 +235,7 @@ def running(
         yield process
     finally:
         survivors = stop_process_group(process, grace, groups=groups)
+        LIVE_GROUPS.discard(process.pid)
         if survivors:
             raise ServiceError(f"{name}: process groups {sorted(survivors)} survived SIGKILL")
 
@@ -236,13 +252,10 @@ def redis_server_binary() -> str:
     return found
 
 
-@contextlib.contextmanager
-def redis_server(data_dir: Path, *, persist: bool = True, port: int | None = None) -> Iterator[str]:
-    """Run a Redis server on a free loopback port with its files in ``data_dir``; yield its URL."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    port = port or free_port()
+def redis_command(data_dir: Path, port: int, *, persist: bool = True) -> list[str]:
+    """A Redis server on loopback ``port`` with its files in ``data_dir``."""
     persistence = ["--appendonly", "yes", "--save", "300 1"] if persist else ["--save", ""]
-    command = [
+    return [
         redis_server_binary(),
         "--bind", "127.0.0.1",
         "--port", str(port),
@@ -250,20 +263,34 @@ def redis_server(data_dir: Path, *, persist: bool = True, port: int | None = Non
         "--protected-mode", "yes",
         *persistence,
     ]  # fmt: skip
-    url = f"redis://127.0.0.1:{port}/0"
-    client = redis.Redis.from_url(url, socket_connect_timeout=1)
 
-    def ready() -> bool:
-        try:
-            return bool(client.ping())
-        except redis.RedisError:
-            return False
 
+def redis_answers(url: str) -> bool:
+    client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=2)
     try:
-        with running(command, ready, data_dir / "server.log"):
-            yield url
+        return bool(client.ping())
+    except redis.RedisError:
+        return False
     finally:
         client.close()
+
+
+@contextlib.contextmanager
+def redis_server(data_dir: Path, *, persist: bool = True, port: int | None = None) -> Iterator[str]:
+    """Run a Redis server on a free loopback port with its files in ``data_dir``; yield its URL."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    port = port or free_port()
+    url = f"redis://127.0.0.1:{port}/0"
+    command = redis_command(data_dir, port, persist=persist)
+    with running(command, lambda: redis_answers(url), data_dir / "server.log"):
+        yield url
+
+
+def kill_live_groups() -> None:
+    """SIGKILL every process group ``running`` started and has not stopped: a forced exit."""
+    for pgid in list(LIVE_GROUPS):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signal.SIGKILL)
 
 
 @contextlib.contextmanager
