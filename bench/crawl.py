@@ -331,6 +331,22 @@ def _per_user(side: str) -> Callable[[Measured], list[float] | None]:
     return lambda m: m.each(side, lambda run: run.per_user)
 
 
+def _users_per_s(side: str, who: str) -> Row:
+    """The users/s row every side has (``who``: the label's start)."""
+    return Row(f"{side}.users_per_s", f"{who}: users/s", "users/s", _rate(side))
+
+
+def _requests_per_user(side: str, who: str) -> Row:
+    """The API requests per user row of a side that crawls from nothing."""
+    return Row(
+        f"{side}.requests_per_user",
+        f"{who}: API requests per user",
+        "req/user",
+        _per_user(side),
+        digits=3,
+    )
+
+
 ROWS = (
     Row(
         "ceiling",
@@ -339,20 +355,14 @@ ROWS = (
         lambda m: m.ceiling,
         digits=0,
     ),
-    Row("rest.users_per_s", "project, REST (defaults): users/s", "users/s", _rate("rest")),
+    _users_per_s("rest", "project, REST (defaults)"),
     Row(
         "rest.ceiling_share",
         "project, REST: users/s / concurrency ceiling",
         "%",
         lambda m: m.each("rest", lambda run: 100 * run.users_per_s / m.ceiling),
     ),
-    Row(
-        "rest.requests_per_user",
-        "project, REST: API requests per user",
-        "req/user",
-        _per_user("rest"),
-        digits=3,
-    ),
+    _requests_per_user("rest", "project, REST"),
     Row(
         "recrawl.not_modified_share",
         "unchanged re-crawl: detail answers 304",
@@ -360,7 +370,7 @@ ROWS = (
         lambda m: m.each("recrawl", _share_304),
         digits=2,
     ),
-    Row("recrawl.users_per_s", "unchanged re-crawl: users/s", "users/s", _rate("recrawl")),
+    _users_per_s("recrawl", "unchanged re-crawl"),
     Row(
         "recrawl.charged_per_user",
         "unchanged re-crawl: rate-limited requests per user",
@@ -368,14 +378,8 @@ ROWS = (
         lambda m: m.each("recrawl", _charged_per_user),
         digits=3,
     ),
-    Row("graphql.users_per_s", "project, GraphQL mode: users/s", "users/s", _rate("graphql")),
-    Row(
-        "graphql.requests_per_user",
-        "project, GraphQL mode: API requests per user",
-        "req/user",
-        _per_user("graphql"),
-        digits=3,
-    ),
+    _users_per_s("graphql", "project, GraphQL mode"),
+    _requests_per_user("graphql", "project, GraphQL mode"),
     Row(
         "original.ceiling",
         "original ceiling: {workers} workers / {latency_ms:g} ms",
@@ -383,31 +387,15 @@ ROWS = (
         lambda m: m.workers / m.latency,
         digits=0,
     ),
-    Row(
-        "original.users_per_s",
-        "original (RQ, 1 job/user): users/s",
-        "users/s",
-        _rate("original"),
-    ),
-    Row(
-        "original.requests_per_user",
-        "original: API requests per user",
-        "req/user",
-        _per_user("original"),
-        digits=3,
-    ),
+    _users_per_s("original", "original (RQ, 1 job/user)"),
+    _requests_per_user("original", "original"),
     Row(
         "rest_vs_original",
         "project REST / original, users/s (paired runs)",
         "x",
         lambda m: m.paired(_rate("rest")(m), _rate("original")(m)),
     ),
-    Row(
-        "wide.users_per_s",
-        "project, REST, max_concurrency={wide}: users/s",
-        "users/s",
-        _rate("wide"),
-    ),
+    _users_per_s("wide", "project, REST, max_concurrency={wide}"),
     Row(
         "wide_vs_original",
         "project, REST, max_concurrency={wide} / original, users/s (paired)",

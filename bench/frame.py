@@ -18,8 +18,6 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import os
-import subprocess
 import sys
 import threading
 import time
@@ -28,6 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench.children import REPO, run_module
 from bench.figures import BenchError, Row, Section, paired_ratios
 from bench.servers import Context, flush
 from bench.targets import missed
@@ -35,7 +34,6 @@ from bench.users import page_writes
 from gh_assets.storage import RedisStore
 
 FILL_PAGE = 10_000
-REPO = Path(__file__).resolve().parents[1]
 CHILD_TIMEOUT = 900
 
 
@@ -230,20 +228,10 @@ def child(argv: list[str]) -> int:
 def measure(
     url: str, mode: str, expect: int, *, traced: bool, profile: bool = False
 ) -> dict[str, Any]:
-    command = [sys.executable, "-m", "bench.frame", url, "--mode", mode, "--expect", str(expect)]
-    command += ["--tracemalloc"] * traced + ["--profile", "--snapshot"] * profile
-    done = subprocess.run(
-        command,
-        cwd=REPO,
-        env=os.environ | {"PYTHONPATH": str(REPO)},
-        capture_output=True,
-        text=True,
-        timeout=CHILD_TIMEOUT,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise BenchError(f"{' '.join(command[2:])} failed: {done.stderr.strip()[-2000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    args = [url, "--mode", mode, "--expect", str(expect)]
+    args += ["--tracemalloc"] * traced + ["--profile", "--snapshot"] * profile
+    what = " ".join(["bench.frame", *args])
+    return run_module("bench.frame", *args, what=what, timeout=CHILD_TIMEOUT)
 
 
 def run(ctx: Context) -> Section:
@@ -350,14 +338,40 @@ def run(ctx: Context) -> Section:
     return section
 
 
-def _each(value: Callable[[dict], float]) -> Callable[[list[dict]], list[float]]:
+Value = Callable[[dict], float]  # one run's measurement -> a figure
+Values = Callable[[list[dict]], list[float]]  # every run's measurement -> a figure's values
+
+
+def _each(value: Value) -> Values:
     """A figure from each run's measurement."""
     return lambda results: [value(r) for r in results]
 
 
-def _traced(value: Callable[[dict], float]) -> Callable[[list[dict]], list[float]]:
+def _traced(value: Value) -> Values:
     """A figure from each run's measurement that was traced (tracemalloc: the first run)."""
     return lambda results: [value(r) for r in results if "traced_peak" in r]
+
+
+def _peak_rows(
+    key: str, measure: str, label: str, runs: Callable[[Value], Values]
+) -> tuple[Row, Row]:
+    """A memory peak (``measure``, from ``runs``) in MB and over the frame's size, the ratio
+    issue 4's targets bound."""
+    return (
+        Row(
+            "project.{n}." + key + "_mb",
+            "read_frame, {n:,} users: " + label,
+            "MB",
+            runs(lambda r: r[measure] / 1e6),
+        ),
+        Row(
+            "project.{n}." + key + "_ratio",
+            "read_frame, {n:,} users: " + label + " / frame",
+            "x",
+            runs(lambda r: r[measure] / r["frame_bytes"]),
+            digits=2,
+        ),
+    )
 
 
 FILL_ROW = Row(
@@ -395,32 +409,8 @@ PROJECT_ROWS = (
         _each(lambda r: r["client_cpu_seconds"]),
         digits=3,
     ),
-    Row(
-        "project.{n}.traced_peak_mb",
-        "read_frame, {n:,} users: peak (tracemalloc)",
-        "MB",
-        _traced(lambda r: r["traced_peak"] / 1e6),
-    ),
-    Row(
-        "project.{n}.traced_peak_ratio",
-        "read_frame, {n:,} users: peak (tracemalloc) / frame",
-        "x",
-        _traced(lambda r: r["traced_peak"] / r["frame_bytes"]),
-        digits=2,
-    ),
-    Row(
-        "project.{n}.rss_peak_mb",
-        "read_frame, {n:,} users: peak RSS delta",
-        "MB",
-        _each(lambda r: r["rss_peak_delta"] / 1e6),
-    ),
-    Row(
-        "project.{n}.rss_peak_ratio",
-        "read_frame, {n:,} users: peak RSS delta / frame",
-        "x",
-        _each(lambda r: r["rss_peak_delta"] / r["frame_bytes"]),
-        digits=2,
-    ),
+    *_peak_rows("traced_peak", "traced_peak", "peak (tracemalloc)", _traced),
+    *_peak_rows("rss_peak", "rss_peak_delta", "peak RSS delta", _each),
 )
 ORIGINAL_ROWS = (
     Row(

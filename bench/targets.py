@@ -39,19 +39,15 @@ TARGETS = (
     Target("crawl", "graphql.requests_per_user", "<=", 0.03, "crawl GraphQL <= 0.03 requests/user"),
     Target("crawl", "recrawl.not_modified_share", ">=", 99, "unchanged re-crawl >= 99% 304"),
     Target("frame", "project.1000000.seconds", "<=", 5, "1,000,000 users -> DataFrame <= 5 s"),
-    Target(
-        "frame",
-        "project.1000000.traced_peak_ratio",
-        "<=",
-        3,
-        "1,000,000 users: peak (tracemalloc) <= 3x the frame",
-    ),
-    Target(
-        "frame",
-        "project.1000000.rss_peak_ratio",
-        "<=",
-        3,
-        "1,000,000 users: peak RSS delta <= 3x the frame",
+    *(
+        Target(
+            "frame",
+            f"project.1000000.{peak}_ratio",
+            "<=",
+            3,
+            f"1,000,000 users: {label} <= 3x the frame",
+        )
+        for peak, label in (("traced_peak", "peak (tracemalloc)"), ("rss_peak", "peak RSS delta"))
     ),
     Target("frame", "speedup.10000", ">=", 500, ">= 500x the original loop at 10,000 users"),
     Target("writes", "project.users_per_s", ">=", 30_000, "writes >= 30,000 users/s"),
@@ -63,19 +59,15 @@ TARGETS = (
         "user hashes in compact (listpack) encoding",
         sizes=("default", "tiny"),
     ),
-    Target(
-        "orchestration",
-        "multi10.overhead_per_page",
-        "<=",
-        1.0,
-        "50-page backfill overhead <= 1 s/page (10 pages/run)",
-    ),
-    Target(
-        "orchestration",
-        "multi25.overhead_per_page",
-        "<=",
-        1.0,
-        "50-page backfill overhead <= 1 s/page (25 pages/run)",
+    *(
+        Target(
+            "orchestration",
+            f"multi{pages}.overhead_per_page",
+            "<=",
+            1.0,
+            f"50-page backfill overhead <= 1 s/page ({pages} pages/run)",
+        )
+        for pages in (10, 25)
     ),
 )
 

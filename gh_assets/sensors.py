@@ -3,7 +3,9 @@ analysis after pages change."""
 
 import json
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import dagster as dg
 
@@ -38,13 +40,25 @@ def build_sensors(settings: Settings) -> list[dg.SensorDefinition]:
     ]
 
 
-def _pages_sensor(settings: Settings) -> dg.SensorDefinition:
-    @dg.sensor(
-        name="github_pages_sensor",
+def _crawl_sensor(
+    settings: Settings, name: str, description: str
+) -> Callable[[Callable[..., Any]], dg.SensorDefinition]:
+    """``@dg.sensor`` for a sensor that launches ``crawl_job``: on from the start, ticking every
+    ``settings.sensor_interval`` seconds like the analysis sensor."""
+    return dg.sensor(
+        name=name,
         job=crawl_job,
         minimum_interval_seconds=settings.sensor_interval,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        description=(
+        description=description,
+    )
+
+
+def _pages_sensor(settings: Settings) -> dg.SensorDefinition:
+    @_crawl_sensor(
+        settings,
+        "github_pages_sensor",
+        (
             "Registers the pages GH_ASSETS_PAGES x GH_ASSETS_PAGE_SIZE asks for (ready to "
             "backfill), and every GH_ASSETS_FRONTIER_INTERVAL seconds probes GET /users beyond "
             "the last page: when GitHub has grown, it adds pages up to the newest user and "
@@ -123,12 +137,10 @@ def pages_up_to(frontier: int, newest_id: int, width: int, room: int) -> list[st
 
 
 def _stale_pages_sensor(settings: Settings) -> dg.SensorDefinition:
-    @dg.sensor(
-        name="stale_pages_sensor",
-        job=crawl_job,
-        minimum_interval_seconds=settings.sensor_interval,
-        default_status=dg.DefaultSensorStatus.RUNNING,
-        description=(
+    @_crawl_sensor(
+        settings,
+        "stale_pages_sensor",
+        (
             "Re-crawls the pages last written more than GH_ASSETS_RECRAWL_AFTER seconds ago, "
             "oldest first, GH_ASSETS_RECRAWL_BATCH per tick, and pages whose rate-limit reset "
             "has passed; never a page whose run is queued or running. Unchanged users cost no "

@@ -624,24 +624,26 @@ def test_malformed_users_are_refused_without_retry(
     assert len(replay.seen) == 1 and waits == []
 
 
-def test_oversized_bodies_are_refused(
-    replay: Replay,
-    make_client: Callable[..., GitHubClient],
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+@pytest.fixture
+def body_limit_1000(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bodies above 1,000 bytes (decoded) refused: a limit a test can reach."""
     monkeypatch.setattr(transport, "MAX_BODY_BYTES", 1000)
+
+
+@pytest.mark.usefixtures("body_limit_1000")
+def test_oversized_bodies_are_refused(
+    replay: Replay, make_client: Callable[..., GitHubClient]
+) -> None:
     replay.queue(Reply(200, user_body(1, bio="x" * 2000)))
     with pytest.raises(MalformedResponseError, match="larger than 1000 bytes"):
         make_client().get_user(1)
     assert len(replay.seen) == 1
 
 
+@pytest.mark.usefixtures("body_limit_1000")
 def test_gzip_bodies_are_measured_decompressed(
-    replay: Replay,
-    make_client: Callable[..., GitHubClient],
-    monkeypatch: pytest.MonkeyPatch,
+    replay: Replay, make_client: Callable[..., GitHubClient]
 ) -> None:
-    monkeypatch.setattr(transport, "MAX_BODY_BYTES", 1000)
     gzipped = [("Content-Encoding", "gzip")]
     small = gzip.compress(json.dumps(user_body(1)).encode())
     bomb = gzip.compress(json.dumps(user_body(1, bio="x" * 50_000)).encode())

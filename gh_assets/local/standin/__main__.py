@@ -31,6 +31,10 @@ def id_range(text: str) -> tuple[int, int]:
     return low, high
 
 
+# The options that are not StandinServer's: every other one is its keyword of the same name.
+NOT_SERVER_OPTIONS = ("size", "port_file")
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m gh_assets.local.standin", description=__doc__.splitlines()[0]
@@ -62,19 +66,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    options = {k: v for k, v in vars(args).items() if k not in NOT_SERVER_OPTIONS}
     try:
-        server = StandinServer(
-            Dataset(size=args.size, seed=args.seed),
-            host=args.host,
-            port=args.port,
-            latency_ms=args.latency_ms,
-            error_rate=args.error_rate,
-            fail_ids=args.fail_ids,
-            rate_limit=args.rate_limit,
-            rate_window=args.rate_window,
-            seed=args.seed,
-            verbose=args.verbose,
-        ).start()
+        server = StandinServer(Dataset(size=args.size, seed=args.seed), **options).start()
     except (ValueError, OSError) as exc:
         print(f"gh_assets.local.standin: {exc}", file=sys.stderr)
         return 2
