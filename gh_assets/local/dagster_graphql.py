@@ -182,7 +182,7 @@ class DagsterGraphQL(LocalClient):
         super().__init__(base_url, timeout)
 
     def query(self, text: str, **variables: object) -> dict[str, Any]:
-        resp = self.request("POST", "/graphql", {"query": text, "variables": variables})
+        resp = self.call("POST", "/graphql", {"query": text, "variables": variables})
         if resp.status_code != 200:
             raise GraphQLError(f"POST /graphql -> {resp.status_code}: {resp.text[:2000]}")
         body = resp.json()

@@ -19,7 +19,7 @@ import sys
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Self, TypeVar
+from typing import TypeVar
 
 import redis
 import requests
@@ -33,26 +33,16 @@ class ServiceError(RuntimeError):
     """A local server could not be started."""
 
 
-class LocalClient:
-    """One HTTP session to a local server's JSON endpoints; close it, or use it as a context
-    manager."""
+class LocalClient(requests.Session):
+    """A session to one local server's JSON endpoints (a Session: close it, or use ``with``)."""
 
     def __init__(self, url: str, timeout: float) -> None:
+        super().__init__()
         self.url = url
         self.timeout = timeout
-        self.session = requests.Session()
 
-    def close(self) -> None:
-        self.session.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def request(self, method: str, path: str, body: object = None, **params) -> requests.Response:
-        return self.session.request(
+    def call(self, method: str, path: str, body: object = None, **params) -> requests.Response:
+        return self.request(
             method, self.url + path, json=body, params=params or None, timeout=self.timeout
         )
 

@@ -26,7 +26,7 @@ class StandinAdmin(LocalClient):
         super().__init__(url, timeout)
 
     def _call(self, method: str, path: str, body: dict[str, Any] | None = None, **params) -> Any:
-        resp = self.request(method, f"/_standin/{path}", body or {}, **params)
+        resp = self.call(method, f"/_standin/{path}", body or {}, **params)
         if resp.status_code != 200:
             raise StandinAdminError(
                 f"{method} /_standin/{path} -> {resp.status_code}: {resp.text}", resp.status_code
