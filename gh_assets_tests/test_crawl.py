@@ -12,7 +12,7 @@ import pytest
 from gh_assets.crawl import PAGES_IN_FLIGHT, crawl_page, crawl_pages
 from gh_assets.github import GitHubClient, GitHubError, ListedUser
 from gh_assets.local.standin import Dataset, StandinServer
-from gh_assets.local.standin.server import Reply, Request
+from gh_assets.local.standin.http_server import Reply, Request
 from gh_assets.partitions import PageWindow
 from gh_assets.storage import COUNTERS, RedisStore
 

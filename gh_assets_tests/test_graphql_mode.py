@@ -33,7 +33,7 @@ from gh_assets.github import (
     graphql_endpoint,
 )
 from gh_assets.local.standin import Dataset, StandinServer
-from gh_assets.local.standin.graphql_api import SDL, node_id
+from gh_assets.local.standin.graphql_schema import SDL, node_id
 from gh_assets.partitions import PageWindow, add_missing_pages
 from gh_assets.resources import GitHubResource, RedisResource
 from gh_assets.settings import Settings

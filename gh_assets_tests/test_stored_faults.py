@@ -24,7 +24,7 @@ from gh_assets.checks import (
 from gh_assets.crawl import crawl_page
 from gh_assets.github import GitHubClient
 from gh_assets.local.standin import Dataset, StandinServer
-from gh_assets.local.standin.server import Reply, Request
+from gh_assets.local.standin.http_server import Reply, Request
 from gh_assets.partitions import PageWindow
 from gh_assets.storage import READ_REPORT, RedisStore, ascii_lower, bulk_read
 
