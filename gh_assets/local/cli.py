@@ -46,7 +46,7 @@ def data_dir() -> Path:
 def local_environment() -> Iterator[Settings]:
     """Point DAGSTER_HOME, REDIS_URL and GITHUB_API_URL at something, starting what is missing;
     yield the settings, once both servers answered."""
-    Settings.from_env()  # a bad setting stops here, before anything starts
+    configured = Settings.from_env()  # a bad setting stops here, before anything starts
     root = data_dir()
     own_home = not os.environ.get("DAGSTER_HOME")
     if own_home:
@@ -65,8 +65,7 @@ def local_environment() -> Iterator[Settings]:
         else:
             os.environ["REDIS_URL"] = stack.enter_context(shared_redis(root / "redis", say))
         if os.environ.get("GITHUB_TOKEN") or os.environ.get("GITHUB_API_URL"):
-            settings = Settings.from_env()
-            say(f"GitHub: {preflight.github_target(settings.api_url, settings.token)}")
+            say(f"GitHub: {preflight.github_target(configured.api_url, configured.token)}")
         else:
             size = int(os.environ.get("GH_ASSETS_STANDIN_SIZE", "1000"))
             extra = shlex.split(os.environ.get("GH_ASSETS_STANDIN_ARGS", ""))
@@ -78,7 +77,7 @@ def local_environment() -> Iterator[Settings]:
                 f"GitHub: no GITHUB_TOKEN or GITHUB_API_URL set, so crawling the offline stand-in "
                 f"at {url} (generated data, IDs 1-{size}), not api.github.com"
             )
-        settings = Settings.from_env()
+        settings = Settings.from_env()  # now naming the servers started above
         preflight.check(settings)
         yield settings
 
