@@ -10,6 +10,7 @@ from typing import Any
 import dagster as dg
 
 from gh_assets.assets import github_user_summary, github_users_frame
+from gh_assets.frontier import FrontierError, newest_user
 from gh_assets.github import GitHubError
 from gh_assets.jobs import crawl_job
 from gh_assets.partitions import (
@@ -22,6 +23,8 @@ from gh_assets.partitions import (
 from gh_assets.recrawl import pages_due
 from gh_assets.resources import GitHubResource, RedisResource
 from gh_assets.settings import Settings
+
+ADD_CHUNK = 5_000  # page keys per dynamic-partitions request
 
 
 def build_sensors(settings: Settings) -> list[dg.SensorDefinition]:
@@ -60,9 +63,9 @@ def _pages_sensor(settings: Settings) -> dg.SensorDefinition:
         "github_pages_sensor",
         (
             "Registers the pages GH_ASSETS_PAGES x GH_ASSETS_PAGE_SIZE asks for (ready to "
-            "backfill), and every GH_ASSETS_FRONTIER_INTERVAL seconds probes GET /users beyond "
-            "the last page: when GitHub has grown, it adds pages up to the newest user and "
-            "crawls them."
+            "backfill), and every GH_ASSETS_FRONTIER_INTERVAL seconds searches GET /users beyond "
+            "the last page for the newest user: when GitHub has grown, it adds every page up to "
+            "it (within GH_ASSETS_MAX_PAGES) and crawls them."
         ),
     )
     def github_pages_sensor(
@@ -91,7 +94,11 @@ def _pages_sensor(settings: Settings) -> dg.SensorDefinition:
             cursor["pending"] = grown
         return dg.SensorResult(
             run_requests=runs,
-            dynamic_partitions_requests=[github_pages.build_add_request(added)] if added else [],
+            # In chunks, as add_missing_pages does: SQLite refuses too many keys in one query.
+            dynamic_partitions_requests=[
+                github_pages.build_add_request(added[start : start + ADD_CHUNK])
+                for start in range(0, len(added), ADD_CHUNK)
+            ],
             cursor=json.dumps(cursor),
         )
 
@@ -105,18 +112,24 @@ def _grown_pages(
     frontier: int,
     registered: int,
 ) -> list[str]:
-    """Pages to add after ``frontier`` up to the newest user one probe finds, within the cap."""
+    """Pages to add after ``frontier``, every one up to GitHub's newest user within the cap."""
+    room = settings.max_pages - registered
+    # The search need not look past the first ID of the last page there is room for.
+    stop_at = frontier + max(room - 1, 0) * settings.page_size + 1
     try:
         with github.get_client() as client:
-            beyond = client.users_after(frontier)
-    except GitHubError as error:
+            newest = newest_user(client, frontier, stop_at=stop_at)
+    except (GitHubError, FrontierError) as error:
         context.log.warning(f"frontier probe failed, trying again next time: {error}")
         return []
-    if not beyond:
+    if newest.id is None:
+        context.log.info(f"frontier: no user after ID {frontier} ({newest.requests} request)")
         return []
-    grown = pages_up_to(
-        frontier, beyond[-1].id, settings.page_size, settings.max_pages - registered
+    context.log.info(
+        f"frontier: newest user ID {'at least ' if not newest.exact else ''}{newest.id} "
+        f"after ID {frontier}, found in {newest.requests} requests"
     )
+    grown = pages_up_to(frontier, newest.id, settings.page_size, room)
     if not grown:
         context.log.warning(
             f"GitHub has users beyond ID {frontier} but the crawl is at GH_ASSETS_MAX_PAGES "
