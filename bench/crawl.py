@@ -30,7 +30,6 @@ from gh_assets.local.standin import StandinAdmin
 from gh_assets.partitions import PageWindow
 from gh_assets.storage import RedisStore
 
-CREDENTIAL = "anonymous"  # what GitHubResource.credential_id says without a token
 PROJECT_DB, QUEUE_DB, ORIGINAL_DB = 0, 1, 2
 WIDE = 20  # x the original's workers: the concurrency whose ceiling is 20x the original's
 DETAIL_MODES = ["rest", "graphql"]
@@ -104,7 +103,7 @@ def project_crawl(
         store.read_users = _timed(store.read_users, phases, lock)
         store.write_page = _timed(store.write_page, phases, lock)
         started = time.perf_counter()
-        for _ in crawl_pages(client, store, windows, CREDENTIAL):
+        for _ in crawl_pages(client, store, windows):
             pass
         seconds = time.perf_counter() - started
     run = CrawlRun(seconds, len(truth), admin.stats()["requests"], dict(phases))

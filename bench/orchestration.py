@@ -89,7 +89,7 @@ def pure_crawl_seconds(api_url: str, redis_url: str, windows: list[PageWindow]) 
     try:
         with GitHubClient(api_url) as client:
             started = time.perf_counter()
-            for _ in crawl_pages(client, store, windows, "anonymous"):
+            for _ in crawl_pages(client, store, windows):
                 pass
             return time.perf_counter() - started
     finally:

@@ -85,11 +85,11 @@ def _crawl(
         raise dg.Failure(description=str(error), allow_retries=False) from None
     with client:
         try:
-            for report in crawl_pages(client, store, windows, github.credential_id):
+            for report in crawl_pages(client, store, windows):
                 context.log.info(
                     f"page {report.page}: {report.written} users written, {report.gone} gone, "
                     f"{report.not_modified} unchanged (304), {report.requests} requests, "
-                    f"{report.seconds:.1f} s"
+                    f"{report.seconds:.1f} s, {report.budget_wait:.1f} s waiting for rate budget"
                 )
                 reports.append(report)
         except RateLimitError as error:
@@ -126,6 +126,8 @@ def _page_metadata(reports: list[PageReport], seconds: float) -> dict[str, int |
         "users_listed": sum(r.listed for r in reports),
         "not_modified": sum(r.not_modified for r in reports),
         "api_requests": sum(r.requests for r in reports),
+        # Summed over requests, which wait side by side: can exceed the run's seconds.
+        "budget_wait_seconds": round(sum(r.budget_wait for r in reports), 3),
         "rate_limit_remaining": remaining if remaining is not None else "unlimited",
         "seconds": round(seconds, 3),
         "pages": len(reports),

@@ -45,17 +45,17 @@ class PageReport:
     gone: int
     not_modified: int
     requests: int
+    budget_wait: float  # seconds its requests waited for shared rate budget, summed
     rate_limit_remaining: int | None
     seconds: float
 
 
-def crawl_page(
-    client: GitHubClient, store: RedisStore, window: PageWindow, credential_id: str
-) -> PageReport:
+def crawl_page(client: GitHubClient, store: RedisStore, window: PageWindow) -> PageReport:
     """Crawl ``window`` and replace its page in Redis; raises (writing nothing) on any error.
 
-    A stored ETag is sent as ``If-None-Match`` only when ``credential_id`` got it, since ETags
-    are specific to a token; a 304 keeps the stored counts and refreshes ``fetched_at``. The
+    A stored ETag is sent as ``If-None-Match`` only with the credential that got it (its
+    ``etag_auth``), since ETags are specific to a token; a 304 keeps the stored counts and
+    refreshes ``fetched_at``. The
     client's ``detail_mode`` decides how counts are read; users answered by GraphQL come without
     an ETag, so their hash is written without one (and their next re-crawl has no 304).
     ``requests`` counts this page's own requests (retries included), even when other pages
@@ -68,7 +68,7 @@ def crawl_page(
         stored = _intact(store, store.read_users(user.id for user in listed))
         answers = client.get_details(
             listed,
-            {user.id: _reusable_etag(stored.get(user.id), credential_id) for user in listed},
+            {user.id: _reusable_etag(stored.get(user.id)) for user in listed},
         )
     fetched_at = datetime.now(UTC)
     now = iso_utc(fetched_at)
@@ -84,7 +84,7 @@ def crawl_page(
             not_modified += 1
             users.append(stored[user.id] | {"fetched_at": now})
         elif isinstance(answer, UserDetail):
-            users.append(_user_hash(answer, now, credential_id))
+            users.append(_user_hash(answer, now))
         else:  # pragma: no cover - the client returns nothing else
             raise TypeError(f"unexpected answer for user {user.id}: {answer!r}")
 
@@ -97,6 +97,7 @@ def crawl_page(
         "gone": str(len(gone)),
         "not_modified": str(not_modified),
         "requests": str(requests),
+        "budget_wait": f"{tally.budget_wait:.3f}",
     }
     store.write_page(PageWrite(window.key, users, gone, meta, fetched_at))
     return PageReport(
@@ -106,6 +107,7 @@ def crawl_page(
         gone=len(gone),
         not_modified=not_modified,
         requests=requests,
+        budget_wait=tally.budget_wait,
         rate_limit_remaining=client.stats.rate_limit_remaining,
         seconds=time.monotonic() - started,
     )
@@ -115,7 +117,6 @@ def crawl_pages(
     client: GitHubClient,
     store: RedisStore,
     windows: Iterable[PageWindow],
-    credential_id: str,
 ) -> Iterator[PageReport]:
     """``crawl_page`` for each window, up to ``PAGES_IN_FLIGHT`` at once; reports in window order.
 
@@ -133,7 +134,7 @@ def crawl_pages(
     def run(number: int, window: PageWindow) -> PageReport:
         try:
             with request_rank(number):  # the earlier page gets free slots first, finishes first
-                return crawl_page(client, store, window, credential_id)
+                return crawl_page(client, store, window)
         except BaseException:
             failed.set()
             raise
@@ -176,16 +177,17 @@ def _intact(store: RedisStore, found: dict[int, dict[str, str]]) -> dict[int, di
     return intact
 
 
-def _reusable_etag(stored: dict[str, str] | None, credential_id: str) -> str | None:
-    if stored and stored.get("etag") and stored.get("etag_auth") == credential_id:
-        return stored["etag"]
+def _reusable_etag(stored: dict[str, str] | None) -> tuple[str, str] | None:
+    """The stored ETag and the credential that got it (the client sends it only with that one)."""
+    if stored and stored.get("etag") and stored.get("etag_auth"):
+        return stored["etag"], stored["etag_auth"]
     return None
 
 
-def _user_hash(user: UserDetail, fetched_at: str, credential_id: str) -> dict[str, str]:
+def _user_hash(user: UserDetail, fetched_at: str) -> dict[str, str]:
     fields = {"id": str(user.id), "login": user.login, "type": user.type}
     fields |= {name: str(getattr(user, name)) for name in COUNTERS}
     fields["fetched_at"] = fetched_at
-    if user.etag:
-        fields |= {"etag": user.etag, "etag_auth": credential_id}
+    if user.etag and user.etag_auth:
+        fields |= {"etag": user.etag, "etag_auth": user.etag_auth}
     return fields

@@ -3,20 +3,19 @@ location; tests construct them directly."""
 
 from __future__ import annotations
 
-import hashlib
 from typing import Literal
 
 import dagster as dg
+import requests
 from pydantic import Field
 
-from gh_assets.github import (
-    DEFAULT_API_URL,
-    DEFAULT_MAX_CONCURRENCY,
-    GitHubClient,
-    url_credentials,
-)
+from gh_assets.github import DEFAULT_API_URL, DEFAULT_MAX_CONCURRENCY, GitHubClient
+from gh_assets.github.app_auth import GitHubApp, load_private_key
+from gh_assets.github.governor import Governor, GovernorLimits
 from gh_assets.settings import DEFAULT_REDIS_URL, Settings
 from gh_assets.storage import RedisStore
+
+_LIMITS = GovernorLimits()
 
 
 class GitHubResource(dg.ConfigurableResource):
@@ -29,7 +28,38 @@ class GitHubResource(dg.ConfigurableResource):
     token: str | None = Field(
         default=None,
         repr=False,
-        description="Personal access or app token; anonymous when unset (60 requests/hour).",
+        description="Personal access token, or several comma-separated (tokens of one account "
+        "share its budget); anonymous when unset (60 requests/hour).",
+    )
+    app_id: int | None = Field(default=None, description="GitHub App id (with the key below).")
+    app_private_key: str | None = Field(
+        default=None, repr=False, description="GitHub App private key: PEM text or a file path."
+    )
+    app_installation_ids: list[int] = Field(
+        default=[], description="The App's installations to use; every one when empty."
+    )
+    budget_redis_url: str | None = Field(
+        default=None,
+        repr=False,
+        description="Redis holding the rate budget shared by every process (REDIS_URL); "
+        "without it each client keeps to itself.",
+    )
+    budget_key_prefix: str = Field(default="gh:", description="Prefix of the budget's keys.")
+    rest_points_per_minute: int = Field(
+        default=_LIMITS.rest_points_per_minute,
+        description="REST points per minute per identity, every process together (GitHub: "
+        "900); 0: no pacing.",
+    )
+    graphql_points_per_minute: int = Field(
+        default=_LIMITS.graphql_points_per_minute,
+        description="GraphQL points per minute per identity (GitHub: 2,000); 0: no pacing.",
+    )
+    max_in_flight: int = Field(
+        default=_LIMITS.max_in_flight,
+        description="Requests in flight per identity, every process together (GitHub: 100).",
+    )
+    rate_minute: float = Field(
+        default=_LIMITS.minute, description="Seconds in GitHub's minute (tests shorten it)."
     )
     timeout: float = Field(default=30.0, description="Seconds before one HTTP request gives up.")
     max_concurrency: int = Field(
@@ -60,6 +90,15 @@ class GitHubResource(dg.ConfigurableResource):
             max_concurrency=settings.max_concurrency,
             max_retries=settings.max_retries,
             max_rate_limit_wait=settings.max_rate_limit_wait,
+            app_id=settings.app_id,
+            app_private_key=settings.secret("app_private_key"),
+            app_installation_ids=list(settings.app_installation_ids),
+            budget_redis_url=settings.secret("redis_url"),
+            budget_key_prefix=settings.key_prefix,
+            rest_points_per_minute=settings.rest_points_per_minute,
+            graphql_points_per_minute=settings.graphql_points_per_minute,
+            max_in_flight=settings.max_in_flight,
+            rate_minute=settings.rate_minute,
         )
 
     def get_client(self) -> GitHubClient:
@@ -72,18 +111,32 @@ class GitHubResource(dg.ConfigurableResource):
             max_rate_limit_wait=self.max_rate_limit_wait,
             detail_mode=self.detail_mode,
             graphql_url=self.graphql_url,
+            governor=self.get_governor(),
+            app=self._app(),
+            installation_ids=self.app_installation_ids,
         )
 
-    @property
-    def credential_id(self) -> str:
-        """Names the credential behind stored ETags (valid only for the token that got them)
-        without revealing it: a short digest of the token (or of the user and password in
-        ``api_url``), or ``anonymous``."""
-        basic = url_credentials(self.api_url)
-        secret = self.token or (":".join(basic) if basic else None)
-        if not secret:
-            return "anonymous"
-        return "sha256:" + hashlib.sha256(secret.encode()).hexdigest()[:12]
+    def get_governor(self) -> Governor | None:
+        """The budget shared through Redis, or None without ``budget_redis_url``."""
+        if not self.budget_redis_url:
+            return None
+        limits = GovernorLimits(
+            rest_points_per_minute=self.rest_points_per_minute,
+            graphql_points_per_minute=self.graphql_points_per_minute,
+            max_in_flight=self.max_in_flight,
+            lease_seconds=self.timeout + 30,
+            minute=self.rate_minute,
+        )
+        store = RedisStore.from_url(self.budget_redis_url, self.budget_key_prefix)
+        return Governor(store.client, limits, self.budget_key_prefix)
+
+    def _app(self) -> GitHubApp | None:
+        if self.app_id is None or not self.app_private_key:
+            return None
+        session = requests.Session()
+        session.headers["User-Agent"] = "gh-assets/0.1 (+https://github.com/gh-assets)"
+        pem = load_private_key(self.app_private_key)
+        return GitHubApp(str(self.app_id), pem, self.api_url, session, timeout=self.timeout)
 
 
 class RedisURLError(ValueError):

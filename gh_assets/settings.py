@@ -24,7 +24,13 @@ DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 REDIS_SCHEMES = ("redis", "rediss", "unix")
 # Settings holding a secret: resources bind them by name (dg.EnvVar), so the UI never shows them;
 # the API URL only when it carries a user and password.
-SECRETS = {"token": "GITHUB_TOKEN", "redis_url": "REDIS_URL", "api_url": "GITHUB_API_URL"}
+SECRETS = {
+    "token": "GITHUB_TOKEN",
+    "app_private_key": "GITHUB_APP_PRIVATE_KEY",
+    "redis_url": "REDIS_URL",
+    "api_url": "GITHUB_API_URL",
+}
+HIDDEN = ("token", "app_private_key")  # never shown, not even in a refusal
 
 
 class SettingsError(ValueError):
@@ -67,6 +73,13 @@ def _text(raw: str) -> str:
     return raw
 
 
+def _ids(raw: str) -> tuple[int, ...]:
+    ids = tuple(part.strip() for part in raw.split(",") if part.strip())
+    if not ids or not all(part.isdecimal() and int(part) > 0 for part in ids):
+        raise SettingsError("whole numbers >= 1, comma-separated")
+    return tuple(int(part) for part in ids)
+
+
 def _env(name: str, parse: Callable[[str], Any], **options: Any) -> Any:
     """A dataclass field read from environment variable ``name`` by ``parse``."""
     return field(metadata={"env": name, "parse": parse}, **options)
@@ -77,13 +90,23 @@ class Settings:
     """The crawl's configuration; defaults are what an unset variable means."""
 
     api_url: str = _env("GITHUB_API_URL", _url("https", "http"), default=DEFAULT_API_URL)
-    token: str | None = _env("GITHUB_TOKEN", _text, default=None, repr=False)
+    token: str | None = _env("GITHUB_TOKEN", _text, default=None, repr=False)  # one or several
+    app_id: int | None = _env("GITHUB_APP_ID", _whole(1), default=None)
+    app_private_key: str | None = _env("GITHUB_APP_PRIVATE_KEY", _text, default=None, repr=False)
+    app_installation_ids: tuple[int, ...] = _env("GITHUB_APP_INSTALLATION_IDS", _ids, default=())
     detail_mode: str = _env("GH_ASSETS_DETAIL_MODE", _one_of(*DETAIL_MODES), default="rest")
     max_concurrency: int = _env(
         "GH_ASSETS_MAX_CONCURRENCY", _whole(1), default=DEFAULT_MAX_CONCURRENCY
     )
     max_retries: int = _env("GH_ASSETS_MAX_RETRIES", _whole(0), default=5)
     max_rate_limit_wait: int = _env("GH_ASSETS_MAX_RATE_LIMIT_WAIT", _whole(0), default=90)
+    # The shared budget per identity (gh_assets.github.governor); 0 points: no pacing.
+    rest_points_per_minute: int = _env("GH_ASSETS_REST_POINTS_PER_MINUTE", _whole(0), default=870)
+    graphql_points_per_minute: int = _env(
+        "GH_ASSETS_GRAPHQL_POINTS_PER_MINUTE", _whole(0), default=1_900
+    )
+    max_in_flight: int = _env("GH_ASSETS_MAX_IN_FLIGHT", _whole(1), default=50)
+    rate_minute: int = _env("GH_ASSETS_RATE_MINUTE", _whole(1), default=60)  # tests shorten it
     redis_url: str = _env("REDIS_URL", _url(*REDIS_SCHEMES), default=DEFAULT_REDIS_URL, repr=False)
     key_prefix: str = _env("GH_ASSETS_KEY_PREFIX", _text, default="gh:")
     page_size: int = _env("GH_ASSETS_PAGE_SIZE", _whole(1), default=100)
@@ -102,6 +125,10 @@ class Settings:
         # requests would send the URL's Basic auth instead of the token: refuse to guess.
         if self.token and url_credentials(self.api_url):
             raise SettingsError(CREDENTIALS_CONFLICT.format(url=safe_url(self.api_url)))
+        if (self.app_id is None) != (self.app_private_key is None):
+            raise SettingsError(
+                "GITHUB_APP_ID and GITHUB_APP_PRIVATE_KEY go together: set both or neither"
+            )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -116,7 +143,7 @@ class Settings:
             try:
                 values[spec.name] = spec.metadata["parse"](raw)
             except SettingsError as expected:
-                shown = "(set, not shown)" if spec.name == "token" else repr(safe_url(raw))
+                shown = "(set, not shown)" if spec.name in HIDDEN else repr(safe_url(raw))
                 raise SettingsError(f"{name}={shown}: expected {expected}") from None
         bound = frozenset(
             SECRETS[name]

@@ -11,6 +11,7 @@ import pytest
 
 from gh_assets.crawl import PAGES_IN_FLIGHT, crawl_page, crawl_pages
 from gh_assets.github import GitHubClient, GitHubError, ListedUser
+from gh_assets.github.credentials import digest
 from gh_assets.local.standin import Dataset, StandinServer
 from gh_assets.local.standin.http_server import Reply, Request
 from gh_assets.partitions import PageWindow
@@ -35,7 +36,7 @@ def stored(store: RedisStore, window: PageWindow) -> dict[int, dict[str, str]]:
 def test_a_page_holds_exactly_its_users(
     client: GitHubClient, store: RedisStore, dataset: Dataset
 ) -> None:
-    report = crawl_page(client, store, WINDOW, "anonymous")
+    report = crawl_page(client, store, WINDOW)
 
     expected = truth(dataset, WINDOW)
     assert 40 < len(expected) < 100  # sparse IDs, as on GitHub
@@ -53,7 +54,7 @@ def test_a_wide_window_follows_several_list_pages(
     client: GitHubClient, store: RedisStore, dataset: Dataset
 ) -> None:
     window = PageWindow(1, 400)
-    report = crawl_page(client, store, window, "anonymous")
+    report = crawl_page(client, store, window)
     expected = truth(dataset, window)
     assert len(expected) > 200
     assert stored(store, window) == expected
@@ -72,7 +73,7 @@ def test_a_user_deleted_after_listing_is_recorded_gone(
             return listed
 
     with DeletesAfterListing(standin.url) as client:
-        report = crawl_page(client, store, WINDOW, "anonymous")
+        report = crawl_page(client, store, WINDOW)
 
     assert report.gone == 1
     assert store.page_gone(WINDOW.key) == {victim}
@@ -85,7 +86,7 @@ def test_a_failing_page_writes_nothing_and_a_rerun_completes_it(
 ) -> None:
     members = dataset.users_between(WINDOW.first_id, WINDOW.last_id)
     with GitHubClient(standin.url, backoff_base=0.01, max_retries=2) as client:
-        crawl_page(client, store, WINDOW, "anonymous")
+        crawl_page(client, store, WINDOW)
         before = stored(store, WINDOW), store.page_meta(WINDOW.key)
         dataset.update(members[0].id, followers=members[0].followers + 1000)
         broken = members[-1].id
@@ -100,11 +101,11 @@ def test_a_failing_page_writes_nothing_and_a_rerun_completes_it(
             FailsAfterListing(standin.url, backoff_base=0.01, max_retries=2) as failing,
             pytest.raises(GitHubError, match=f"/user/{broken} -> 502"),
         ):
-            crawl_page(failing, store, WINDOW, "anonymous")
+            crawl_page(failing, store, WINDOW)
         assert (stored(store, WINDOW), store.page_meta(WINDOW.key)) == before
 
         standin.heal()
-        crawl_page(client, store, WINDOW, "anonymous")
+        crawl_page(client, store, WINDOW)
     assert stored(store, WINDOW) == truth(dataset, WINDOW)
     assert stored(store, WINDOW)[members[0].id]["followers"] == str(members[0].followers + 1000)
 
@@ -112,20 +113,21 @@ def test_a_failing_page_writes_nothing_and_a_rerun_completes_it(
 def test_a_recrawl_is_conditional_for_the_same_credential_only(
     client: GitHubClient, store: RedisStore, dataset: Dataset
 ) -> None:
-    first = crawl_page(client, store, WINDOW, "anonymous")
+    first = crawl_page(client, store, WINDOW)
     changed = dataset.users_between(WINDOW.first_id, WINDOW.last_id)[1]
     dataset.update(changed.id, public_repos=changed.public_repos + 5)
     fetched_before = store.read_users([changed.id])[changed.id]["fetched_at"]
 
-    again = crawl_page(client, store, WINDOW, "anonymous")
+    again = crawl_page(client, store, WINDOW)
     assert again.not_modified == first.written - 1  # every user but the changed one: 304
     assert stored(store, WINDOW) == truth(dataset, WINDOW)
     assert store.read_users([changed.id])[changed.id]["fetched_at"] >= fetched_before
 
-    other = crawl_page(client, store, WINDOW, "sha256:another-token")
+    with GitHubClient(client._api_url, "another-token") as other_client:
+        other = crawl_page(other_client, store, WINDOW)
     assert other.not_modified == 0  # ETags are only valid for the credential that got them
     assert {h["etag_auth"] for h in store.read_users(store.page_members(WINDOW.key)).values()} == {
-        "sha256:another-token"
+        digest("another-token")
     }
 
 
@@ -183,7 +185,7 @@ def test_overlapping_pages_hold_exactly_their_users_and_count_their_own_requests
     with GitHubClient(
         recording.url, max_concurrency=4, backoff_base=0.01, backoff_max=0.05
     ) as client:
-        reports = list(crawl_pages(client, store, windows, "anonymous"))
+        reports = list(crawl_pages(client, store, windows))
 
     assert [r.page for r in reports] == [w.key for w in windows]
     assert client.stats.retries > 0
@@ -204,7 +206,7 @@ def test_overlapping_pages_never_exceed_the_clients_requests_in_flight(
     windows = [PageWindow.number(k, 100) for k in range(4)]
     recording.set_faults(latency_ms=20)
     with GitHubClient(recording.url, max_concurrency=4) as client:
-        reports = list(crawl_pages(client, store, windows, "anonymous"))
+        reports = list(crawl_pages(client, store, windows))
 
     assert recording.stats()["requests"]["peak_in_flight"] == 4  # reached, and never more
     assert sum(r.requests for r in reports) == len(recording.targets)
@@ -226,7 +228,7 @@ def test_a_failing_page_stops_the_run_after_the_pages_before_it(
     threads_before = crawl_threads()
     reports = []
     with GitHubClient(recording.url, max_retries=1, backoff_base=0.01) as client:
-        pages = crawl_pages(client, store, windows, "anonymous")
+        pages = crawl_pages(client, store, windows)
         with pytest.raises(GitHubError, match=f"/user/{victim} -> 502"):
             for report in pages:
                 reports.append(report)
@@ -247,7 +249,7 @@ def test_closing_the_iterator_early_waits_for_the_running_pages(
     windows = [PageWindow.number(k, 100) for k in range(6)]
     threads_before = crawl_threads()
     with GitHubClient(recording.url) as client:
-        pages = crawl_pages(client, store, windows, "anonymous")
+        pages = crawl_pages(client, store, windows)
         first = next(pages)
         pages.close()
     assert first.page == windows[0].key

@@ -129,10 +129,10 @@ def test_both_modes_write_identical_hashes(
     assert organizations and len(expected) < WIDE.last_id  # orgs, and IDs that do not exist
     list_requests = listing_requests(standin, WIDE)
 
-    rest = crawl_page(client, store, WIDE, "anonymous")
+    rest = crawl_page(client, store, WIDE)
     graphql_store = RedisStore.from_url(redis_url, key_prefix + "graphql:")  # cleaned with it
     try:
-        graphql = crawl_page(gql, graphql_store, WIDE, "anonymous")
+        graphql = crawl_page(gql, graphql_store, WIDE)
         by_rest, by_graphql = hashes(store, WIDE), hashes(graphql_store, WIDE)
         meta = graphql_store.page_meta(WIDE.key)
     finally:
@@ -163,7 +163,7 @@ def test_graphql_needs_under_three_hundredths_of_a_request_per_user(
         dataset.update(org.id, type="User")
     list_requests = sum(listing_requests(standin, w) for w in pages)
 
-    reports = [crawl_page(gql, store, w, "anonymous") for w in pages]
+    reports = [crawl_page(gql, store, w) for w in pages]
 
     users = [len(truth(dataset, pages[0])) - 1, len(truth(dataset, pages[1]))]
     queries = [size for n in users for size in batches(n)]
@@ -190,7 +190,7 @@ def test_more_than_100_users_are_chunked(
 ) -> None:
     window = PageWindow(1, 1000)
     users = [u for u in dataset.users_between(1, 1000) if u.type == "User"]
-    crawl_page(gql, store, window, "anonymous")
+    crawl_page(gql, store, window)
     sizes = sorted((len(q["variables"]["ids"]) for q in sent_queries), reverse=True)
     assert sizes == batches(len(users)) and len(sizes) > 1
     sent = sorted(i for q in sent_queries for i in q["variables"]["ids"])
@@ -227,7 +227,7 @@ def test_owner_affiliations_are_sent_and_change_the_count(
     store: RedisStore,
     sent_queries: list[dict[str, Any]],
 ) -> None:
-    crawl_page(gql, store, WINDOW, "anonymous")
+    crawl_page(gql, store, WINDOW)
     assert stable(hashes(store, WINDOW)) == truth(dataset, WINDOW)
     arguments = {
         (field.name.value, arg.name.value): print_ast(arg.value)
@@ -296,7 +296,7 @@ def test_what_graphql_cannot_answer_comes_from_rest(
             return listed
 
     with Stale(standin.url, detail_mode="graphql") as client:
-        report = crawl_page(client, store, WINDOW, "anonymous")
+        report = crawl_page(client, store, WINDOW)
 
     assert stable(hashes(store, WINDOW)) == truth(dataset, WINDOW)
     assert store.user_id_for_login("renamed-after-listing") == renamed
@@ -320,7 +320,7 @@ def test_a_node_deleted_after_listing_is_recorded_gone(
             return listed
 
     with DeletesAfterListing(standin.url, detail_mode="graphql") as client:
-        report = crawl_page(client, store, WINDOW, "anonymous")
+        report = crawl_page(client, store, WINDOW)
 
     assert report.gone == 1
     assert store.page_gone(WINDOW.key) == {victim.id}
@@ -346,9 +346,9 @@ def test_a_node_deleted_after_listing_is_recorded_gone(
 def test_a_recrawl_in_graphql_mode_drops_the_rest_etags(
     client: GitHubClient, gql: GitHubClient, store: RedisStore, dataset: Dataset
 ) -> None:
-    crawl_page(client, store, WINDOW, "anonymous")
+    crawl_page(client, store, WINDOW)
     before = hashes(store, WINDOW)
-    report = crawl_page(gql, store, WINDOW, "anonymous")
+    report = crawl_page(gql, store, WINDOW)
     after = hashes(store, WINDOW)
     organizations = {i for i, h in after.items() if h["type"] == "Organization"}
     assert report.not_modified == len(organizations)  # REST fallbacks still revalidate
@@ -372,7 +372,7 @@ def test_graphql_rate_limited_with_http_200_waits_for_a_near_reset(
     # One request at a time, so exactly one query meets the spent budget.
     with GitHubClient(standin.url, detail_mode="graphql", max_concurrency=1) as client:
         client._sleep = sleep
-        crawl_page(client, store, WIDE, "anonymous")
+        crawl_page(client, store, WIDE)
         assert client.stats.retries == 1
     assert len(waits) == 1 and 1 < waits[0] <= 32
     assert stable(hashes(store, WIDE)) == truth(dataset, WIDE)
@@ -400,7 +400,7 @@ def test_graphql_rate_limited_with_a_distant_reset_raises(
     waits: list[float] = []
     gql._sleep = waits.append
     with pytest.raises(RateLimitError) as raised:
-        crawl_page(gql, store, WINDOW, "anonymous")
+        crawl_page(gql, store, WINDOW)
     error = raised.value
     assert waits == [] and not error.secondary and error.status == 200
     assert abs(error.reset_at.timestamp() - (start + 3600)) < 5
@@ -438,7 +438,7 @@ def test_a_502_on_graphql_is_retried(
     waits: list[float] = []
     with FailsAfterListing(standin.url, detail_mode="graphql", backoff_base=0.01) as client:
         client._sleep = lambda seconds: (waits.append(seconds), standin.heal())
-        crawl_page(client, store, WINDOW, "anonymous")
+        crawl_page(client, store, WINDOW)
         assert client.stats.retries == len(waits) == 1
     assert stable(hashes(store, WINDOW)) == truth(dataset, WINDOW)
     assert standin.stats()["requests"]["by_status"].get("502") == 1

@@ -85,7 +85,7 @@ def test_a_recrawl_repairs_a_corrupt_stored_hash(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     with GitHubClient(recording.url, backoff_base=0.01) as client:
-        first = crawl_page(client, store, WINDOW, "anonymous")
+        first = crawl_page(client, store, WINDOW)
         victim = sorted(truth(dataset, WINDOW))[5]
         if value is None:
             store.client.hdel(store.user_key(victim), field)
@@ -94,7 +94,7 @@ def test_a_recrawl_repairs_a_corrupt_stored_hash(
         recording.details.clear()
         recording.reset_stats()
 
-        again = crawl_page(client, store, WINDOW, "anonymous")
+        again = crawl_page(client, store, WINDOW)
 
     assert stored(store, WINDOW) == truth(dataset, WINDOW)  # the victim's hash is the truth again
     assert store.read_users([victim])[victim]["etag"]  # and conditional on the next re-crawl
@@ -207,7 +207,7 @@ def test_a_page_written_after_the_read_does_not_fail_the_rows_check(
     def read_then_a_page_lands(self: RedisStore, *args: Any, **kwargs: Any) -> pd.DataFrame:
         frame = read_frame(self, *args, **kwargs)
         with GitHubClient(standin.url) as client:  # a page run finishes before the checks run
-            crawl_page(client, self, PageWindow.from_key(KEYS[2]), "anonymous")
+            crawl_page(client, self, PageWindow.from_key(KEYS[2]))
         return frame
 
     monkeypatch.setattr(RedisStore, "read_frame", read_then_a_page_lands)
@@ -225,13 +225,13 @@ def test_a_user_deleted_during_the_read_is_neither_a_row_nor_a_fault(
     store: RedisStore, standin: StandinServer, dataset: Dataset, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with GitHubClient(standin.url) as client:
-        crawl_page(client, store, WINDOW, "anonymous")
+        crawl_page(client, store, WINDOW)
         victim = sorted(truth(dataset, WINDOW))[3]
         read = bulk_read.read_frame
 
         def snapshot_then_a_deletion(*args: Any, **kwargs: Any) -> Any:
             dataset.delete(victim)  # a re-crawl after the id snapshot finds the account gone
-            crawl_page(client, store, WINDOW, "anonymous")
+            crawl_page(client, store, WINDOW)
             return read(*args, **kwargs)
 
         monkeypatch.setattr(bulk_read, "read_frame", snapshot_then_a_deletion)

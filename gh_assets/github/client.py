@@ -1,7 +1,8 @@
 """``GitHubClient``: the users crawl's calls, over REST and, for counters, optionally GraphQL."""
 
 import logging
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, as_completed, wait
 from dataclasses import replace
 from typing import Any, Literal, get_args
@@ -9,8 +10,11 @@ from urllib.parse import urlsplit, urlunsplit
 
 import requests
 
+from gh_assets.github.app_auth import GitHubApp
 from gh_assets.github.concurrency import DEFAULT_MAX_CONCURRENCY, _submit, _worker_pool
+from gh_assets.github.credentials import Credential, split_tokens, token_credential
 from gh_assets.github.errors import GitHubConfigError, GitHubHTTPError, MalformedResponseError
+from gh_assets.github.governor import Governor
 from gh_assets.github.graphql import (
     GRAPHQL_BATCH,
     USER_COUNTS_QUERY,
@@ -22,7 +26,7 @@ from gh_assets.github.graphql import (
     graphql_endpoint,
 )
 from gh_assets.github.models import GONE, NOT_MODIFIED, Answer, ListedUser, UserDetail
-from gh_assets.github.transport import Transport
+from gh_assets.github.transport import Transport, _single_credential
 from gh_assets.github.urls import origin_of, safe_url, url_credentials
 from gh_assets.github.validation import _etag, _listed_user, _parse, _Shape, _user_detail
 
@@ -37,6 +41,10 @@ CREDENTIALS_CONFLICT = (
     "credential would be sent is ambiguous; keep only one of them"
 )
 DETAIL_MODES: tuple[str, ...] = get_args(DetailMode)
+# A stored ETag: the tag alone (sent with any credential) or (tag, digest of the credential
+# that got it), or None.
+StoredETag = str | tuple[str, str | None] | None
+ACCOUNT_TTL = 24 * 3600  # how long a token's account, once found, is remembered in Redis
 
 
 class GitHubClient(Transport):
@@ -46,6 +54,11 @@ class GitHubClient(Transport):
     pages or threads share it (list requests included); backoff and rate-limit sleeps hold no
     slot. ``detail_mode`` chooses how ``get_details`` reads counters; GraphQL goes to
     ``graphql_url``, by default derived from ``api_url``, and needs a token on GitHub itself.
+
+    ``token`` may hold several tokens, comma-separated, and ``app`` adds a GitHub App's
+    installations; with a ``governor`` each request waits for the shared budget of one of their
+    identities (accounts and installations, found before the first request), and without one
+    only the first credential is used.
     """
 
     def __init__(
@@ -62,6 +75,9 @@ class GitHubClient(Transport):
         user_agent: str = "gh-assets/0.1 (+https://github.com/gh-assets)",
         detail_mode: DetailMode = "rest",
         graphql_url: str | None = None,
+        governor: Governor | None = None,
+        app: GitHubApp | None = None,
+        installation_ids: Sequence[int] = (),
     ) -> None:
         parts = urlsplit(api_url.rstrip("/"))
         if not _is_http_url(api_url):
@@ -75,10 +91,15 @@ class GitHubClient(Transport):
                 f"GH_ASSETS_DETAIL_MODE: detail_mode must be one of {', '.join(DETAIL_MODES)}, "
                 f"got {detail_mode!r}"
             )
-        token = token or None
+        tokens = split_tokens(token)
+        token = tokens[0] if tokens else None
         basic_auth = url_credentials(api_url)
         if basic_auth and token:
             raise GitHubConfigError(CREDENTIALS_CONFLICT.format(url=safe_url(api_url)))
+        self._app, self._installation_ids = app, list(installation_ids)
+        self._unresolved = [token_credential(t) for t in tokens]
+        self._resolved: list[Credential] | None = None
+        self._resolving = threading.Lock()
         # Credentials leave the URL for the session, so every request to the API carries them,
         # next-page links included, and no URL the client shows or logs can hold them.
         self._api_url = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
@@ -88,7 +109,7 @@ class GitHubClient(Transport):
             raise GitHubConfigError(
                 f"graphql_url must be an http(s) URL, got {safe_url(self._graphql_url)!r}"
             )
-        anonymous = token is None and basic_auth is None
+        anonymous = token is None and basic_auth is None and app is None
         if detail_mode == "graphql" and anonymous and _is_github(self._graphql_url):
             raise GitHubConfigError(
                 f"detail_mode='graphql' needs a token: GitHub's GraphQL API "
@@ -107,13 +128,16 @@ class GitHubClient(Transport):
             backoff_max=backoff_max,
             max_rate_limit_wait=max_rate_limit_wait,
             user_agent=user_agent,
+            credentials=None if app is None else [],
+            governor=governor,
         )
+        self._secrets += tokens[1:]
 
     def __repr__(self) -> str:
         mode = "" if self._detail_mode == "rest" else f", detail_mode={self._detail_mode!r}"
         return (
             f"GitHubClient(api_url={safe_url(self._api_url)!r}, "
-            f"authenticated={self._session.auth is not None or self._token is not None}, "
+            f"authenticated={bool(self._session.auth or self._unresolved or self._app)}, "
             f"max_concurrency={self._max_concurrency}"
             f"{mode})"
         )
@@ -125,6 +149,61 @@ class GitHubClient(Transport):
     @property
     def graphql_url(self) -> str:
         return self._graphql_url
+
+    def _ready_credentials(self) -> list[Credential]:
+        """The credentials to send with, each token's account found once (``GET /user``, then
+        remembered in Redis for a day) so that tokens of one account share its budget; an App's
+        installations, each its own identity."""
+        if self._governor is None and self._app is None:
+            return self._credentials
+        if self._resolved is None:
+            with self._resolving:
+                if self._resolved is None:
+                    self._resolved = self._resolve()
+        return self._resolved
+
+    def _resolve(self) -> list[Credential]:
+        found: list[Credential] = []
+        for number, credential in enumerate(self._unresolved, 1):
+            found.append(self._with_account(number, credential))
+        if self._app is not None:
+            ids = self._installation_ids or self._app.installation_ids()
+            if not ids:
+                raise GitHubConfigError(
+                    "the GitHub App has no installation: install it on an account, or set "
+                    "GITHUB_APP_INSTALLATION_IDS"
+                )
+            for installation in ids:
+                identity = self._app.identity(installation)
+                bearer = _installation_bearer(self._app, installation)
+                found.append(Credential(identity, identity, bearer))
+        if not found:
+            found = [_single_credential(None, self._session.auth)]  # type: ignore[arg-type]
+        return found
+
+    def _with_account(self, number: int, credential: Credential) -> Credential:
+        """``credential`` named by its account's identity (``user:<id>``); a token that cannot
+        read ``/user`` (an installation token) stays an identity of its own."""
+        governor = self._governor
+        known = governor.identity_of(credential.digest) if governor else None
+        if known:
+            return replace(credential, identity=known)
+        url = f"{self._api_url}/user"
+        try:
+            resp, data = self._request("GET", url, passed=(403, 404), credential=credential)
+        except GitHubHTTPError as error:
+            raise GitHubHTTPError(
+                f"GITHUB_TOKEN #{number} ({credential.digest}): {error.detail}",
+                url=error.url,
+                status=error.status,
+            ) from None
+        identity = credential.identity
+        if resp.status_code == 200 and isinstance(data, dict) and type(data.get("id")) is int:
+            identity = f"user:{data['id']}"
+        if governor is not None:
+            governor.remember_identity(credential.digest, identity, ACCOUNT_TTL)
+            governor.observe(identity, resp.headers)
+        return replace(credential, identity=identity)
 
     def list_users(self, first_id: int, last_id: int) -> list[ListedUser]:
         """Every user with ``first_id <= id <= last_id``, following ``Link: rel="next"``."""
@@ -179,11 +258,15 @@ class GitHubClient(Transport):
         404, which is fine. Raises as any request does (401 for a refused token)."""
         self._get(f"{self._api_url}/rate_limit")
 
-    def get_user(self, user_id: int, etag: str | None = None) -> UserDetail | Answer:
-        """One user's counters; with ``etag``, ``NOT_MODIFIED`` when unchanged (free of quota)."""
+    def get_user(
+        self, user_id: int, etag: str | None = None, etag_auth: str | None = None
+    ) -> UserDetail | Answer:
+        """One user's counters; with ``etag``, ``NOT_MODIFIED`` when unchanged (free of quota).
+        ``etag_auth`` names the credential that got ``etag``: the ETag is sent only with it."""
         url = f"{self._api_url}/user/{user_id}"
         safe = safe_url(url)
-        resp, data = self._get(url, {"If-None-Match": f'W/"{etag}"'} if etag else None)
+        headers = {"If-None-Match": f'W/"{etag}"'} if etag else None
+        resp, data, sent_as = self._get_as(url, headers, etag_auth=etag_auth if etag else None)
         if resp.status_code == 304:
             self.stats._add(not_modified=1)
             return NOT_MODIFIED
@@ -194,12 +277,14 @@ class GitHubClient(Transport):
             raise MalformedResponseError(
                 f"asked for user {user_id}, got {user.id}", url=safe, status=200
             )
-        return replace(user, etag=_etag(resp.headers.get("ETag")))
+        etag = _etag(resp.headers.get("ETag"))
+        return replace(user, etag=etag, etag_auth=sent_as.digest if etag else None)
 
     def get_users(
-        self, requests: Sequence[tuple[int, str | None]]
+        self, requests: Sequence[tuple[int, str | None] | tuple[int, str | None, str | None]]
     ) -> dict[int, UserDetail | Answer]:
-        """``get_user`` for each ``(id, etag)``, within the client's ``max_concurrency``.
+        """``get_user`` for each ``(id, etag)`` or ``(id, etag, etag_auth)``, within the client's
+        ``max_concurrency``.
 
         The first error cancels the requests not yet started and is raised.
         """
@@ -207,13 +292,13 @@ class GitHubClient(Transport):
             return {}
         results: dict[int, UserDetail | Answer] = {}
         with _worker_pool(min(self._max_concurrency, len(requests))) as pool:
-            futures = {_submit(pool, self.get_user, uid, etag): uid for uid, etag in requests}
+            futures = {_submit(pool, self.get_user, *request): request[0] for request in requests}
             for future in as_completed(futures):
                 results[futures[future]] = future.result()
         return results
 
     def get_details(
-        self, listed: Sequence[ListedUser], etags: Mapping[int, str | None] | None = None
+        self, listed: Sequence[ListedUser], etags: Mapping[int, StoredETag] | None = None
     ) -> dict[int, UserDetail | Answer]:
         """The counters of every listed user, the way ``detail_mode`` says; ``etags`` (by id)
         make REST requests conditional.
@@ -225,7 +310,7 @@ class GitHubClient(Transport):
         """
         etags = etags or {}
         if self._detail_mode == "rest":
-            return self.get_users([(user.id, etags.get(user.id)) for user in listed])
+            return self.get_users([(user.id, *_etag_args(etags.get(user.id))) for user in listed])
         if not listed:
             return {}
         by_graphql = [u for u in listed if u.type == "User" and u.node_id]
@@ -236,7 +321,8 @@ class GitHubClient(Transport):
         results: dict[int, UserDetail | Answer] = {}
         with _worker_pool(min(self._max_concurrency, len(chunks) + len(by_rest))) as pool:
             pending: dict[Future[Any], int | None] = {
-                _submit(pool, self.get_user, uid, etags.get(uid)): uid for uid in by_rest
+                _submit(pool, self.get_user, uid, *_etag_args(etags.get(uid))): uid
+                for uid in by_rest
             }
             pending |= {_submit(pool, self._graphql_counts, chunk): None for chunk in chunks}
             while pending:
@@ -249,7 +335,8 @@ class GitHubClient(Transport):
                     answered, fallback = future.result()
                     results |= answered
                     for other in fallback:
-                        pending[_submit(pool, self.get_user, other, etags.get(other))] = other
+                        again = _submit(pool, self.get_user, other, *_etag_args(etags.get(other)))
+                        pending[again] = other
         return results
 
     def _graphql_counts(
@@ -260,7 +347,9 @@ class GitHubClient(Transport):
             raise ValueError(f"at most {GRAPHQL_BATCH} users per GraphQL query, got {len(users)}")
         safe = safe_url(self._graphql_url)
         payload = {"query": USER_COUNTS_QUERY, "variables": {"ids": [u.node_id for u in users]}}
-        _, data = self._post_json(self._graphql_url, payload)
+        # GitHub's price: the connections asked for over 100, at least 1 (4 per 100 users).
+        estimate = max(1, round(4 * len(users) / 100))
+        _, data = self._post_json(self._graphql_url, payload, cost=estimate)
         try:
             nodes, errors, cost = _graphql_nodes(data, len(users))
         except _Shape as exc:
@@ -288,6 +377,16 @@ class GitHubClient(Transport):
             else:
                 answered[user.id] = detail
         return answered, fallback
+
+
+def _etag_args(stored: StoredETag) -> tuple[str | None, str | None]:
+    if isinstance(stored, tuple):
+        return stored
+    return stored, None
+
+
+def _installation_bearer(app: GitHubApp, installation: int) -> Callable[[], str]:
+    return lambda: app.installation_token(installation)
 
 
 def _is_http_url(url: str) -> bool:

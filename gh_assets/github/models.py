@@ -26,6 +26,7 @@ class UserDetail:
     followers: int
     following: int
     etag: str | None = None  # opaque part only, without ``W/`` and quotes
+    etag_auth: str | None = None  # the digest of the credential that got ``etag``
 
 
 class Answer(Enum):

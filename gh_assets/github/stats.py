@@ -22,6 +22,7 @@ class RequestStats:
     graphql_points: int = 0  # sum of rateLimit.cost over answered GraphQL queries
     graphql_remaining: int | None = None  # the GraphQL budget (its own; REST's is above)
     graphql_reset: datetime | None = None
+    budget_wait: float = 0.0  # seconds requests waited for shared budget (the governor)
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()  # not a field: keeps asdict() and copies working
@@ -46,6 +47,10 @@ class RequestStats:
             else:
                 self.rate_limit_remaining, self.rate_limit_reset = remaining, reset_at
 
+    def _waited(self, seconds: float) -> None:
+        with self._lock:
+            self.budget_wait += seconds
+
     def _graphql_cost(self, cost: int) -> None:
         with self._lock:
             self.graphql_points += cost
@@ -60,10 +65,15 @@ class RequestTally:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.requests = 0
+        self.budget_wait = 0.0  # seconds its requests waited for shared budget, summed
 
     def _add(self) -> None:
         with self._lock:
             self.requests += 1
+
+    def _waited(self, seconds: float) -> None:
+        with self._lock:
+            self.budget_wait += seconds
 
 
 _TALLY: contextvars.ContextVar[RequestTally | None] = contextvars.ContextVar(

@@ -13,6 +13,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from gh_assets.github.concurrency import _Slots
+from gh_assets.github.credentials import ANONYMOUS, Credential, digest
 from gh_assets.github.errors import (
     GitHubHTTPError,
     GitHubUnreachableError,
@@ -20,10 +21,12 @@ from gh_assets.github.errors import (
     RateLimitError,
     connection_reason,
 )
+from gh_assets.github.governor import BudgetWaitTooLong, Governor, Grant, Resource
 from gh_assets.github.ratelimit import (
     SECONDARY_MIN_WAIT,
     RateLimitWait,
     _graphql_rate_limit,
+    _int_header,
     _rate_limit,
 )
 from gh_assets.github.stats import _TALLY, RequestStats
@@ -79,10 +82,18 @@ class Transport:
         backoff_max: float,
         max_rate_limit_wait: float,
         user_agent: str,
+        credentials: list[Credential] | None = None,
+        governor: Governor | None = None,
     ) -> None:
         self._origin = origin  # origin_of(api_url)
         self._token = token
         self._secrets = [secret for secret in (token, *(basic_auth or ())) if secret]
+        # Who may send: without a governor only the first credential is used (no shared budget
+        # to choose by); ``GitHubClient`` resolves several tokens' accounts before the first use.
+        if credentials is None:
+            credentials = [_single_credential(token, basic_auth)]
+        self._credentials = credentials
+        self._governor = governor
         self._timeout = timeout
         self._in_flight = _Slots(max_concurrency)
         self._max_retries = max_retries
@@ -103,8 +114,6 @@ class Transport:
                 "User-Agent": user_agent,
             }
         )
-        if self._token:
-            self._session.headers["Authorization"] = f"Bearer {self._token}"
 
     def close(self) -> None:
         self._session.close()
@@ -116,18 +125,36 @@ class Transport:
         self.close()
 
     def _get(
-        self, url: str, headers: Mapping[str, str] | None = None
+        self, url: str, headers: Mapping[str, str] | None = None, *, etag_auth: str | None = None
     ) -> tuple[requests.Response, Any]:
         """The final 200 (with its parsed JSON), 304 or 404 response; raises otherwise."""
-        return self._request("GET", url, headers, passed=(304, 404))
+        resp, data, _ = self._get_as(url, headers, etag_auth=etag_auth)
+        return resp, data
 
-    def _post_json(self, url: str, payload: Any) -> tuple[requests.Response, Any]:
-        """A GraphQL POST: the 200 and its parsed JSON, after GraphQL's rate-limit waits."""
+    def _get_as(
+        self, url: str, headers: Mapping[str, str] | None = None, *, etag_auth: str | None = None
+    ) -> tuple[requests.Response, Any, Credential]:
+        """``_get``, and the credential that got the answer. ``etag_auth`` names the credential
+        an ``If-None-Match`` ETag came from: it is sent only with that one (ETags are specific
+        to a token)."""
+        return self._request_as("GET", url, headers, passed=(304, 404), etag_auth=etag_auth)
+
+    def _post_json(self, url: str, payload: Any, cost: int = 1) -> tuple[requests.Response, Any]:
+        """A GraphQL POST (``cost``: its estimated points): the 200 and its parsed JSON, after
+        GraphQL's rate-limit waits."""
         headers = {"Accept": "application/json", "Content-Type": "application/json"}
         body = json.dumps(payload, separators=(",", ":")).encode()
-        return self._request("POST", url, headers, body=body, limited=_graphql_rate_limit)
+        return self._request(
+            "POST", url, headers, body=body, limited=_graphql_rate_limit, cost=cost
+        )
 
     def _request(
+        self, method: str, url: str, headers: Mapping[str, str] | None = None, **options: Any
+    ) -> tuple[requests.Response, Any]:
+        resp, data, _ = self._request_as(method, url, headers, **options)
+        return resp, data
+
+    def _request_as(
         self,
         method: str,
         url: str,
@@ -136,12 +163,17 @@ class Transport:
         body: bytes | None = None,
         passed: tuple[int, ...] = (),
         limited: Callable[[requests.Response, Any], RateLimitWait | None] | None = None,
-    ) -> tuple[requests.Response, Any]:
-        """One request with retries and rate-limit waits.
+        cost: int = 1,
+        etag_auth: str | None = None,
+        credential: Credential | None = None,
+    ) -> tuple[requests.Response, Any, Credential]:
+        """One request with retries and rate-limit waits, and the credential it was sent as.
 
         Returns a 200 with its parsed JSON, or a ``passed`` status with None; raises otherwise.
         ``limited`` recognises a rate limit inside a 200 (GraphQL's), as ``_rate_limit`` does
-        for 403/429.
+        for 403/429. With a governor every attempt waits for shared budget and a rate-limit
+        answer is reported to it (every process then holds back); ``credential`` sends as that
+        one credential, outside the governor (finding a token's account).
         """
         safe = safe_url(url)
         attempt = rate_limit_waits = 0
@@ -150,7 +182,16 @@ class Transport:
             status: int | None = None
             reason: str | None = None  # set when no connection could be made
             try:
-                resp, content = self._send(url, headers, safe, method=method, body=body)
+                resp, content, sent_as = self._send(
+                    url,
+                    headers,
+                    safe,
+                    method=method,
+                    body=body,
+                    cost=cost,
+                    etag_auth=etag_auth,
+                    credential=credential,
+                )
             except _TRANSIENT as exc:
                 if isinstance(exc, requests.ConnectionError):
                     reason = connection_reason(exc)
@@ -167,7 +208,7 @@ class Transport:
                         message = self._message(resp, content)
                         raise GitHubHTTPError(message, url=safe, status=status, method=method)
                 elif status in passed:
-                    return resp, None
+                    return resp, None, sent_as
                 elif status == 200:
                     try:
                         data = json.loads(content)
@@ -176,12 +217,24 @@ class Transport:
                     else:
                         limit = limited(resp, data) if limited else None
                         if limit is None:
-                            return resp, data
+                            return resp, data, sent_as
                 elif status >= 500:
                     problem = f"server error {status} {resp.reason}"
                 else:
                     message = self._message(resp, content)
                     raise GitHubHTTPError(message, url=safe, status=status, method=method)
+                if limit is not None and self._governor is not None and credential is None:
+                    if rate_limit_waits >= MAX_RATE_LIMIT_WAITS:
+                        raise RateLimitError(
+                            url=safe,
+                            status=status,
+                            reset_at=limit[1],
+                            secondary=limit[2],
+                            method=method,
+                        )
+                    rate_limit_waits += 1
+                    self._report_limit(resp, limit, sent_as, method, safe)
+                    continue
                 if limit is not None:
                     wait_for, reset_at, secondary = limit
                     if (
@@ -236,31 +289,127 @@ class Transport:
         *,
         method: str = "GET",
         body: bytes | None = None,
-    ) -> tuple[requests.Response, bytes]:
-        """One HTTP exchange within the client's in-flight bound; counted in ``stats`` and in
-        the caller's ``request_tally``. Reads at most MAX_BODY_BYTES (decoded): no OOM."""
+        cost: int = 1,
+        etag_auth: str | None = None,
+        credential: Credential | None = None,
+    ) -> tuple[requests.Response, bytes, Credential]:
+        """One HTTP exchange within the client's in-flight bound and, with a governor, a lease on
+        shared budget; counted in ``stats`` and in the caller's ``request_tally``. Reads at most
+        MAX_BODY_BYTES (decoded): no OOM. Returns the answer and the credential it was sent as."""
         with self._in_flight:
+            grant, credential = self._take_budget(method, safe, cost, etag_auth, credential)
+            headers = dict(headers or {})
+            if etag_auth is not None and credential.digest != etag_auth:
+                headers.pop("If-None-Match", None)  # another token's ETag could never match
+            if credential.bearer is not None:
+                token = credential.bearer()
+                if token not in self._secrets:
+                    self._secrets.append(token)  # an App's minted token: scrubbed too
+                headers["Authorization"] = f"Bearer {token}"
             self.stats._add(sent=1)
             tally = _TALLY.get()
             if tally is not None:
                 tally._add()
-            with self._session.request(
-                method, url, headers=headers, data=body, timeout=self._timeout, stream=True
-            ) as resp:
-                self.stats._observe(resp.headers)
-                chunks: list[bytes] = []
-                size = 0
-                for chunk in resp.iter_content(64 * 1024):
-                    size += len(chunk)
-                    if size > MAX_BODY_BYTES:
-                        raise MalformedResponseError(
-                            f"body larger than {MAX_BODY_BYTES} bytes",
-                            url=safe,
-                            status=resp.status_code,
-                            method=method,
-                        )
-                    chunks.append(chunk)
-        return resp, b"".join(chunks)
+            answered: requests.Response | None = None
+            try:
+                with self._session.request(
+                    method, url, headers=headers, data=body, timeout=self._timeout, stream=True
+                ) as resp:
+                    answered = resp
+                    self.stats._observe(resp.headers)
+                    chunks: list[bytes] = []
+                    size = 0
+                    for chunk in resp.iter_content(64 * 1024):
+                        size += len(chunk)
+                        if size > MAX_BODY_BYTES:
+                            raise MalformedResponseError(
+                                f"body larger than {MAX_BODY_BYTES} bytes",
+                                url=safe,
+                                status=resp.status_code,
+                                method=method,
+                            )
+                        chunks.append(chunk)
+            finally:
+                if grant is not None and self._governor is not None:
+                    self._governor.release(
+                        grant,
+                        None if answered is None else answered.headers,
+                        charged=answered is None or answered.status_code != 304,
+                        answered=answered is not None and answered.status_code < 500,
+                    )
+        return resp, b"".join(chunks), credential
+
+    def _take_budget(
+        self,
+        method: str,
+        safe: str,
+        cost: int,
+        etag_auth: str | None,
+        credential: Credential | None,
+    ) -> tuple[Grant | None, Credential]:
+        """The credential to send as and, with a governor, the lease that lets it send now (after
+        waiting for shared budget, counted in the caller's ``request_tally``)."""
+        if credential is not None:
+            return None, credential
+        credentials = self._ready_credentials()
+        if self._governor is None:
+            return None, credentials[0]
+        identities = list(dict.fromkeys(c.identity for c in credentials))
+        preferred = next((c for c in credentials if c.digest == etag_auth), None)
+        resource: Resource = "graphql" if method == "POST" else "core"
+        try:
+            grant = self._governor.acquire(
+                identities,
+                resource,
+                cost=cost,
+                prefer=preferred.identity if preferred else None,
+                max_wait=self._max_rate_limit_wait,
+            )
+        except BudgetWaitTooLong as held:
+            raise RateLimitError(
+                url=safe, status=0, reset_at=held.until, secondary=held.secondary, method=method
+            ) from None
+        self.stats._waited(grant.waited)
+        tally = _TALLY.get()
+        if tally is not None:
+            tally._waited(grant.waited)
+        if preferred is not None and preferred.identity == grant.identity:
+            return grant, preferred
+        return grant, next(c for c in credentials if c.identity == grant.identity)
+
+    def _ready_credentials(self) -> list[Credential]:
+        """The credentials to send with (``GitHubClient`` finds their accounts first)."""
+        return self._credentials
+
+    def _report_limit(
+        self,
+        resp: requests.Response,
+        limit: RateLimitWait,
+        sent_as: Credential,
+        method: str,
+        safe: str,
+    ) -> None:
+        """Tell the governor of a rate-limit answer: a secondary limit blocks the identity for
+        every process; an exhausted primary budget holds it until its reset (the release already
+        read the headers; GraphQL's RATE_LIMITED may come without them)."""
+        assert self._governor is not None
+        wait_for, reset_at, secondary = limit
+        if secondary:
+            retry_after = _int_header(resp.headers, "Retry-After")
+            wait_for = self._governor.block(sent_as.identity, retry_after)
+        elif _int_header(resp.headers, "X-RateLimit-Remaining") != 0:
+            resource: Resource = "graphql" if method == "POST" else "core"
+            self._governor.exhausted(sent_as.identity, resource, reset_at)
+        log.warning(
+            "%s %s -> %d: %s rate limit for %s; every process holds back %.0f s",
+            method,
+            safe,
+            resp.status_code,
+            "secondary" if secondary else "primary",
+            sent_as.identity,
+            wait_for,
+        )
+        self.stats._add(retries=1)
 
     def _same_origin(self, url: str, safe_from: str) -> str:
         """The next-page URL, refused if it points elsewhere: the token must not leave the API."""
@@ -285,3 +434,14 @@ class Transport:
         for secret in self._secrets:
             text = text.replace(secret, "***")
         return text
+
+
+def _single_credential(token: str | None, basic_auth: tuple[str, str] | None) -> Credential:
+    """The one credential of a client built without a list: a token, the API URL's user and
+    password (sent by the session), or none. Its digest is what stored ETags were named by."""
+    if token:
+        return Credential(digest(token), f"token:{digest(token)}", lambda: token)
+    if basic_auth:
+        name = digest(":".join(basic_auth))
+        return Credential(name, f"basic:{name}")
+    return Credential(ANONYMOUS, ANONYMOUS)

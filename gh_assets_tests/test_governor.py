@@ -1,0 +1,206 @@
+"""The shared rate budget in a real Redis: pacing, leases, primary budgets, blocks, choice."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from gh_assets.github.governor import BudgetWaitTooLong, Governor, GovernorLimits
+
+MINUTE = 1.0  # GitHub's minute, shortened
+
+
+@pytest.fixture
+def connection(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+def governor(connection: redis.Redis, key_prefix: str, **limits: float) -> Governor:
+    options = {"minute": MINUTE, "rest_points_per_minute": 0, "lease_seconds": 5.0} | limits
+    return Governor(connection, GovernorLimits(**options), key_prefix)
+
+
+def headers(limit: int, remaining: int, reset: float, resource: str = "core") -> dict[str, str]:
+    return {
+        "X-RateLimit-Limit": str(limit),
+        "X-RateLimit-Remaining": str(remaining),
+        "X-RateLimit-Reset": str(int(reset)),
+        "X-RateLimit-Resource": resource,
+    }
+
+
+def most_in_window(times: list[float], window: float) -> int:
+    """The most of ``times`` in any half-open window [t, t + window)."""
+    times = sorted(times)
+    most, start = 0, 0
+    for end, at in enumerate(times):
+        while times[start] <= at - window:
+            start += 1
+        most = max(most, end - start + 1)
+    return most
+
+
+def test_pacing_holds_every_rolling_minute_to_the_rate_across_threads(
+    connection: redis.Redis, key_prefix: str
+) -> None:
+    rate = 20
+    gov = governor(connection, key_prefix, rest_points_per_minute=rate)
+    sent: list[float] = []
+    lock = threading.Lock()
+
+    def send(count: int) -> None:
+        own = governor(connection, key_prefix, rest_points_per_minute=rate)  # another process
+        for _ in range(count):
+            grant = own.acquire(["user:1"], "core")
+            with lock:
+                sent.append(grant.slot)
+            own.release(grant, None, charged=True)
+
+    started = time.monotonic()
+    threads = [threading.Thread(target=send, args=(20,)) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.monotonic() - started
+    assert len(sent) == 60
+    assert most_in_window(sent, MINUTE) == rate  # by Redis's clock; the network adds jitter
+    assert elapsed >= (60 - 1) * MINUTE / rate * 0.95  # no burst beyond the rate
+    assert elapsed <= 60 * MINUTE / rate * 1.5  # and the rate is kept up
+    assert gov.state("user:1")["core:reserved"] == 0
+
+
+def test_a_lease_never_released_frees_its_slot_when_it_expires(
+    connection: redis.Redis, key_prefix: str
+) -> None:
+    gov = governor(connection, key_prefix, max_in_flight=2, lease_seconds=0.6)
+    held = [gov.acquire(["user:1"], "core") for _ in range(2)]  # a holder killed: never released
+    started = time.monotonic()
+    grant = gov.acquire(["user:1"], "core")
+    waited = time.monotonic() - started
+    assert 0.4 <= waited <= 2.0 and grant.lease not in {g.lease for g in held}
+    assert grant.waited == pytest.approx(waited, abs=0.05)
+
+
+def test_the_primary_budget_is_reserved_and_corrected_from_headers(
+    connection: redis.Redis, key_prefix: str
+) -> None:
+    gov = governor(connection, key_prefix)
+    reset = time.time() + 100
+    gov.observe("user:1", headers(5000, 2, reset))
+    first, second = gov.acquire(["user:1"], "core"), gov.acquire(["user:1"], "core")
+    with pytest.raises(BudgetWaitTooLong) as held:  # two in flight hold the last two points
+        gov.acquire(["user:1"], "core", max_wait=10)
+    assert held.value.reason == "primary" and not held.value.secondary
+    assert 95 <= held.value.seconds <= 101
+    gov.release(first, headers(5000, 2, reset), charged=False)  # a 304: not counted
+    third = gov.acquire(["user:1"], "core")
+    gov.release(second, headers(5000, 1, reset), charged=True)
+    gov.release(third, headers(5000, 0, reset), charged=True)
+    state = gov.state("user:1")
+    assert (state["core:remaining"], state["core:reserved"]) == (0, 0)
+    assert gov.state("user:1")["core:limit"] == 5000
+
+
+def test_answers_overtaking_each_other_keep_the_lowest_count(
+    connection: redis.Redis, key_prefix: str
+) -> None:
+    gov = governor(connection, key_prefix)
+    reset = time.time() + 100
+    gov.observe("user:1", headers(5000, 10, reset))
+    gov.observe("user:1", headers(5000, 12, reset))  # an older answer, late
+    assert gov.state("user:1")["core:remaining"] == 10
+    gov.observe("user:1", headers(5000, 4999, reset + 3600))  # the next window
+    assert gov.state("user:1")["core:remaining"] == 4999
+
+
+def test_a_passed_reset_refills_the_budget(connection: redis.Redis, key_prefix: str) -> None:
+    gov = governor(connection, key_prefix)
+    gov.observe("user:1", headers(60, 0, int(time.time()) + 2))  # GitHub's resets are whole
+    with pytest.raises(BudgetWaitTooLong):
+        gov.acquire(["user:1"], "core", max_wait=0)
+    grant = gov.acquire(["user:1"], "core", max_wait=3)
+    assert grant.waited >= 0.9
+    assert gov.state("user:1")["core:remaining"] == 60
+
+
+def test_the_budget_that_resets_first_is_spent_first_and_a_preference_wins(
+    connection: redis.Redis, key_prefix: str
+) -> None:
+    gov = governor(connection, key_prefix)
+    now = time.time()
+    gov.observe("user:1", headers(5000, 4000, now + 3000))
+    gov.observe("user:2", headers(5000, 4000, now + 600))
+    assert gov.acquire(["user:1", "user:2"], "core").identity == "user:2"
+    assert gov.acquire(["user:1", "user:2"], "core", prefer="user:1").identity == "user:1"
+    gov.observe("user:2", headers(5000, 0, now + 600))
+    assert gov.acquire(["user:1", "user:2"], "core", prefer="user:2").identity == "user:1"
+
+
+def test_rest_and_graphql_are_separate_budgets(connection: redis.Redis, key_prefix: str) -> None:
+    gov = governor(connection, key_prefix)
+    gov.observe("user:1", headers(5000, 0, time.time() + 600))
+    with pytest.raises(BudgetWaitTooLong):
+        gov.acquire(["user:1"], "core", max_wait=0)
+    gov.observe("user:1", headers(5000, 8, time.time() + 600, "graphql"))
+    assert gov.acquire(["user:1"], "graphql", cost=4).identity == "user:1"
+    assert gov.state("user:1")["graphql:reserved"] == 4
+
+
+def test_a_block_stops_every_process_doubles_and_lowers_the_rate_after(
+    connection: redis.Redis, key_prefix: str
+) -> None:
+    gov = governor(connection, key_prefix, rest_points_per_minute=600)
+    other = governor(connection, key_prefix, rest_points_per_minute=600)
+    first = gov.block("user:1", None)
+    assert MINUTE <= first <= MINUTE * 1.25
+    with pytest.raises(BudgetWaitTooLong) as held:
+        other.acquire(["user:1"], "core", max_wait=0.1)
+    assert held.value.reason == "secondary" and held.value.secondary
+    second = other.block("user:1", None)
+    assert 2 * MINUTE <= second <= 2.5 * MINUTE + 0.01  # doubling, from the block's end
+    assert other.block("user:1", 0.5) == pytest.approx(second, abs=0.05)  # never shortened
+    time.sleep(second)
+    sent = []
+    for _ in range(6):
+        grant = other.acquire(["user:1"], "core")
+        sent.append(time.time())
+        other.release(grant, None, charged=True)
+    gaps = [b - a for a, b in zip(sent, sent[1:], strict=False)]
+    assert min(gaps) >= 2 * MINUTE / 600 * 0.9  # halved while lowered: 0.2 s, not 0.1 s
+
+
+def test_retry_after_is_honoured_exactly(connection: redis.Redis, key_prefix: str) -> None:
+    gov = governor(connection, key_prefix)
+    assert gov.block("user:1", 0.7) == pytest.approx(0.7, abs=0.02)
+    started = time.monotonic()
+    gov.acquire(["user:1"], "core")
+    assert 0.6 <= time.monotonic() - started <= 1.5
+
+
+def test_a_grant_waiting_for_its_slot_sends_nothing_once_blocked(
+    connection: redis.Redis, key_prefix: str
+) -> None:
+    gov = governor(connection, key_prefix, rest_points_per_minute=2, horizon_minutes=1.0)
+    gov.acquire(["user:1"], "core")  # the next slot is half a minute away
+    blocker = threading.Timer(0.1, gov.block, args=("user:1", 1.0))
+    blocker.start()
+    started = time.monotonic()
+    gov.acquire(["user:1"], "core")
+    blocker.join()
+    assert time.monotonic() - started >= 1.0  # not at its slot (0.5 s) but after the block
+
+
+def test_an_identity_remembered_for_a_credential(connection: redis.Redis, key_prefix: str) -> None:
+    gov = governor(connection, key_prefix)
+    assert gov.identity_of("sha256:0123456789ab") is None
+    gov.remember_identity("sha256:0123456789ab", "user:42", 60)
+    assert gov.identity_of("sha256:0123456789ab") == "user:42"
+    keys = {k.decode() for k in connection.scan_iter(match=f"{key_prefix}*")}
+    assert keys and all(k.startswith(key_prefix + "{governor}:") for k in keys)
