@@ -150,6 +150,7 @@ def run(ctx: Context) -> Section:
                 GH_ASSETS_PAGES=pages,
                 GH_ASSETS_PAGES_PER_RUN=per_run,
                 GH_ASSETS_SENSOR_INTERVAL=SENSOR_INTERVAL,
+                GH_ASSETS_RATE_MINUTE=1,  # GitHub's minute, shortened: the budget never binds
             )
             with running_deployment(home / "logs", env) as deployment, store.client:
                 deployment.wait_for_partitions(USERS_KEY, keys, timeout=180)

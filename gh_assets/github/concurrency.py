@@ -12,8 +12,8 @@ from typing import ParamSpec, TypeVar
 T = TypeVar("T")
 P = ParamSpec("P")
 
-# GitHub allows 100 concurrent requests per account, and the github_api pool 2 runs at once
-# (default_limit in gh_assets/local/dagster.yaml, deploy/dagster.yaml): 2 x 32 = 64.
+# One client's own bound (its threads). What GitHub allows per account, across every process and
+# host, is kept by the shared budget (governor.py, GovernorLimits.max_in_flight).
 DEFAULT_MAX_CONCURRENCY = 32
 
 _RANK: contextvars.ContextVar[int] = contextvars.ContextVar("gh_assets_request_rank", default=0)

@@ -15,6 +15,7 @@ import random
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -27,6 +28,7 @@ from gh_assets.github.ratelimit import _int_header, _utc
 
 Resource = Literal["core", "graphql"]
 _SCRIPT = resources.files(__package__).joinpath("governor.lua").read_text()
+RECENT = 100_000  # acquire timings and slots kept for inspection
 DOOR_POLL_MAX = 1.0  # longest sleep between two acquire attempts: new budget is noticed by then
 
 
@@ -98,8 +100,9 @@ class Governor:
         self._script = client.register_script(_SCRIPT)
         self._door = threading.Lock()
         self._sleep = sleep
-        self._latency_lock = threading.Lock()
-        self.acquire_seconds: list[float] = []  # duration of each acquire script call
+        # The latest acquire script calls' durations and grants' slots (tests, the bench).
+        self.acquire_seconds: deque[float] = deque(maxlen=RECENT)
+        self.slots: deque[float] = deque(maxlen=RECENT)
 
     def keys(self, identity: str) -> list[str]:
         return [f"{self._tag}:{identity}", f"{self._tag}:{identity}:leases"]
@@ -143,8 +146,7 @@ class Governor:
                         limits.primary_floor,
                         limits.lowered_factor,
                     )
-                    with self._latency_lock:
-                        self.acquire_seconds.append(time.perf_counter() - tick)
+                    self.acquire_seconds.append(time.perf_counter() - tick)  # thread-safe
                     assert isinstance(answer, list)
                     if answer[0] == 1:
                         break
@@ -155,10 +157,10 @@ class Governor:
             identity = identities[int(answer[1]) - 1]
             lease, delay = _text(answer[3]), float(answer[2])
             slot = float(answer[4]) + delay
-            if delay <= 0:
-                return Grant(identity, lease, time.monotonic() - started, slot)
-            self._sleep(delay)  # outside the door: the next thread takes the next slot
-            if float(_text(self._call("blocked", self.keys(identity)[:1]))) == 0:
+            if delay > 0:
+                self._sleep(delay)  # outside the door: the next thread takes the next slot
+            if delay <= 0 or float(_text(self._call("blocked", self.keys(identity)[:1]))) == 0:
+                self.slots.append(slot)
                 return Grant(identity, lease, time.monotonic() - started, slot)
             # Blocked while waiting for the slot: send nothing, wait with everyone else.
             self._call("release", self.keys(identity), lease, 0, "", "", "", "")

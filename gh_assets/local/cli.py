@@ -34,6 +34,14 @@ STOPPED = 130  # the exit status of a command stopped by a signal, as shells rep
 stopping = False  # set by the first SIGINT/SIGTERM
 
 
+STANDIN_MINUTE = 1  # seconds: the local stand-in's "minute", so a demo is not paced to 870/min
+GITHUB_SECONDARY_LIMITS = [
+    "--secondary-in-flight", "100",
+    "--rest-points-per-minute", "900",
+    "--graphql-points-per-minute", "2000",
+]  # fmt: skip
+
+
 def say(message: str) -> None:
     print(message, flush=True)
 
@@ -68,14 +76,19 @@ def local_environment() -> Iterator[Settings]:
             say(f"GitHub: {preflight.github_target(configured.api_url, configured.token)}")
         else:
             size = int(os.environ.get("GH_ASSETS_STANDIN_SIZE", "1000"))
-            extra = shlex.split(os.environ.get("GH_ASSETS_STANDIN_ARGS", ""))
+            # GitHub's secondary limits, enforced by the stand-in, and the crawl's shared budget
+            # kept to them, on a minute of one second unless GH_ASSETS_RATE_MINUTE says else.
+            minute = os.environ.setdefault("GH_ASSETS_RATE_MINUTE", str(STANDIN_MINUTE))
+            limits = ["--minute", minute, *GITHUB_SECONDARY_LIMITS]
+            extra = limits + shlex.split(os.environ.get("GH_ASSETS_STANDIN_ARGS", ""))
             url = stack.enter_context(
                 services.standin_server(root / "logs", size=size, extra_args=extra)
             )
             os.environ["GITHUB_API_URL"] = url
             say(
                 f"GitHub: no GITHUB_TOKEN or GITHUB_API_URL set, so crawling the offline stand-in "
-                f"at {url} (generated data, IDs 1-{size}), not api.github.com"
+                f"at {url} (generated data, IDs 1-{size}), not api.github.com; it enforces "
+                f"GitHub's secondary limits per {minute} s instead of per minute"
             )
         settings = Settings.from_env()  # now naming the servers started above
         preflight.check(settings)

@@ -22,7 +22,14 @@ if TYPE_CHECKING:
 
 REPO = Path(__file__).resolve().parents[2]  # where workspace.yaml is
 # Settings of the caller's shell that must not leak into a subprocess: where data and tokens go.
-SCRUBBED = ("REDIS_URL", "GITHUB_API_URL", "GITHUB_TOKEN", "DAGSTER_HOME", "GH_ASSETS_")
+SCRUBBED = (
+    "REDIS_URL",
+    "GITHUB_API_URL",
+    "GITHUB_TOKEN",
+    "GITHUB_APP_",
+    "DAGSTER_HOME",
+    "GH_ASSETS_",
+)
 T = TypeVar("T")
 
 

@@ -31,6 +31,17 @@ def id_range(text: str) -> tuple[int, int]:
     return low, high
 
 
+def token_map(text: str) -> dict[str, str]:
+    """``tokA=alice,tokB=alice``: tokens and the logins whose budgets they share."""
+    tokens: dict[str, str] = {}
+    for pair in filter(None, (p.strip() for p in text.split(","))):
+        token, sep, login = pair.partition("=")
+        if not sep or not token.strip() or not login.strip():
+            raise argparse.ArgumentTypeError(f"expected TOKEN=LOGIN, got {pair!r}")
+        tokens[token.strip()] = login.strip()
+    return tokens
+
+
 # The options that are not StandinServer's: every other one is its keyword of the same name.
 NOT_SERVER_OPTIONS = ("size", "port_file")
 
@@ -48,8 +59,25 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     add("--error-rate", type=float, default=0.0, help="share of API answers that are 503s")
     add("--fail-ids", type=id_range, action="append", default=[], metavar="FIRST-LAST",
         help="answer 502 for these users and list pages showing them (repeatable)")  # fmt: skip
-    add("--rate-limit", type=int, default=5000, help="requests per window and credential")
+    add("--rate-limit", type=int, default=5000, help="requests per window and account")
     add("--rate-window", type=float, default=3600.0, help="seconds")
+    add("--tokens", type=token_map, metavar="TOKEN=LOGIN,...",
+        help="tokens of one login share its budgets (others: a budget each)")  # fmt: skip
+    add("--minute", type=float, default=60.0, help="seconds in a secondary-limit minute")
+    add("--secondary-in-flight", type=int, metavar="N",
+        help="requests answered at once per account (GitHub: 100; default: no limit)")  # fmt: skip
+    add("--rest-points-per-minute", type=int, metavar="N",
+        help="REST requests per rolling minute and account (GitHub: 900)")  # fmt: skip
+    add("--graphql-points-per-minute", type=int, metavar="N",
+        help="GraphQL queries per rolling minute and account (GitHub: 2000)")  # fmt: skip
+    add("--secondary-retry-after", action=argparse.BooleanOptionalAction, default=True,
+        help="whether secondary-limit refusals carry Retry-After")  # fmt: skip
+    add("--secondary-status", type=int, choices=(403, 429), default=403)
+    add("--secondary-block", type=float, metavar="SECONDS",
+        help="how long a refusal blocks its account (default: one --minute)")  # fmt: skip
+    add("--installation-limit", type=int, metavar="N",
+        help="a GitHub App installation's requests per window (default: --rate-limit)")  # fmt: skip
+    add("--installation-token-ttl", type=float, default=3600.0, metavar="SECONDS")
     add("--port-file", type=Path, help="write the base URL here once listening")
     add("--verbose", action="store_true", help="log every request to stderr")
     return parser.parse_args(argv)

@@ -5,6 +5,7 @@ Its methods are ``StandinServer``'s control methods, so a test reads the same ei
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from gh_assets.local.services import LocalClient
@@ -56,9 +57,43 @@ class StandinAdmin(LocalClient):
         *,
         reset: bool = False,
         graphql_limit: int | None = None,
+        installation_limit: int | None = None,
     ) -> dict[str, Any]:
-        body = {"limit": limit, "window": window, "reset": reset, "graphql_limit": graphql_limit}
+        body = {
+            "limit": limit,
+            "window": window,
+            "reset": reset,
+            "graphql_limit": graphql_limit,
+            "installation_limit": installation_limit,
+        }
         return self._call("POST", "rate-limit", {k: v for k, v in body.items() if v is not None})
+
+    # accounts and their limits ---------------------------------------------------------------
+    def add_tokens(self, tokens: Mapping[str, str]) -> dict[str, Any]:
+        """Register ``token -> login`` pairs; returns ``{"accounts": {login: id}}``."""
+        return self._call("POST", "tokens", {"tokens": dict(tokens)})
+
+    def set_secondary_limits(self, **limits: Any) -> dict[str, Any]:
+        """``minute``, ``secondary_in_flight``, ``rest_points_per_minute``,
+        ``graphql_points_per_minute``, ``secondary_retry_after``, ``secondary_status``,
+        ``secondary_block``: the given ones change (``None`` turns a limit off)."""
+        return self._call("POST", "secondary-limits", limits)
+
+    def refuse_next(self, account: str, retry_after: float | None = None) -> dict[str, Any]:
+        return self._call("POST", "refuse-next", {"account": account, "retry_after": retry_after})
+
+    def accounts_report(self) -> dict[str, Any]:
+        return self._call("GET", "accounts")
+
+    def reset_accounts(self) -> dict[str, Any]:
+        return self._call("POST", "reset-accounts")
+
+    def add_app(
+        self, app_id: int, public_key_pem: str | bytes, installation_ids: Iterable[int] = ()
+    ) -> dict[str, Any]:
+        pem = public_key_pem.decode() if isinstance(public_key_pem, bytes) else public_key_pem
+        body = {"app_id": app_id, "public_key_pem": pem, "installation_ids": list(installation_ids)}
+        return self._call("POST", "apps", body)
 
     # accounts --------------------------------------------------------------------------------
     def update_user(self, user_id: int, **changes: Any) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """The ``/_standin/...`` endpoints: ``StandinServer``'s control methods for other processes.
 
-``StandinAdmin`` (``admin.py``) is their client. They are free of rate limit, latency and faults
-and not counted in the stats, so steering a test never disturbs what it measures.
+``StandinAdmin`` (``admin.py``) is their client. They are free of rate limits, latency and faults
+and not counted in the stats or the accounts' records, so steering a test never disturbs what it
+measures. Tokens go in (``/_standin/tokens``) but never come out: answers name accounts by login.
 """
 
 from __future__ import annotations
@@ -39,8 +40,29 @@ def answer_admin(standin: StandinServer, request: Request) -> Reply:
             limit, window = data.get("limit"), data.get("window")
             reset = bool(data.get("reset", False))
             graphql_limit = data.get("graphql_limit")
-            state = standin.set_rate_limit(limit, window, reset=reset, graphql_limit=graphql_limit)
+            state = standin.set_rate_limit(
+                limit,
+                window,
+                reset=reset,
+                graphql_limit=graphql_limit,
+                installation_limit=data.get("installation_limit"),
+            )
             return json_reply(200, state)
+        if (method, path) == ("POST", "/_standin/tokens"):
+            tokens = data.get("tokens")
+            if not isinstance(tokens, dict):
+                raise ValueError('the body must be {"tokens": {token: login}}')
+            return json_reply(200, standin.add_tokens(tokens))
+        if (method, path) == ("POST", "/_standin/secondary-limits"):
+            return json_reply(200, standin.set_secondary_limits(**data))
+        if (method, path) == ("POST", "/_standin/refuse-next"):
+            return json_reply(200, standin.refuse_next(**data))
+        if (method, path) == ("GET", "/_standin/accounts"):
+            return json_reply(200, standin.accounts_report())
+        if (method, path) == ("POST", "/_standin/reset-accounts"):
+            return json_reply(200, standin.reset_accounts())
+        if (method, path) == ("POST", "/_standin/apps"):
+            return json_reply(200, standin.add_app(**data))
         if (method, path) == ("POST", "/_standin/reset-stats"):
             return json_reply(200, standin.reset_stats())
         if (method, path) == ("GET", "/_standin/users"):

@@ -64,19 +64,24 @@ class RateLimiter:
             if reset:
                 self._windows.clear()
 
-    def spend(self, who: str, cost: int, *, whole: bool = False) -> tuple[Budget, bool]:
+    def spend(
+        self, who: str, cost: int, *, whole: bool = False, limit: int | None = None
+    ) -> tuple[Budget, bool]:
         """Charge ``cost`` if the budget is not exhausted (``whole``: if all of ``cost`` fits,
-        as for a GraphQL query's points); (budget after, whether allowed)."""
+        as for a GraphQL query's points); (budget after, whether allowed). ``limit`` replaces
+        the common one for this credential (a GitHub App installation has a budget of its own
+        size)."""
         now = time.time()
         with self._lock:
+            cap = self.limit if limit is None else limit
             state = self._windows.get(who)
             if state is None or now >= state[0] + self.window:
                 state = self._windows[who] = [now, 0]
-            allowed = state[1] + cost <= self.limit if whole else state[1] < self.limit
+            allowed = state[1] + cost <= cap if whole else state[1] < cap
             if allowed:
                 state[1] += cost
             reset = int(state[0] + self.window)
-            return Budget(self.limit, int(state[1]), reset, self.resource), allowed
+            return Budget(cap, int(state[1]), reset, self.resource), allowed
 
 
 def api_headers(budget: Budget, *, authenticated: bool, graphql: bool = False) -> dict[str, str]:
