@@ -23,7 +23,7 @@ import redis
 import requests
 
 from gh_assets.crawl import crawl_pages
-from gh_assets.github import GitHubClient
+from gh_assets.github import GitHubClient, RateLimitError
 from gh_assets.github.governor import Governor, GovernorLimits
 from gh_assets.local.services import running, wait_for
 from gh_assets.local.standin import Dataset, StandinServer
@@ -237,11 +237,11 @@ def test_two_accounts_give_twice_the_budget_two_tokens_of_one_do_not(
     limited_standin.set_rate_limit(150, reset=True)
     connection = redis.Redis.from_url(redis_url)
     governor = Governor(connection, GovernorLimits(**LIMITS), key_prefix)
-    with GitHubClient(
-        limited_standin.url, tokens, governor=governor, max_rate_limit_wait=5
-    ) as client:
-        with pytest.raises(Exception, match="rate limit exhausted"):
-            list(crawl_pages(client, store, pages(*range(10))))
+    with (
+        GitHubClient(limited_standin.url, tokens, governor=governor, max_rate_limit_wait=5) as gh,
+        pytest.raises(RateLimitError, match="primary"),
+    ):
+        list(crawl_pages(gh, store, pages(*range(10))))
     report = limited_standin.accounts_report()
     answered = {login: report[login]["requests"]["rest"] for login in budgets}
     assert answered == budgets  # every point spent, not one more: nothing refused
