@@ -21,9 +21,12 @@ from typing import Any
 import pytest
 import redis
 import requests
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from gh_assets.crawl import crawl_pages
 from gh_assets.github import GitHubClient, RateLimitError
+from gh_assets.github.app_auth import GitHubApp
 from gh_assets.github.governor import Governor, GovernorLimits
 from gh_assets.local.services import running, wait_for
 from gh_assets.local.standin import Dataset, StandinServer
@@ -246,3 +249,50 @@ def test_two_accounts_give_twice_the_budget_two_tokens_of_one_do_not(
     answered = {login: report[login]["requests"]["rest"] for login in budgets}
     assert answered == budgets  # every point spent, not one more: nothing refused
     assert all(report[login]["primary_refusals"] == 0 for login in budgets)
+
+
+def test_app_installations_crawl_as_identities_of_their_own_renewing_tokens(
+    redis_url: str, key_prefix: str, store: RedisStore
+) -> None:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    ).decode()
+    public = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    windows = pages(*range(8))
+    with StandinServer(
+        Dataset(size=1_000, seed=5),
+        apps={77: public},
+        installations={11: 77, 12: 77},
+        installation_token_ttl=3.0,
+        installation_limit=300,  # each: their paces add up, and neither budget runs dry
+        minute=MINUTE,
+        rest_points_per_minute=GITHUB_RATE,
+    ) as standin:
+        session = requests.Session()
+        app = GitHubApp("77", private, standin.url, session, renew_before=1.0)
+        minted: list[int] = []
+        mint = app._mint
+        app._mint = lambda installation: (minted.append(installation), mint(installation))[1]
+        connection = redis.Redis.from_url(redis_url)
+        slow = GovernorLimits(**(LIMITS | {"rest_points_per_minute": 60}))  # outlast a token
+        governor = Governor(connection, slow, key_prefix)
+        started = time.monotonic()
+        with GitHubClient(standin.url, app=app, governor=governor) as client:
+            written = list(crawl_pages(client, store, windows))
+        took = time.monotonic() - started
+        report = standin.accounts_report()
+        assert [r.page for r in written] == [w.key for w in windows]
+        assert stored(store, windows) == truth(standin.dataset, windows)
+        used = {name: report[name]["requests"]["rest"] for name in report}
+        assert set(used) == {"installation:11", "installation:12"}
+        assert all(0 < n <= 300 for n in used.values())
+        assert all(r["primary_refusals"] == r["secondary_refusals"] == 0 for r in report.values())
+        assert "401" not in standin.stats()["requests"]["by_status"]
+        assert took > 3.0 and len(minted) >= 3  # a token renewed mid-crawl, none used expired
