@@ -25,6 +25,13 @@ def test_unset_variables_mean_the_defaults_and_set_ones_are_parsed() -> None:
     )  # fmt: skip
     assert (settings.page_size, settings.max_rate_limit_wait) == (2500, 0)
     assert (settings.api_url, settings.detail_mode) == ("https://ghe.example/api/v3", "graphql")
+    budget = Settings.from_env(
+        {"GH_ASSETS_REST_POINTS_PER_MINUTE": "0", "GH_ASSETS_MAX_IN_FLIGHT": "20",
+         "GITHUB_APP_ID": "77", "GITHUB_APP_PRIVATE_KEY": "/keys/app.pem",
+         "GITHUB_APP_INSTALLATION_IDS": "11, 12"}
+    )  # fmt: skip
+    assert (budget.rest_points_per_minute, budget.max_in_flight) == (0, 20)
+    assert (budget.app_id, budget.app_installation_ids) == (77, (11, 12))
 
 
 @pytest.mark.parametrize(
@@ -37,6 +44,10 @@ def test_unset_variables_mean_the_defaults_and_set_ones_are_parsed() -> None:
         ("GITHUB_API_URL", "not-a-url", "GITHUB_API_URL='not-a-url': expected a https:// or "),
         ("REDIS_URL", "http://x", "REDIS_URL='http://x': expected a redis:// or rediss:// or "),
         ("REDIS_URL", "redis://:hunter2@h:port/0", "REDIS_URL='redis://h:port/0': expected"),
+        ("GH_ASSETS_MAX_IN_FLIGHT", "0", "GH_ASSETS_MAX_IN_FLIGHT='0': expected a whole number"),
+        ("GITHUB_APP_INSTALLATION_IDS", "1,x", "GITHUB_APP_INSTALLATION_IDS='1,x': expected whole"),
+        ("GITHUB_APP_ID", "12", "GITHUB_APP_ID and GITHUB_APP_PRIVATE_KEY go together"),
+        ("GITHUB_APP_PRIVATE_KEY", "hunter2", "GITHUB_APP_ID and GITHUB_APP_PRIVATE_KEY go"),
     ],
 )
 def test_a_bad_value_is_one_line_naming_the_variable(name: str, value: str, message: str) -> None:
@@ -60,11 +71,19 @@ def test_a_password_in_the_api_url_beside_a_token_is_refused() -> None:
 
 
 def test_secrets_are_bound_by_name_never_by_value() -> None:
-    environ = {"GITHUB_TOKEN": FAKE_TOKEN, "REDIS_URL": "redis://:pw@127.0.0.1:1/0"}
+    environ = {
+        "GITHUB_TOKEN": FAKE_TOKEN,
+        "REDIS_URL": "redis://:pw@127.0.0.1:1/0",
+        "GITHUB_APP_ID": "77",
+        "GITHUB_APP_PRIVATE_KEY": "-----BEGIN RSA PRIVATE KEY-----hunter2",
+    }
     settings = Settings.from_env(environ)
     assert FAKE_TOKEN not in repr(settings) and ":pw@" not in repr(settings)
+    assert "hunter2" not in repr(settings)
     resources = build_defs(settings).resources
     assert resources["github"].token == dg.EnvVar("GITHUB_TOKEN")
+    assert resources["github"].app_private_key == dg.EnvVar("GITHUB_APP_PRIVATE_KEY")
+    assert resources["github"].budget_redis_url == dg.EnvVar("REDIS_URL")
     assert resources["redis"].url == dg.EnvVar("REDIS_URL")
     assert build_defs(Settings()).resources["github"].token is None  # anonymous
     assert resources["github"].api_url == "https://api.github.com"  # no secret in it: shown

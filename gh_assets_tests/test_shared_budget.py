@@ -249,6 +249,25 @@ def test_two_accounts_give_twice_the_budget_two_tokens_of_one_do_not(
     answered = {login: report[login]["requests"]["rest"] for login in budgets}
     assert answered == budgets  # every point spent, not one more: nothing refused
     assert all(report[login]["primary_refusals"] == 0 for login in budgets)
+    assert not secrets_in_redis(connection, key_prefix, tokens.split(","))
+
+
+def secrets_in_redis(connection: redis.Redis, prefix: str, secrets: list[str]) -> list[str]:
+    """Every key under ``prefix`` whose name or value holds one of ``secrets``."""
+    found = []
+    for key in connection.scan_iter(match=f"{prefix}*"):
+        kind = connection.type(key)
+        if kind == b"hash":
+            value = repr(connection.hgetall(key))
+        elif kind == b"zset":
+            value = repr(connection.zrange(key, 0, -1))
+        elif kind == b"set":
+            value = repr(connection.smembers(key))
+        else:
+            value = repr(connection.get(key)) if kind == b"string" else ""
+        if any(secret in key.decode() + value for secret in secrets):
+            found.append(key.decode())
+    return found
 
 
 def test_app_installations_crawl_as_identities_of_their_own_renewing_tokens(
