@@ -71,7 +71,7 @@ def _pages_sensor(settings: Settings) -> dg.SensorDefinition:
     def github_pages_sensor(
         context: dg.SensorEvaluationContext, github: GitHubResource
     ) -> dg.SensorResult:
-        cursor = json.loads(context.cursor) if context.cursor else {"probed_at": 0, "pending": []}
+        cursor = json.loads(context.cursor) if context.cursor else {"probed_at": 0}
         known = set(context.instance.get_dynamic_partitions(github_pages.name))
         added = [key for key in default_page_keys(settings) if key not in known]
         clashes = overlaps(known, added)
@@ -81,17 +81,24 @@ def _pages_sensor(settings: Settings) -> dg.SensorDefinition:
                 f"({len(clashes)} of the configured pages left out)"
             )
             added = [key for key in added if key not in clashes]
-        # Pages that growth added on the previous tick exist now: crawl them.
-        runs = [dg.RunRequest(partition_key=key) for key in cursor["pending"] if key in known]
-        cursor["pending"] = []
-        if time.time() - cursor["probed_at"] >= settings.frontier_interval:
+        # Pages growth added on earlier ticks exist now: crawl them, a batch at a time while few
+        # crawls wait in the queue (a first probe of GitHub adds ~100,000 pages at once).
+        room = settings.recrawl_batch - _waiting_runs(context.instance)
+        keys, cursor["pending"] = _take_pending(cursor.get("pending"), room, known)
+        runs = [dg.RunRequest(partition_key=key) for key in keys]
+        if (
+            time.time() - cursor["probed_at"] >= settings.frontier_interval
+            and not cursor["pending"]
+        ):
             cursor["probed_at"] = time.time()
             frontier = max(
                 (PageWindow.from_key(key).last_id for key in known | set(added)), default=0
             )
             grown = _grown_pages(context, github, settings, frontier, len(known) + len(added))
             added += grown
-            cursor["pending"] = grown
+            if grown:
+                first, last = PageWindow.from_key(grown[0]), PageWindow.from_key(grown[-1])
+                cursor["pending"] = [first.first_id, last.first_id, first.width]
         return dg.SensorResult(
             run_requests=runs,
             # In chunks, as add_missing_pages does: SQLite refuses too many keys in one query.
@@ -103,6 +110,34 @@ def _pages_sensor(settings: Settings) -> dg.SensorDefinition:
         )
 
     return github_pages_sensor
+
+
+def _waiting_runs(instance: dg.DagsterInstance) -> int:
+    """Runs not started yet, of any job: a backfill's page runs are not ``crawl_job``'s."""
+    waiting = [
+        dg.DagsterRunStatus.NOT_STARTED,
+        dg.DagsterRunStatus.QUEUED,
+        dg.DagsterRunStatus.STARTING,
+    ]
+    return instance.get_runs_count(dg.RunsFilter(statuses=waiting))
+
+
+def _take_pending(pending: Any, room: int, known: set[str]) -> tuple[list[str], list[int]]:
+    """Up to ``room`` keys of the pending pages ``[first_id, last_first_id, width]`` (a cursor
+    from before holds a list of keys: taken as they are), and what is left."""
+    if not pending:
+        return [], []
+    if isinstance(pending[0], str):  # the cursor of an earlier release
+        return [key for key in pending if key in known], []
+    first, last, width = pending
+    keys: list[str] = []
+    while first <= last and len(keys) < room:
+        key = PageWindow(first, first + width - 1).key
+        if key not in known:  # not registered yet (or forgotten since): try again next tick
+            break
+        keys.append(key)
+        first += width
+    return keys, [first, last, width] if first <= last else []
 
 
 def _grown_pages(

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import bisect
+import json
 import math
 import random
+import time
 from collections.abc import Iterator
 
 import dagster as dg
@@ -147,7 +149,8 @@ def test_the_sensor_adds_every_page_up_to_the_newest_within_the_cap(
         )
         capsys.readouterr()
         standin.reset_stats()
-        second = tick(first.cursor, frontier_interval=0)  # the cap raised: the rest at once
+        # The cap raised: the grown pages crawled, and every page up to the newest added at once.
+        second = tick(first.cursor, frontier_interval=0, recrawl_batch=20)
         assert [r.partition_key for r in second.run_requests] == grown
         (added,) = second.dynamic_partitions_requests
         assert added.partition_keys == pages_up_to(3_000, newest, 100, 1_000)
@@ -155,7 +158,7 @@ def test_the_sensor_adds_every_page_up_to_the_newest_within_the_cap(
         assert f"frontier: newest user ID {newest} after ID 3000, found in {requests} requests" in (
             capsys.readouterr().err
         )
-        third = tick(second.cursor, frontier_interval=0)  # nothing beyond: one request
+        third = tick(second.cursor, frontier_interval=0, recrawl_batch=100)  # nothing beyond
         assert third.dynamic_partitions_requests == []
         assert list_requests(standin) == requests + 1
 
@@ -181,3 +184,30 @@ def test_a_probe_failing_midway_adds_nothing_and_is_tried_next_time(
             context = dg.build_sensor_context(instance=instance, resources=github)
             (added,) = sensor(context).dynamic_partitions_requests
             assert added.partition_keys == pages_up_to(1_000, newest_of(dataset), 100, 1_000)
+
+
+def test_grown_pages_are_requested_a_batch_at_a_time_while_few_crawls_wait() -> None:
+    (sensor,) = [
+        s
+        for s in build_sensors(Settings(page_size=100, pages=1, recrawl_batch=4))
+        if s.name == "github_pages_sensor"
+    ]
+    pending = pages_up_to(100, 1_000, 100, 100)  # 9 pages found by an earlier probe
+    cursor = json.dumps({"probed_at": time.time(), "pending": [101, 901, 100]})
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(github_pages.name, ["0000000001-0000000100", *pending])
+
+        def tick(cursor: str) -> dg.SensorResult:
+            github = {"github": GitHubResource(api_url="http://127.0.0.1:9")}  # never called
+            return sensor(
+                dg.build_sensor_context(instance=instance, resources=github, cursor=cursor)
+            )
+
+        first = tick(cursor)
+        assert [r.partition_key for r in first.run_requests] == pending[:4]
+        for key in pending[:3]:  # three of them are still waiting to start: one more fits
+            waiting = dg.DagsterRunStatus.NOT_STARTED
+            instance.add_run(dg.DagsterRun(job_name="crawl_job", status=waiting, tags={"p": key}))
+        second = tick(first.cursor)
+        assert [r.partition_key for r in second.run_requests] == pending[4:5]
+        assert json.loads(second.cursor)["pending"] == [601, 901, 100]
