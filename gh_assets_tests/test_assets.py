@@ -108,6 +108,27 @@ def test_every_page_then_frame_and_summary_equal_the_ground_truth(
     assert [r.data["counter"] for r in counters.records] == list(COUNTERS)
 
 
+def test_a_page_run_waits_for_the_shared_budget_and_says_how_long(
+    instance: dg.DagsterInstance, resources: dict, redis_url: str, key_prefix: str
+) -> None:
+    paced = resources | {
+        "github": GitHubResource(
+            api_url=resources["github"].api_url,
+            budget_redis_url=redis_url,
+            budget_key_prefix=key_prefix,
+            rest_points_per_minute=600,
+            rate_minute=6.0,  # 100 requests a second
+        )
+    }
+    result = crawl(instance, paced, WINDOWS[0].key)
+    assert result.success
+    meta = result.asset_materializations_for_node("github_users")[0].metadata
+    requests = meta["api_requests"].value
+    # The client's 32 threads queue for one slot every 10 ms: each request waits ~0.3 s.
+    assert meta["budget_wait_seconds"].value >= requests * 0.1
+    assert meta["seconds"].value >= (requests - 1) / 100 * 0.9
+
+
 def test_a_failed_page_leaves_the_others_and_reruns_alone(
     instance: dg.DagsterInstance, resources: dict, standin: StandinServer, dataset: Dataset
 ) -> None:
