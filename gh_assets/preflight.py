@@ -14,6 +14,7 @@ from redis.exceptions import InvalidResponse, NoPermissionError
 from redis.retry import Retry
 
 from gh_assets.github import (
+    CredentialRefusedError,
     GitHubClient,
     GitHubConfigError,
     GitHubError,
@@ -103,6 +104,8 @@ def github_fault(error: GitHubError, api_url: str, token: str | None) -> str | N
     if error.status != 401:
         return None
     answer = f"401 {error.detail}"
+    if isinstance(error, CredentialRefusedError):
+        return f"{error.which}: GitHub refused it ({answer})"
     if token:
         return f"GITHUB_TOKEN: GitHub refused the token ({answer})"
     if url_credentials(api_url):

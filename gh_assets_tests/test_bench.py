@@ -20,7 +20,7 @@ from gh_assets.local.deployment import clean_environment
 from .conftest import REPO
 
 pytestmark = pytest.mark.slow
-BENCHMARKS = {"crawl", "writes", "frame", "memory", "orchestration", "limits"}
+BENCHMARKS = {"crawl", "writes", "frame", "memory", "orchestration", "limits", "economy"}
 
 
 @pytest.fixture(scope="module")
@@ -114,3 +114,16 @@ def test_limit_figures(results: dict) -> None:
         assert median(results, "limits", "redis.hgetall.c50") > 0
     else:
         assert any("redis-benchmark" in note for note in results["benchmarks"]["limits"]["notes"])
+
+
+def test_economy_figures(results: dict) -> None:
+    for key in ("acquire.p50_ms", "acquire.p99_ms", "recrawl.requests_per_minute"):
+        assert median(results, "economy", key) > 0
+    assert 0 < median(results, "economy", "recrawl.rate_share") <= 101
+    for key in ("secondary_refusals", "primary_refusals"):  # reported, not asserted (timing)
+        assert median(results, "economy", key) >= 0
+    # One hour's budget buys more users per request in GraphQL mode, and far more in a re-crawl.
+    first = median(results, "economy", "rest.users_per_hour")
+    assert 0 < first < median(results, "economy", "graphql.users_per_hour")
+    assert first < median(results, "economy", "recrawl.users_per_hour")
+    assert 1.0 <= median(results, "economy", "rest.requests_per_user") <= 1.2

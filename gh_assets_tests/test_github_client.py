@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
 from gh_assets import github
 from gh_assets.github import (
@@ -39,6 +40,9 @@ from gh_assets.github import (
     ratelimit,
     transport,
 )
+from gh_assets.github.credentials import digest
+from gh_assets.github.governor import Governor, GovernorLimits
+from gh_assets.preflight import github_fault
 
 RECORDINGS = Path(__file__).resolve().parents[2] / "shared" / "github-recordings"
 RECORDED = sorted(p.name for p in RECORDINGS.glob("*.json")) or ["(no recordings)"]
@@ -948,3 +952,27 @@ def test_an_unreachable_api_is_named_in_a_few_words(
         f"GET {dead}/user/1 -> no response: giving up after 2 attempts: "
         "ConnectionError: connection refused"
     )
+
+
+def test_a_refused_token_of_several_is_named_by_number_and_digest(
+    replay: Replay, redis_url: str, key_prefix: str
+) -> None:
+    def route(path: str) -> Reply:
+        token = replay.seen[-1].headers.get("authorization", "")
+        if path == "/user":
+            if token.endswith("second"):
+                return Reply(401, {"message": "Bad credentials"})
+            return Reply(200, {"login": "octo", "id": 5})
+        return Reply(200, user_body(1))
+
+    replay.route = route
+    governor = Governor(redis.Redis.from_url(redis_url), GovernorLimits(), key_prefix)
+    with (
+        GitHubClient(replay.url, "first,second", governor=governor) as client,
+        pytest.raises(github.CredentialRefusedError) as raised,
+    ):
+        client.get_user(1)
+    assert raised.value.which == f"GITHUB_TOKEN #2 ({digest('second')})"
+    fault = github_fault(raised.value, replay.url, "first,second")
+    assert fault == f"GITHUB_TOKEN #2 ({digest('second')}): GitHub refused it (401 Bad credentials)"
+    assert "second" not in str(raised.value).replace(digest("second"), "")

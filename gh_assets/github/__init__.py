@@ -15,6 +15,7 @@ from gh_assets.github.client import (
 )
 from gh_assets.github.concurrency import DEFAULT_MAX_CONCURRENCY, request_rank
 from gh_assets.github.errors import (
+    CredentialRefusedError,
     GitHubConfigError,
     GitHubError,
     GitHubHTTPError,
@@ -38,6 +39,7 @@ __all__ = [
     "NOT_MODIFIED",
     "USER_COUNTS_QUERY",
     "Answer",
+    "CredentialRefusedError",
     "DetailMode",
     "GitHubClient",
     "GitHubConfigError",

@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from requests.auth import AuthBase
 
 from gh_assets.github.errors import (
+    CredentialRefusedError,
     GitHubConfigError,
     GitHubHTTPError,
     GitHubUnreachableError,
@@ -454,6 +455,8 @@ class GitHubApp:
             )
         elif status == 401:
             message = f"{message}: {UNAUTHORIZED_HINT.format(app_id=self._app_id)}"
+            which = "GITHUB_APP_ID/GITHUB_APP_PRIVATE_KEY"
+            return CredentialRefusedError(message, url=safe, which=which, method=method)
         return GitHubHTTPError(message, url=safe, status=status, method=method)
 
     def _message(self, resp: requests.Response, body: bytes) -> str:

@@ -13,7 +13,12 @@ import requests
 from gh_assets.github.app_auth import GitHubApp
 from gh_assets.github.concurrency import DEFAULT_MAX_CONCURRENCY, _submit, _worker_pool
 from gh_assets.github.credentials import Credential, split_tokens, token_credential
-from gh_assets.github.errors import GitHubConfigError, GitHubHTTPError, MalformedResponseError
+from gh_assets.github.errors import (
+    CredentialRefusedError,
+    GitHubConfigError,
+    GitHubHTTPError,
+    MalformedResponseError,
+)
 from gh_assets.github.governor import Governor
 from gh_assets.github.graphql import (
     GRAPHQL_BATCH,
@@ -192,11 +197,10 @@ class GitHubClient(Transport):
         try:
             resp, data = self._request("GET", url, passed=(403, 404), credential=credential)
         except GitHubHTTPError as error:
-            raise GitHubHTTPError(
-                f"GITHUB_TOKEN #{number} ({credential.digest}): {error.detail}",
-                url=error.url,
-                status=error.status,
-            ) from None
+            if error.status != 401:
+                raise
+            which = f"GITHUB_TOKEN #{number} ({credential.digest})"
+            raise CredentialRefusedError(error.detail, url=error.url, which=which) from None
         identity = credential.identity
         if resp.status_code == 200 and isinstance(data, dict) and type(data.get("id")) is int:
             identity = f"user:{data['id']}"

@@ -40,6 +40,15 @@ class GitHubHTTPError(GitHubError):
     """A status that retrying cannot fix (401, plain 403, 422...), or retries exhausted."""
 
 
+class CredentialRefusedError(GitHubHTTPError):
+    """GitHub refused one credential of several (401); ``which`` names it without its secret,
+    e.g. ``GITHUB_TOKEN #2 (sha256:1a2b3c4d5e6f)`` or ``GITHUB_APP_ID/GITHUB_APP_PRIVATE_KEY``."""
+
+    def __init__(self, detail: str, *, url: str, which: str, method: str = "GET") -> None:
+        super().__init__(detail, url=url, status=401, method=method)
+        self.which = which
+
+
 class GitHubUnreachableError(GitHubHTTPError):
     """No connection to the API (refused, unresolvable, timed out), after the client's retries;
     ``reason`` says which in a few words."""
