@@ -205,3 +205,15 @@ def test_an_identity_remembered_for_a_credential(connection: redis.Redis, key_pr
     assert gov.identity_of("sha256:0123456789ab") == "user:42"
     keys = {k.decode() for k in connection.scan_iter(match=f"{key_prefix}*")}
     assert keys and all(k.startswith(key_prefix + "{governor}:") for k in keys)
+
+
+def test_refusals_of_requests_in_flight_when_a_block_began_do_not_double_it(
+    connection: redis.Redis, key_prefix: str
+) -> None:
+    gov = governor(connection, key_prefix)
+    sent = [gov.acquire(["user:1"], "core").slot for _ in range(5)]  # five in flight
+    first = gov.block("user:1", None, sent_at=sent[0])
+    for slot in sent[1:]:  # their refusals arrive one after the other
+        assert gov.block("user:1", None, sent_at=slot) == pytest.approx(first, abs=0.05)
+    assert gov.block("user:1", 3.0, sent_at=sent[0]) == pytest.approx(3.0, abs=0.05)
+    assert gov.state("user:1")["block_level"] == 1

@@ -8,7 +8,7 @@
 --                                  the server has no rate limit, e.g. GitHub Enterprise)
 --   R:reserved                     primary points held by leases not yet released
 --   R:tat                          the theoretical arrival time of the next point (pacing)
--- and, for the identity: block_until, block_level, lowered_until.
+-- and, for the identity: block_started, block_until, block_level, lowered_until.
 -- A lease is "R|cost|id", scored by its expiry: a process killed mid-request frees it then.
 
 local function now()
@@ -159,27 +159,40 @@ local function release(keys, argv)
 end
 
 -- block: KEYS = hash of the identity GitHub refused with a secondary limit.
--- ARGV: retry_after (-1: not sent), min_wait, jitter (0..1, the caller's random), cooldown,
---       forget_after (seconds without a block after which the doubling starts again)
+-- ARGV: retry_after (-1: not sent), sent_at (the refused request's slot; '' unknown: now),
+--       min_wait, jitter (0..1, the caller's random), cooldown, forget_after (seconds without a
+--       block after which the doubling starts again)
 -- Every process stops sending for the identity until the block ends; pacing resumes from
--- there, at a lowered rate until `cooldown` after it. Returns the seconds to the end.
+-- there, at a lowered rate until `cooldown` after it. A refusal of a request sent before the
+-- latest block began is of that block's episode (it was in flight): it does not double the
+-- block again, only lengthens it to its own Retry-After. Returns the seconds to the end.
 local function block(keys, argv)
   local hash = keys[1]
-  local retry_after, min_wait, jitter = tonumber(argv[1]), tonumber(argv[2]), tonumber(argv[3])
-  local cooldown, forget_after = tonumber(argv[4]), tonumber(argv[5])
+  local retry_after, sent_at = tonumber(argv[1]), tonumber(argv[2])
+  local min_wait, jitter = tonumber(argv[3]), tonumber(argv[4])
+  local cooldown, forget_after = tonumber(argv[5]), tonumber(argv[6])
   local t = now()
   local ended = num(hash, 'block_until') or 0
-  local level = num(hash, 'block_level') or 0
-  if t - ended > forget_after then
-    level = 0
+  local started = num(hash, 'block_started') or 0
+  local stop
+  if sent_at ~= nil and sent_at < started then
+    stop = ended
+    if retry_after >= 0 then
+      stop = math.max(ended, t + retry_after)
+    end
+  else
+    local level = num(hash, 'block_level') or 0
+    if t - ended > forget_after then
+      level = 0
+    end
+    local wait = retry_after
+    if wait < 0 then
+      wait = min_wait * (2 ^ level) * (1 + 0.25 * jitter)
+    end
+    stop = math.max(ended, t + wait)
+    redis.call('HSET', hash, 'block_level', level + 1, 'block_started', fmt(t))
   end
-  local wait = retry_after
-  if wait < 0 then
-    wait = min_wait * (2 ^ level) * (1 + 0.25 * jitter)
-  end
-  local stop = math.max(ended, t + wait)
-  redis.call('HSET', hash, 'block_until', fmt(stop), 'block_level', level + 1,
-    'lowered_until', fmt(stop + cooldown))
+  redis.call('HSET', hash, 'block_until', fmt(stop), 'lowered_until', fmt(stop + cooldown))
   for _, resource in ipairs({'core', 'graphql'}) do
     local tat = num(hash, resource .. ':tat') or 0
     redis.call('HSET', hash, resource .. ':tat', fmt(math.max(tat, stop)))

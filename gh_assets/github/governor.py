@@ -195,15 +195,22 @@ class Governor:
         }
         self.observe(identity, headers)
 
-    def block(self, identity: str, retry_after: float | None) -> float:
+    def block(
+        self, identity: str, retry_after: float | None, *, sent_at: float | None = None
+    ) -> float:
         """A secondary-limit answer for ``identity``: every process stops sending for it until
         the block ends (``retry_after``, else at least a minute, doubling, with jitter), and its
-        rate stays lowered a while after. Returns the seconds until the block ends."""
+        rate stays lowered a while after. Returns the seconds until the block ends.
+
+        ``sent_at`` (the request's slot): a refusal of a request sent before the latest block
+        began belongs to that block's episode (the requests in flight when it began) and does
+        not double it again; it can only lengthen it to its own ``retry_after``."""
         limits = self.limits
         left = self._call(
             "block",
             self.keys(identity)[:1],
             -1 if retry_after is None else retry_after,
+            "" if sent_at is None else f"{sent_at:.6f}",
             limits.block_min_minutes * limits.minute,
             random.random(),
             limits.cooldown_minutes * limits.minute,

@@ -182,7 +182,7 @@ class Transport:
             status: int | None = None
             reason: str | None = None  # set when no connection could be made
             try:
-                resp, content, sent_as = self._send(
+                resp, content, sent_as, slot = self._send(
                     url,
                     headers,
                     safe,
@@ -233,7 +233,7 @@ class Transport:
                             method=method,
                         )
                     rate_limit_waits += 1
-                    self._report_limit(resp, limit, sent_as, method, safe)
+                    self._report_limit(resp, limit, sent_as, slot, method, safe)
                     continue
                 if limit is not None:
                     wait_for, reset_at, secondary = limit
@@ -292,10 +292,11 @@ class Transport:
         cost: int = 1,
         etag_auth: str | None = None,
         credential: Credential | None = None,
-    ) -> tuple[requests.Response, bytes, Credential]:
+    ) -> tuple[requests.Response, bytes, Credential, float | None]:
         """One HTTP exchange within the client's in-flight bound and, with a governor, a lease on
         shared budget; counted in ``stats`` and in the caller's ``request_tally``. Reads at most
-        MAX_BODY_BYTES (decoded): no OOM. Returns the answer and the credential it was sent as."""
+        MAX_BODY_BYTES (decoded): no OOM. Returns the answer, the credential it was sent as and
+        the governor's slot for it (None without a governor)."""
         with self._in_flight:
             grant, credential = self._take_budget(method, safe, cost, etag_auth, credential)
             headers = dict(headers or {})
@@ -337,7 +338,7 @@ class Transport:
                         charged=answered is None or answered.status_code != 304,
                         answered=answered is not None and answered.status_code < 500,
                     )
-        return resp, b"".join(chunks), credential
+        return resp, b"".join(chunks), credential, None if grant is None else grant.slot
 
     def _take_budget(
         self,
@@ -386,6 +387,7 @@ class Transport:
         resp: requests.Response,
         limit: RateLimitWait,
         sent_as: Credential,
+        slot: float | None,
         method: str,
         safe: str,
     ) -> None:
@@ -396,7 +398,7 @@ class Transport:
         wait_for, reset_at, secondary = limit
         if secondary:
             retry_after = _int_header(resp.headers, "Retry-After")
-            wait_for = self._governor.block(sent_as.identity, retry_after)
+            wait_for = self._governor.block(sent_as.identity, retry_after, sent_at=slot)
         elif _int_header(resp.headers, "X-RateLimit-Remaining") != 0:
             resource: Resource = "graphql" if method == "POST" else "core"
             self._governor.exhausted(sent_as.identity, resource, reset_at)
