@@ -24,7 +24,7 @@ from bench.servers import Context, server_info
 from bench.sizes import SIZES
 from gh_assets.local.services import redis_server
 
-BENCHMARKS = ("crawl", "writes", "frame", "memory", "orchestration", "limits")
+BENCHMARKS = ("crawl", "writes", "frame", "memory", "orchestration", "limits", "economy")
 TITLES = {
     "crawl": "Crawl",
     "writes": "Redis writes",
@@ -32,6 +32,7 @@ TITLES = {
     "memory": "Memory",
     "orchestration": "Orchestration",
     "limits": "Physical limits",
+    "economy": "Rate-limit economy",
 }
 
 

@@ -7,7 +7,7 @@ port the OS picked, and stopped by the context manager that started it.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,10 +53,17 @@ def flush(client: redis.Redis, *, everything: bool = True) -> None:
 
 @contextlib.contextmanager
 def standin_process(
-    log_dir: Path, *, size: int, latency_ms: float = 0.0, seed: int = STANDIN_SEED
+    log_dir: Path,
+    *,
+    size: int,
+    latency_ms: float = 0.0,
+    seed: int = STANDIN_SEED,
+    rate_limit: int = NO_RATE_LIMIT,
+    extra_args: Sequence[str] = (),
 ) -> Iterator[str]:
-    """The stand-in as a process of its own (its CPU does not compete with the client's GIL)."""
-    extra = ["--latency-ms", str(latency_ms), "--rate-limit", str(NO_RATE_LIMIT)]
+    """The stand-in as a process of its own (its CPU does not compete with the client's GIL);
+    ``extra_args``: more of its command-line options (e.g. the secondary limits)."""
+    extra = ["--latency-ms", str(latency_ms), "--rate-limit", str(rate_limit), *extra_args]
     with services.standin_server(log_dir, size=size, seed=seed, extra_args=extra) as url:
         yield url
 

@@ -29,6 +29,13 @@ class Size:
     redis_benchmark_requests: int
     standin_requests: int
     standin_clients: int
+    # economy: GitHub's limits with time shortened economy_k times (a minute of 60/k s)
+    economy_k: float
+    economy_latency_ms: float
+    economy_rest_budget: int  # the primary budget per (shortened) hour: GitHub's 5,000
+    economy_graphql_budget: int  # GraphQL points per hour: GitHub's 5,000
+    economy_graphql_ids: int  # IDs the GraphQL crawl may reach (the budget must bind first)
+    economy_graphql_page: int  # IDs per page of the GraphQL crawl
 
     @property
     def crawl_ids(self) -> int:
@@ -52,6 +59,12 @@ DEFAULT = Size(
     redis_benchmark_requests=200_000,
     standin_requests=5_000,
     standin_clients=32,
+    economy_k=10,
+    economy_latency_ms=20.0,
+    economy_rest_budget=5_000,
+    economy_graphql_budget=5_000,
+    economy_graphql_ids=200_000,
+    economy_graphql_page=2_500,
 )
 
 TINY = Size(
@@ -71,6 +84,12 @@ TINY = Size(
     redis_benchmark_requests=20_000,
     standin_requests=400,
     standin_clients=8,
+    economy_k=20,
+    economy_latency_ms=20.0,
+    economy_rest_budget=1_000,
+    economy_graphql_budget=1_000,
+    economy_graphql_ids=40_000,
+    economy_graphql_page=2_500,
 )
 
 # `--only orchestration --size tiny`: a 2-page version that fits a quick manual check.

@@ -12,23 +12,33 @@ from bench.figures import Figure, Section
 class Target:
     section: str
     key: str
-    op: str  # ">=" or "<="
+    op: str  # ">=", "<=" or "between" (threshold..upper, both included)
     threshold: float
     text: str
     sizes: tuple[str, ...] = ("default",)  # where the threshold means something
+    upper: float | None = None  # the upper bound of "between"
 
     def describe(self) -> str:
+        if self.op == "between":
+            return f"{self.threshold:g}-{self.upper:g}"
         return f"{self.op} {self.threshold:g}"
 
     def passes(self, value: float) -> bool:
+        if self.op == "between":
+            assert self.upper is not None
+            return self.threshold <= value <= self.upper
         return value >= self.threshold if self.op == ">=" else value <= self.threshold
 
     def shortfall(self, value: float) -> str:
         """How far a missed figure is from the target, in words."""
-        if self.op == ">=":
+        if self.op == "between" and self.upper is not None and value > self.upper:
+            return f"over the upper bound {self.upper:g} by {value - self.upper:.3g}"
+        if self.op in (">=", "between"):
             if value <= 0:
                 return "no value"
             return f"{value / self.threshold:.0%} of target, {self.threshold / value:.2f}x short"
+        if self.threshold <= 0:
+            return f"over by {value - self.threshold:.3g}"
         return f"{value / self.threshold:.2f}x the limit, over by {value - self.threshold:.3g}"
 
 
@@ -69,6 +79,35 @@ TARGETS = (
         )
         for pages in (10, 25)
     ),
+    Target(
+        "economy",
+        "secondary_refusals",
+        "<=",
+        0,
+        "zero secondary-limit hits under GitHub's limits",
+        sizes=("default", "tiny"),
+    ),
+    Target(
+        "economy",
+        "primary_refusals",
+        "<=",
+        0,
+        "zero primary-limit refusals under GitHub's limits",
+        sizes=("default", "tiny"),
+    ),
+    Target(
+        "economy",
+        "recrawl.rate_share",
+        "between",
+        95,
+        "unchanged re-crawl sustains 95-100% of the configured rate",
+        upper=100,
+    ),
+    Target("economy", "rest.users_per_hour", ">=", 4_900, "first REST crawl >= 4,900 users/h/id"),
+    Target(
+        "economy", "graphql.users_per_hour", ">=", 120_000, "GraphQL mode >= 120,000 users/h/id"
+    ),
+    Target("economy", "acquire.p99_ms", "<=", 5, "governor acquire p99 <= 5 ms"),
 )
 
 
@@ -97,6 +136,7 @@ def evaluate(sections: dict[str, Section], size: str) -> list[dict[str, Any]]:
             "figure": target.key,
             "op": target.op,
             "threshold": target.threshold,
+            **({"upper": target.upper} if target.upper is not None else {}),
         }
         if figure is None:
             reason = "not measured"

@@ -20,6 +20,7 @@ from gh_assets.github import (
     GONE,
     NOT_MODIFIED,
     GitHubClient,
+    GitHubError,
     UserDetail,
     request_rank,
     request_tally,
@@ -44,6 +45,7 @@ class PageReport:
     written: int
     gone: int
     not_modified: int
+    reused: int  # answers kept from an earlier attempt an error stopped (not asked again)
     requests: int
     budget_wait: float  # seconds its requests waited for shared rate budget, summed
     rate_limit_remaining: int | None
@@ -60,16 +62,25 @@ def crawl_page(client: GitHubClient, store: RedisStore, window: PageWindow) -> P
     an ETag, so their hash is written without one (and their next re-crawl has no 304).
     ``requests`` counts this page's own requests (retries included), even when other pages
     share the client at the same time. A stored hash that is damaged is never reused: its user
-    is asked without ``If-None-Match`` and the hash is overwritten.
+    is asked without ``If-None-Match`` and the hash is overwritten. When an error (a rate limit)
+    stops the page, the answers already paid for are staged in Redis and its re-run reuses them.
     """
     started = time.monotonic()
     with request_tally() as tally:
         listed = client.list_users(window.first_id, window.last_id)
-        stored = _intact(store, store.read_users(user.id for user in listed))
-        answers = client.get_details(
-            listed,
-            {user.id: _reusable_etag(stored.get(user.id)) for user in listed},
-        )
+        staged = store.staged_answers(window.key)  # from an attempt an error stopped
+        asked = [user for user in listed if user.id not in staged]
+        stored = _intact(store, store.read_users(user.id for user in asked))
+        etags = {user.id: _reusable_etag(stored.get(user.id)) for user in asked}
+        try:
+            answers = client.get_details(asked, etags)
+        except GitHubError as error:  # keep what was paid for: the re-run reuses it
+            now = iso_utc(datetime.now(UTC))
+            store.stage_answers(
+                window.key,
+                {i: _stored_form(a, stored.get(i), now) for i, a in error.partial.items()},
+            )
+            raise
     fetched_at = datetime.now(UTC)
     now = iso_utc(fetched_at)
 
@@ -77,16 +88,15 @@ def crawl_page(client: GitHubClient, store: RedisStore, window: PageWindow) -> P
     gone: list[int] = []
     not_modified = 0
     for user in listed:
-        answer = answers[user.id]
-        if answer is GONE:
+        if user.id in staged:
+            found = staged[user.id]
+        else:
+            not_modified += answers[user.id] is NOT_MODIFIED
+            found = _stored_form(answers[user.id], stored.get(user.id), now)
+        if found is None:
             gone.append(user.id)
-        elif answer is NOT_MODIFIED:
-            not_modified += 1
-            users.append(stored[user.id] | {"fetched_at": now})
-        elif isinstance(answer, UserDetail):
-            users.append(_user_hash(answer, now))
-        else:  # pragma: no cover - the client returns nothing else
-            raise TypeError(f"unexpected answer for user {user.id}: {answer!r}")
+        else:
+            users.append(found)
 
     requests = tally.requests
     meta = {
@@ -97,6 +107,7 @@ def crawl_page(client: GitHubClient, store: RedisStore, window: PageWindow) -> P
         "gone": str(len(gone)),
         "not_modified": str(not_modified),
         "requests": str(requests),
+        "reused": str(len(staged)),
         "budget_wait": f"{tally.budget_wait:.3f}",
     }
     store.write_page(PageWrite(window.key, users, gone, meta, fetched_at))
@@ -106,6 +117,7 @@ def crawl_page(client: GitHubClient, store: RedisStore, window: PageWindow) -> P
         written=len(users),
         gone=len(gone),
         not_modified=not_modified,
+        reused=len(staged),
         requests=requests,
         budget_wait=tally.budget_wait,
         rate_limit_remaining=client.stats.rate_limit_remaining,
@@ -182,6 +194,19 @@ def _reusable_etag(stored: dict[str, str] | None) -> tuple[str, str] | None:
     if stored and stored.get("etag") and stored.get("etag_auth"):
         return stored["etag"], stored["etag_auth"]
     return None
+
+
+def _stored_form(
+    answer: object, stored: dict[str, str] | None, fetched_at: str
+) -> dict[str, str] | None:
+    """The hash a user's answer gives (None: gone); a 304 keeps the stored copy, refreshed."""
+    if answer is GONE:
+        return None
+    if answer is NOT_MODIFIED and stored is not None:
+        return stored | {"fetched_at": fetched_at}
+    if isinstance(answer, UserDetail):
+        return _user_hash(answer, fetched_at)
+    raise TypeError(f"unexpected answer: {answer!r}")  # pragma: no cover - nothing else comes
 
 
 def _user_hash(user: UserDetail, fetched_at: str) -> dict[str, str]:

@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from gh_assets.crawl import PAGES_IN_FLIGHT, crawl_page, crawl_pages
-from gh_assets.github import GitHubClient, GitHubError, ListedUser
+from gh_assets.github import GitHubClient, GitHubError, ListedUser, RateLimitError
 from gh_assets.github.credentials import digest
 from gh_assets.local.standin import Dataset, StandinServer
 from gh_assets.local.standin.http_server import Reply, Request
@@ -256,3 +256,21 @@ def test_closing_the_iterator_early_waits_for_the_running_pages(
     assert crawl_threads() == threads_before
     started = {k for k, n in recording.requests_by_page(windows).items() if n}
     assert len(started) <= 1 + PAGES_IN_FLIGHT  # the first, and the ones running when it ended
+
+
+def test_a_page_stopped_by_a_rate_limit_keeps_what_it_paid_for(
+    standin: StandinServer, store: RedisStore, dataset: Dataset
+) -> None:
+    standin.set_rate_limit(30, reset=True)  # runs out in the middle of the page's details
+    with GitHubClient(standin.url, max_rate_limit_wait=0, max_concurrency=4) as client:
+        with pytest.raises(RateLimitError):
+            crawl_page(client, store, WINDOW)
+        staged = store.staged_answers(WINDOW.key)
+        assert 20 <= len(staged) <= 29 and not store.page_members(WINDOW.key)  # nothing written
+        standin.set_rate_limit(5000, reset=True)  # the reset
+        report = crawl_page(client, store, WINDOW)
+    listed = len(dataset.users_between(WINDOW.first_id, WINDOW.last_id))
+    assert report.reused == len(staged)
+    assert report.requests == 1 + listed - len(staged)  # the list, and only the users not paid for
+    assert stored(store, WINDOW) == truth(dataset, WINDOW)
+    assert store.staged_answers(WINDOW.key) == {}  # the page's write dropped them

@@ -2,8 +2,9 @@
 
 import logging
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, as_completed, wait
+from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any, Literal, get_args
 from urllib.parse import urlsplit, urlunsplit
@@ -16,6 +17,7 @@ from gh_assets.github.credentials import Credential, split_tokens, token_credent
 from gh_assets.github.errors import (
     CredentialRefusedError,
     GitHubConfigError,
+    GitHubError,
     GitHubHTTPError,
     MalformedResponseError,
 )
@@ -295,7 +297,10 @@ class GitHubClient(Transport):
         if not requests:
             return {}
         results: dict[int, UserDetail | Answer] = {}
-        with _worker_pool(min(self._max_concurrency, len(requests))) as pool:
+        with (
+            _keep_answers(results),
+            _worker_pool(min(self._max_concurrency, len(requests))) as pool,
+        ):
             futures = {_submit(pool, self.get_user, *request): request[0] for request in requests}
             for future in as_completed(futures):
                 results[futures[future]] = future.result()
@@ -323,7 +328,8 @@ class GitHubClient(Transport):
             by_graphql[i : i + GRAPHQL_BATCH] for i in range(0, len(by_graphql), GRAPHQL_BATCH)
         ]
         results: dict[int, UserDetail | Answer] = {}
-        with _worker_pool(min(self._max_concurrency, len(chunks) + len(by_rest))) as pool:
+        workers = min(self._max_concurrency, len(chunks) + len(by_rest))
+        with _keep_answers(results), _worker_pool(workers) as pool:
             pending: dict[Future[Any], int | None] = {
                 _submit(pool, self.get_user, uid, *_etag_args(etags.get(uid))): uid
                 for uid in by_rest
@@ -381,6 +387,16 @@ class GitHubClient(Transport):
             else:
                 answered[user.id] = detail
         return answered, fallback
+
+
+@contextmanager
+def _keep_answers(results: dict[int, UserDetail | Answer]) -> Iterator[None]:
+    """An error out of a batch carries the answers that came in before it (``partial``)."""
+    try:
+        yield
+    except GitHubError as error:
+        error.partial = dict(results)
+        raise
 
 
 def _etag_args(stored: StoredETag) -> tuple[str | None, str | None]:

@@ -30,6 +30,9 @@ class GitHubError(Exception):
         self.method = method
         self.url = url
         self.status = status
+        # Answers of other users that came in before this error stopped a batch (get_details):
+        # a page keeps them for its re-run instead of paying for them again.
+        self.partial: dict[int, object] = {}
 
 
 class MalformedResponseError(GitHubError):

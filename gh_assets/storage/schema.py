@@ -11,6 +11,9 @@
 - ``gh:pages``: sorted set page -> ``fetched_at`` as epoch seconds (oldest pages first).
 - ``gh:deferred``: sorted set page -> epoch seconds after which a page that hit a long rate
   limit may run again; a successful write of the page removes it.
+- ``gh:page:{page}:staged``: hash id -> the user's hash as JSON (or ``gone``), answers a page got
+  before an error stopped it, reused by its re-run; expires after 3 hours, and the page's write
+  removes it. Not part of the stored users.
 
 Nothing needs ``KEYS`` or a scan of the keyspace.
 """

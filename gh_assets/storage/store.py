@@ -19,6 +19,8 @@ from gh_assets.storage import bulk_read
 from gh_assets.storage.bulk_read import FIRST_FEW, READ_BATCH, READ_REPORT, ReadReport
 from gh_assets.storage.schema import COUNTERS, USER_FIELDS, ascii_lower, iso_utc
 
+STAGED_SECONDS = 3 * 3600  # longer than GitHub's hourly reset, short enough to stay fresh
+GONE_MARK = "gone"
 _WRITE_PAGE = resources.files(__package__).joinpath("write_page.lua").read_text()
 _PAGES_USERS = resources.files(__package__).joinpath("pages_users.lua").read_text()
 
@@ -89,6 +91,7 @@ class RedisStore:
                 self.ids_key,
                 self.pages_key,
                 self.deferred_key,
+                self.page_key(write.page, "staged"),
             ],
             args=[
                 self.user_key(""),
@@ -97,6 +100,29 @@ class RedisStore:
                 json.dumps(payload),
             ],
         )
+
+    def stage_answers(self, page: str, answers: Mapping[int, Mapping[str, str] | None]) -> None:
+        """Keep answers a page got before an error stopped it (a user's hash, or None: gone), for
+        ``STAGED_SECONDS``: its re-run reuses them instead of paying GitHub for them again (the
+        page is still written whole, by its re-run; that write drops them)."""
+        if not answers:
+            return
+        key = self.page_key(page, "staged")
+        mapping = {
+            str(i): GONE_MARK if a is None else json.dumps(dict(a)) for i, a in answers.items()
+        }
+        with self.client.pipeline(transaction=True) as pipe:
+            pipe.hset(key, mapping=mapping)
+            pipe.expire(key, STAGED_SECONDS)
+            pipe.execute()
+
+    def staged_answers(self, page: str) -> dict[int, dict[str, str] | None]:
+        """The answers ``stage_answers`` kept for ``page`` (None: the user is gone)."""
+        found = self.client.hgetall(self.page_key(page, "staged"))
+        return {
+            int(i): None if raw == GONE_MARK.encode() else json.loads(raw)
+            for i, raw in found.items()
+        }
 
     # Reads ----------------------------------------------------------------------------------
     def read_users(self, user_ids: Iterable[int]) -> dict[int, dict[str, str]]:

@@ -4,6 +4,7 @@
 -- KEYS[1] page bookkeeping hash   KEYS[2] page member set   KEYS[3] page gone set
 -- KEYS[4] login -> id hash        KEYS[5] all-ids sorted set KEYS[6] page -> fetched_at sorted set
 -- KEYS[7] deferred pages (page -> when due after a rate limit)
+-- KEYS[8] answers a stopped attempt at this page staged for its re-run (now written: dropped)
 -- ARGV[1] user key prefix         ARGV[2] page key           ARGV[3] page fetched_at (epoch seconds)
 -- ARGV[4] JSON {"users": [[field, value, ...]], "gone": [id], "meta": [field, value, ...]}, all
 --         strings; each user's fields start with id and login, in the order they are stored
@@ -82,4 +83,5 @@ redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], unpack(data.meta))
 redis.call('ZADD', KEYS[6], fetched_at, page)
 redis.call('ZREM', KEYS[7], page)
+redis.call('DEL', KEYS[8])
 return #data.users
