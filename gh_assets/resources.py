@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Literal
 
 import dagster as dg
-import requests
 from pydantic import Field
 
 from gh_assets.github import DEFAULT_API_URL, DEFAULT_MAX_CONCURRENCY, GitHubClient
@@ -133,10 +132,8 @@ class GitHubResource(dg.ConfigurableResource):
     def _app(self) -> GitHubApp | None:
         if self.app_id is None or not self.app_private_key:
             return None
-        session = requests.Session()
-        session.headers["User-Agent"] = "gh-assets/0.1 (+https://github.com/gh-assets)"
         pem = load_private_key(self.app_private_key)
-        return GitHubApp(str(self.app_id), pem, self.api_url, session, timeout=self.timeout)
+        return GitHubApp(str(self.app_id), pem, self.api_url, timeout=self.timeout)
 
 
 class RedisURLError(ValueError):

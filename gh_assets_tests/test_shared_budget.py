@@ -294,8 +294,7 @@ def test_app_installations_crawl_as_identities_of_their_own_renewing_tokens(
         minute=MINUTE,
         rest_points_per_minute=GITHUB_RATE,
     ) as standin:
-        session = requests.Session()
-        app = GitHubApp("77", private, standin.url, session, renew_before=1.0)
+        app = GitHubApp("77", private, standin.url, renew_before=1.0)
         minted: list[int] = []
         mint = app._mint
         app._mint = lambda installation: (minted.append(installation), mint(installation))[1]

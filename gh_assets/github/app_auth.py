@@ -4,17 +4,16 @@
 The App signs a short JWT with its RSA key (RS256) and trades it, per installation, for a token
 that lasts an hour (``POST /app/installations/{id}/access_tokens``); this module makes, caches
 and renews both. Ours rather than a library's: PyGithub (``Auth.AppAuth``) and githubkit do this
-only inside their own HTTP clients, with their own retries and errors; the crawl needs it on its
-``requests`` session, and PyJWT (already a dependency) does the signing.
+only inside their own HTTP clients, with their own retries and errors; the crawl needs it with
+its own ``Transport`` (retries, bounded bodies, secrets kept out of messages), and PyJWT (already
+a dependency) does the signing.
 """
 
-import json
 import logging
-import random
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,27 +25,20 @@ import requests
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from requests.auth import AuthBase
 
+from gh_assets.github.credentials import Credential
 from gh_assets.github.errors import (
     CredentialRefusedError,
     GitHubConfigError,
     GitHubHTTPError,
-    GitHubUnreachableError,
     MalformedResponseError,
-    RateLimitError,
-    connection_reason,
 )
-from gh_assets.github.ratelimit import SECONDARY_MIN_WAIT, _rate_limit
+from gh_assets.github.transport import Transport
 from gh_assets.github.urls import origin_of, safe_url, url_credentials
 
 __all__ = ["GitHubApp", "load_private_key"]
 
 log = logging.getLogger(__name__)
-
-# Repeated here, not imported from transport: the transport imports this module.
-API_VERSION = "2022-11-28"
-ACCEPT = "application/vnd.github+json"
 
 # GitHub refuses a JWT that expires more than 10 minutes ahead; ``iat`` a minute in the past
 # absorbs a server clock slightly behind ours (GitHub's own advice).
@@ -55,24 +47,22 @@ JWT_LIFETIME = 540
 JWT_MIN_LEFT = 60  # a cached JWT with less left is re-made: a request may take a while to arrive
 INSTALLATIONS_PAGE = 100
 MAX_PAGES = 1000  # 100,000 installations: beyond that, a Link loop rather than an App
+# The App's own requests are few (a mint per installation an hour): short retries, and a rate
+# limit on them raises RateLimitError at once (the caller decides whether to wait).
+MAX_CONCURRENCY = 4
 MAX_RETRIES = 3
 BACKOFF_BASE = 0.5  # seconds; doubled per attempt (full jitter), at most BACKOFF_MAX
 BACKOFF_MAX = 4.0
-MAX_BODY_BYTES = 10 * 1024 * 1024
+USER_AGENT = "gh-assets/0.1 (+https://github.com/gh-assets)"
 MAX_KEY_FILE_BYTES = 64 * 1024  # an RSA-4096 PEM is about 3.3 KB
 
 KEY_REFUSED = "GITHUB_APP_PRIVATE_KEY: not a PEM private key nor a readable file"
+REFUSED_WHICH = "GITHUB_APP_ID/GITHUB_APP_PRIVATE_KEY"
 UNAUTHORIZED_HINT = (
     "GitHub refused the App's JWT: the App id ({app_id}, GITHUB_APP_ID) or the private key "
     "(GITHUB_APP_PRIVATE_KEY) is wrong, or this machine's clock is off by more than a minute"
 )
 
-_TRANSIENT = (
-    requests.ConnectionError,
-    requests.Timeout,
-    requests.exceptions.ChunkedEncodingError,
-    requests.exceptions.ContentDecodingError,
-)
 _APP_ID = re.compile(r"[A-Za-z0-9._-]{1,100}")  # the numeric App id, or the App's client id
 
 
@@ -143,21 +133,6 @@ class _Token:
     expires_at: float  # epoch seconds, GitHub's ``expires_at``
 
 
-class _Bearer(AuthBase):
-    """``Authorization: Bearer`` as the request's own auth: it overrides the session's (its Basic
-    auth, a token header, or ~/.netrc), which must not reach the App endpoints instead."""
-
-    def __init__(self, credential: str) -> None:
-        self._credential = credential
-
-    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        request.headers["Authorization"] = f"Bearer {self._credential}"
-        return request
-
-    def __repr__(self) -> str:
-        return "_Bearer(***)"
-
-
 class GitHubApp:
     """One GitHub App: its JWT, its installations, and a cached token per installation.
 
@@ -165,8 +140,9 @@ class GitHubApp:
     installation at a time, and the others wait for it and reuse its token. Tokens are renewed
     ``renew_before`` seconds before GitHub's ``expires_at``; that instant is read on ``clock``,
     which must then agree with GitHub's within a minute (the JWT's ``iat`` needs that anyway).
-    Requests go through ``session`` (its User-Agent, adapters and proxies), never redirected, so
-    the JWT goes nowhere but ``api_url``.
+    Requests go through a ``Transport`` of the App's own, sent as the JWT (never as a token or
+    Basic auth); it follows redirects within ``api_url``'s origin only, so the JWT goes nowhere
+    else.
     """
 
     def __init__(
@@ -174,11 +150,11 @@ class GitHubApp:
         app_id: str,
         private_key_pem: str,
         api_url: str,
-        session: requests.Session,
         *,
         timeout: float = 30.0,
         renew_before: float = 300.0,
         clock: Callable[[], float] = time.time,
+        user_agent: str = USER_AGENT,
     ) -> None:
         app_id = str(app_id).strip()
         if not _APP_ID.fullmatch(app_id):
@@ -199,15 +175,22 @@ class GitHubApp:
             raise ValueError("timeout must be > 0 and renew_before >= 0")
         self._app_id = app_id
         self._api_url = urlunsplit(parts._replace(query="", fragment=""))
-        self._origin = origin_of(self._api_url)
         self._key = _rsa_key(private_key_pem, "GITHUB_APP_PRIVATE_KEY", KEY_REFUSED)
-        self._key_lines = [line for line in private_key_pem.splitlines() if len(line) >= 16]
-        self._session = session
-        self._timeout = timeout
         self._renew_before = renew_before
         self._clock = clock
-        self._sleep: Callable[[float], None] = time.sleep  # tests record backoff instead
-        self._max_retries = MAX_RETRIES
+        self._http = Transport(
+            origin_of(self._api_url),
+            None,
+            timeout=timeout,
+            max_concurrency=MAX_CONCURRENCY,
+            max_retries=MAX_RETRIES,
+            backoff_base=BACKOFF_BASE,
+            backoff_max=BACKOFF_MAX,
+            max_rate_limit_wait=0,
+            user_agent=user_agent,
+        )
+        name = f"app:{app_id}"
+        self._as_app = Credential(name, name, bearer=self.jwt)
         self._lock = threading.Lock()  # guards the dicts below and the JWT
         self._jwt: tuple[str, float] | None = None  # (JWT, its exp)
         self._tokens: dict[int, _Token] = {}
@@ -258,7 +241,7 @@ class GitHubApp:
                     "installation pages do not end (Link rel=next loops)", url=safe, status=200
                 )
             seen_urls.add(url)
-            resp, data = self._call("GET", url, ok=(200,))
+            resp, data = self._call("GET", url)
             if not isinstance(data, list):
                 raise MalformedResponseError(
                     f"expected a JSON array of installations, got {type(data).__name__}",
@@ -281,11 +264,7 @@ class GitHubApp:
             next_url = resp.links.get("next", {}).get("url")
             if not data or not next_url:
                 return ids
-            if origin_of(next_url) != self._origin:
-                raise MalformedResponseError(
-                    f"Link rel=next leaves the API: {safe_url(next_url)}", url=safe, status=200
-                )
-            url = next_url
+            url = self._http._same_origin(next_url, safe)
 
     def installation_token(self, installation_id: int) -> str:
         """A token for ``installation_id`` with more than ``renew_before`` seconds left: the
@@ -322,7 +301,7 @@ class GitHubApp:
     def _mint(self, installation_id: int) -> _Token:
         url = f"{self._api_url}/app/installations/{installation_id}/access_tokens"
         safe = safe_url(url)
-        resp, data = self._call("POST", url, ok=(200, 201))
+        resp, data = self._call("POST", url)
         status = resp.status_code
         token = data.get("token") if isinstance(data, dict) else None
         expires = data.get("expires_at") if isinstance(data, dict) else None
@@ -356,129 +335,21 @@ class GitHubApp:
             )
         return _Token(token, expires_at)
 
-    def _call(self, method: str, url: str, *, ok: tuple[int, ...]) -> tuple[requests.Response, Any]:
-        """One App request with the JWT: an ``ok`` status and its parsed JSON, after retrying
-        connection errors and 5xx with a short backoff (minting twice is harmless: both tokens
-        work). Anything else raises, naming method, URL and status, with GitHub's message."""
-        safe = safe_url(url)
-        attempt = 0
-        while True:
-            status: int | None = None
-            reason: str | None = None
-            try:
-                resp, body = self._send(method, url, safe)
-            except _TRANSIENT as exc:
-                if isinstance(exc, requests.ConnectionError):
-                    reason = connection_reason(exc)
-                problem = self._scrub(f"{type(exc).__name__}: {reason or exc}")
-            except requests.RequestException as exc:  # e.g. an invalid URL: retrying cannot help
-                detail = self._scrub(f"{type(exc).__name__}: {exc}")
-                raise GitHubHTTPError(detail, url=safe, status=None, method=method) from None
-            else:
-                status = resp.status_code
-                if status in ok:
-                    try:
-                        return resp, json.loads(body)
-                    except ValueError:
-                        raise MalformedResponseError(
-                            f"{status} answer whose body is not JSON",
-                            url=safe,
-                            status=status,
-                            method=method,
-                        ) from None
-                if status < 500:
-                    raise self._refusal(resp, body, method, safe)
-                problem = f"server error {status} {resp.reason}"
-            if attempt >= self._max_retries:
-                detail = f"giving up after {attempt + 1} attempts: {problem}"
-                if reason is not None:
-                    raise GitHubUnreachableError(detail, url=safe, reason=reason, method=method)
-                raise GitHubHTTPError(detail, url=safe, status=status, method=method)
-            delay = random.uniform(0, min(BACKOFF_MAX, BACKOFF_BASE * 2**attempt))
-            attempt += 1
-            log.info(
-                "%s %s: %s; retry %d/%d in %.2f s",
-                method,
-                safe,
-                problem,
-                attempt,
-                self._max_retries,
-                delay,
-            )
-            self._sleep(delay)
-
-    def _send(self, method: str, url: str, safe: str) -> tuple[requests.Response, bytes]:
-        """One exchange, reading at most MAX_BODY_BYTES of the answer."""
-        headers: Mapping[str, str] = {"Accept": ACCEPT, "X-GitHub-Api-Version": API_VERSION}
-        with self._session.request(
-            method,
-            url,
-            headers=headers,
-            auth=_Bearer(self.jwt()),
-            timeout=self._timeout,
-            allow_redirects=False,
-            stream=True,
-        ) as resp:
-            chunks: list[bytes] = []
-            size = 0
-            for chunk in resp.iter_content(64 * 1024):
-                size += len(chunk)
-                if size > MAX_BODY_BYTES:
-                    raise MalformedResponseError(
-                        f"body larger than {MAX_BODY_BYTES} bytes",
-                        url=safe,
-                        status=resp.status_code,
-                        method=method,
-                    )
-                chunks.append(chunk)
-        return resp, b"".join(chunks)
-
-    def _refusal(
-        self, resp: requests.Response, body: bytes, method: str, safe: str
-    ) -> GitHubHTTPError | RateLimitError:
-        """The error for a status retrying cannot fix; a rate limit becomes RateLimitError (the
-        caller decides whether to wait: minting is rare, so that is the App's budget spent)."""
-        status = resp.status_code
-        if status in (403, 429):
-            limit = _rate_limit(resp, body, SECONDARY_MIN_WAIT)
-            if limit is not None:
-                _, reset_at, secondary = limit
-                return RateLimitError(
-                    url=safe, status=status, reset_at=reset_at, secondary=secondary, method=method
-                )
-        message = self._message(resp, body)
-        if 300 <= status < 400:
-            location = resp.headers.get("Location", "")
-            message = (
-                f"redirected to {safe_url(location)!r}: the App's requests follow no redirect "
-                "(the JWT goes to GITHUB_API_URL only)"
-            )
-        elif status == 401:
-            message = f"{message}: {UNAUTHORIZED_HINT.format(app_id=self._app_id)}"
-            which = "GITHUB_APP_ID/GITHUB_APP_PRIVATE_KEY"
-            return CredentialRefusedError(message, url=safe, which=which, method=method)
-        return GitHubHTTPError(message, url=safe, status=status, method=method)
-
-    def _message(self, resp: requests.Response, body: bytes) -> str:
-        """GitHub's own error message, on one line, bounded, secrets removed."""
-        text = body.decode("utf-8", "replace")
+    def _call(self, method: str, url: str) -> tuple[requests.Response, Any]:
+        """One App request, sent as the JWT: a 200 or 201 and its parsed JSON, after the
+        transport's retries (minting twice is harmless: both tokens work). Anything else raises:
+        a rate limit as RateLimitError at once, a 401 as CredentialRefusedError naming the App's
+        settings."""
         try:
-            data = json.loads(text)
-        except ValueError:
-            data = None
-        if isinstance(data, dict) and isinstance(data.get("message"), str):
-            text = data["message"]
-        text = " ".join(text.split())[:300]
-        return self._scrub(text) or resp.reason or "no message"
-
-    def _scrub(self, text: str) -> str:
-        with self._lock:
-            secrets = [token.value for token in self._tokens.values()]
-            if self._jwt is not None:
-                secrets.append(self._jwt[0])
-        for secret in (*secrets, *self._key_lines):
-            text = text.replace(secret, "***")
-        return text
+            resp, data, _ = self._http._request_as(method, url, credential=self._as_app)
+        except GitHubHTTPError as exc:
+            if exc.status != 401:
+                raise
+            message = f"{exc.detail}: {UNAUTHORIZED_HINT.format(app_id=self._app_id)}"
+            raise CredentialRefusedError(
+                message, url=exc.url, which=REFUSED_WHICH, method=exc.method
+            ) from None
+        return resp, data
 
 
 def _timestamp(value: object) -> float:

@@ -169,7 +169,8 @@ class Transport:
     ) -> tuple[requests.Response, Any, Credential]:
         """One request with retries and rate-limit waits, and the credential it was sent as.
 
-        Returns a 200 with its parsed JSON, or a ``passed`` status with None; raises otherwise.
+        Returns a 200 or 201 with its parsed JSON, or a ``passed`` status with None; raises
+        otherwise.
         ``limited`` recognises a rate limit inside a 200 (GraphQL's), as ``_rate_limit`` does
         for 403/429. With a governor every attempt waits for shared budget and a rate-limit
         answer is reported to it (every process then holds back); ``credential`` sends as that
@@ -209,11 +210,11 @@ class Transport:
                         raise GitHubHTTPError(message, url=safe, status=status, method=method)
                 elif status in passed:
                     return resp, None, sent_as
-                elif status == 200:
+                elif status in (200, 201):
                     try:
                         data = json.loads(content)
                     except ValueError:
-                        problem = "200 answer whose body is not JSON"
+                        problem = f"{status} answer whose body is not JSON"
                     else:
                         limit = limited(resp, data) if limited else None
                         if limit is None:
