@@ -6,6 +6,7 @@ import time
 import dagster as dg
 import pandas as pd
 
+from gh_assets.asset_storage import COLUMN_SCHEMA, column_schema
 from gh_assets.checks import PAGE_CHECKS, audit_pages
 from gh_assets.crawl import PageReport, crawl_pages
 from gh_assets.github import (
@@ -18,7 +19,7 @@ from gh_assets.partitions import PageWindow, github_pages
 from gh_assets.preflight import github_failure, redis_failures
 from gh_assets.resources import GitHubResource, RedisResource
 from gh_assets.settings import Settings
-from gh_assets.storage import READ_REPORT, RedisStore
+from gh_assets.storage import READ_REPORT, RedisStore, frame_from_batches
 from gh_assets.summary import UserSummary, follower_histogram_png, summarize
 
 USERS_KEY = dg.AssetKey("github_users")  # the page asset, built per settings by the factory below
@@ -137,9 +138,12 @@ def _page_metadata(reports: list[PageReport], seconds: float) -> dict[str, int |
 @dg.asset(
     deps=[USERS_KEY],
     automation_condition=AFTER_PAGES_CHANGE,
-    kinds={"pandas", "redis"},
+    kinds={"pandas", "redis", "parquet"},
     group_name="analysis",
-    description="Every stored GitHub user in one DataFrame, read from Redis.",
+    description="Every stored GitHub user in one DataFrame, read from Redis; stored as Parquet "
+    "(its path is in each materialization's metadata).",
+    # The columns every frame has; the IO manager refuses a stored file that differs.
+    metadata={COLUMN_SCHEMA: column_schema(frame_from_batches([]))},
 )
 def github_users_frame(redis: RedisResource) -> dg.MaterializeResult:
     frame = redis.get_store().read_frame()
@@ -147,9 +151,6 @@ def github_users_frame(redis: RedisResource) -> dg.MaterializeResult:
         value=frame,
         metadata={
             "dagster/row_count": len(frame),
-            "dagster/column_schema": dg.TableSchema(
-                columns=[dg.TableColumn(name, str(dtype)) for name, dtype in frame.dtypes.items()]
-            ),
             "preview": _table(frame.head(10)),
             "organizations": int((frame["type"] == "Organization").sum()),
             # What the read saw beside the rows (frame.attrs, graded by the frame checks).
@@ -160,7 +161,8 @@ def github_users_frame(redis: RedisResource) -> dg.MaterializeResult:
 
 @dg.asset(
     automation_condition=AFTER_PAGES_CHANGE,
-    kinds={"pandas"},
+    io_manager_key="summary_io_manager",
+    kinds={"pandas", "parquet"},
     group_name="analysis",
     description="Summary statistics of the users frame: counters, account types, top followed.",
 )

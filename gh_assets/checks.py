@@ -28,46 +28,45 @@ PAGE_CHECKS = (
 )
 
 
-def audit_pages(store: RedisStore, windows: Sequence[PageWindow]) -> list[dg.AssetCheckResult]:
-    """Read back what the run wrote and grade it; one result per check over all its pages."""
-    bad_counters: dict[str, list[int]] = {}
-    unaccounted: dict[str, str] = {}
-    mismatched: dict[str, str] = {}
+def page_findings(store: RedisStore, windows: Sequence[PageWindow]) -> dict[str, dict[str, str]]:
+    """What each page check finds wrong, per check: page -> what is off (empty: all pass)."""
+    findings: dict[str, dict[str, str]] = {spec.name: {} for spec in PAGE_CHECKS}
     for window in windows:
         page = window.key
         members = store.page_members(page)
-        for user_id, values in store.read_counters(members).items():
-            if not all(value is not None and value.isdigit() for value in values):
-                bad_counters.setdefault(page, []).append(user_id)
+        bad = [
+            user_id
+            for user_id, values in store.read_counters(members).items()
+            if not all(value is not None and value.isdigit() for value in values)
+        ]
+        if bad:
+            findings["counters_valid"][page] = f"invalid counters: users {sorted(bad)[:20]}"
         meta = store.page_meta(page)
         listed, users, gone = (int(meta.get(k, -1)) for k in ("listed", "users", "gone"))
         if listed != users + gone or users != len(members):
-            unaccounted[page] = (
+            findings["users_accounted_for"][page] = (
                 f"listed {listed}, written {users} ({len(members)} stored), gone {gone}"
             )
         indexed = store.ids_between(window.first_id, window.last_id)
         if indexed != members:
-            mismatched[page] = (
+            findings["index_matches_hashes"][page] = (
                 f"{len(members - indexed)} members without a hash, "
                 f"{len(indexed - members)} hashes outside the index"
             )
+    return findings
+
+
+def audit_pages(store: RedisStore, windows: Sequence[PageWindow]) -> list[dg.AssetCheckResult]:
+    """Read back what the run wrote and grade it; one result per check over all its pages."""
     pages = {"pages": len(windows)}
+    detail = {"counters_valid": "invalid_users"}  # the metadata key of what is off
     return [
         dg.AssetCheckResult(
-            check_name="counters_valid",
-            passed=not bad_counters,
-            metadata=pages | {"invalid_users": str(bad_counters)[:1000]} if bad_counters else pages,
-        ),
-        dg.AssetCheckResult(
-            check_name="users_accounted_for",
-            passed=not unaccounted,
-            metadata=pages | {"pages_off": str(unaccounted)[:1000]} if unaccounted else pages,
-        ),
-        dg.AssetCheckResult(
-            check_name="index_matches_hashes",
-            passed=not mismatched,
-            metadata=pages | {"pages_off": str(mismatched)[:1000]} if mismatched else pages,
-        ),
+            check_name=check,
+            passed=not off,
+            metadata=pages | {detail.get(check, "pages_off"): str(off)[:1000]} if off else pages,
+        )
+        for check, off in page_findings(store, windows).items()
     ]
 
 

@@ -3,6 +3,7 @@
 
 import dagster as dg
 
+from gh_assets.asset_storage import storage_resources
 from gh_assets.assets import build_github_users, github_user_summary, github_users_frame
 from gh_assets.checks import frame_checks
 from gh_assets.jobs import crawl_job, summary_job
@@ -26,8 +27,9 @@ def build_defs(settings: Settings) -> dg.Definitions:
         resources={
             "github": GitHubResource.from_settings(settings),
             "redis": RedisResource.from_settings(settings),
-            # Explicit, so in-process runs (the demo, tests) persist values the UI's runs load.
-            "io_manager": dg.FilesystemIOManager(),
+            # Parquet, so the frame is read without Dagster; in-process runs (the demo, tests)
+            # persist values where the UI's runs load them.
+            **storage_resources(settings.asset_storage),
         },
     )
 

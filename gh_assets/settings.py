@@ -73,6 +73,12 @@ def _text(raw: str) -> str:
     return raw
 
 
+def _storage(raw: str) -> str:
+    """A base URI (``s3://bucket/prefix``) as given; a local path made absolute, since runs may
+    start in another working directory."""
+    return raw if "://" in raw else os.path.abspath(raw)
+
+
 def _ids(raw: str) -> tuple[int, ...]:
     ids = tuple(part.strip() for part in raw.split(",") if part.strip())
     if not ids or not all(part.isdecimal() and int(part) > 0 for part in ids):
@@ -109,6 +115,8 @@ class Settings:
     rate_minute: int = _env("GH_ASSETS_RATE_MINUTE", _whole(1), default=60)  # tests shorten it
     redis_url: str = _env("REDIS_URL", _url(*REDIS_SCHEMES), default=DEFAULT_REDIS_URL, repr=False)
     key_prefix: str = _env("GH_ASSETS_KEY_PREFIX", _text, default="gh:")
+    # Where asset values go as Parquet; unset: the Dagster instance's storage folder.
+    asset_storage: str | None = _env("GH_ASSETS_ASSET_STORAGE", _storage, default=None)
     page_size: int = _env("GH_ASSETS_PAGE_SIZE", _whole(1), default=100)
     pages: int = _env("GH_ASSETS_PAGES", _whole(1), default=10)
     max_pages: int = _env("GH_ASSETS_MAX_PAGES", _whole(1), default=100_000)

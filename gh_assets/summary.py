@@ -21,6 +21,15 @@ class UserSummary:
     by_type: pd.DataFrame  # index: type; columns: accounts, share
     top_followers: pd.DataFrame  # TOP_N rows: id, login, type, followers
 
+    TABLES = ("counters", "by_type", "top_followers")  # what it is stored as (asset_storage)
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        return {name: getattr(self, name) for name in self.TABLES}
+
+    @classmethod
+    def from_tables(cls, tables: dict[str, pd.DataFrame]) -> UserSummary:
+        return cls(**{name: tables[name] for name in cls.TABLES})
+
     def render(self) -> str:
         """Plain-text tables for a terminal."""
         with pd.option_context("display.float_format", "{:,.2f}".format, "display.width", 120):

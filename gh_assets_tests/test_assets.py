@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from gh_assets.asset_storage import storage_resources
 from gh_assets.assets import github_user_summary, github_users_frame
 from gh_assets.local.standin import Dataset, StandinServer
 from gh_assets.partitions import PageWindow, add_missing_pages, github_pages
@@ -32,7 +33,7 @@ def resources(standin: StandinServer, redis_url: str, key_prefix: str, tmp_path:
     return {
         "github": GitHubResource(api_url=standin.url, max_retries=1),
         "redis": RedisResource(url=redis_url, key_prefix=key_prefix),
-        "io_manager": dg.FilesystemIOManager(base_dir=str(tmp_path / "storage")),
+        **storage_resources(str(tmp_path / "storage")),
     }
 
 

@@ -16,6 +16,7 @@ import pytest
 from dagster import DagsterEventType
 
 from gh_assets import preflight
+from gh_assets.asset_storage import storage_resources
 from gh_assets.assets import build_github_users, github_user_summary, github_users_frame
 from gh_assets.checks import frame_checks
 from gh_assets.local.standin import Dataset, StandinServer
@@ -346,7 +347,7 @@ def test_after_forgetting_the_old_pages_the_new_width_counts_each_user_once(
     resources = {
         "github": GitHubResource(api_url=standin.url),
         "redis": RedisResource(url=redis_url, key_prefix=store.prefix),
-        "io_manager": dg.FilesystemIOManager(base_dir=str(tmp_path)),
+        **storage_resources(str(tmp_path)),
     }
     old = [PageWindow.number(k, 100).key for k in range(3)]
     wide = PageWindow.number(0, 200).key  # the new crawl holds IDs 1-200; the old one held 1-300

@@ -20,6 +20,7 @@ import pytest
 import requests
 from graphql import build_schema, graphql_sync, parse, print_ast, validate
 
+from gh_assets.asset_storage import storage_resources
 from gh_assets.crawl import crawl_page
 from gh_assets.github import (
     GRAPHQL_BATCH,
@@ -665,7 +666,7 @@ def test_the_asset_crawls_in_the_mode_the_settings_name(
     resources = {
         "github": GitHubResource.from_settings(settings),
         "redis": RedisResource(url=redis_url, key_prefix=key_prefix),
-        "io_manager": dg.FilesystemIOManager(base_dir=str(tmp_path / "storage")),
+        **storage_resources(str(tmp_path / "storage")),
     }
     with dg.instance_for_test() as instance:
         add_missing_pages(instance, [WINDOW.key])

@@ -8,6 +8,7 @@ import dagster as dg
 import pytest
 from dagster import DagsterRunStatus
 
+from gh_assets.asset_storage import storage_resources
 from gh_assets.assets import github_user_summary, github_users_frame
 from gh_assets.checks import frame_checks
 from gh_assets.jobs import crawl_job
@@ -31,7 +32,7 @@ def resources(standin: StandinServer, redis_url: str, key_prefix: str, tmp_path:
     return {
         "github": GitHubResource(api_url=standin.url, max_retries=1, max_rate_limit_wait=0),
         "redis": RedisResource(url=redis_url, key_prefix=key_prefix),
-        "io_manager": dg.FilesystemIOManager(base_dir=str(tmp_path / "storage")),
+        **storage_resources(str(tmp_path / "storage")),
     }
 
 
@@ -158,7 +159,8 @@ def test_a_rate_limit_in_a_multi_page_run_defers_the_failed_page_and_every_later
 CRAWL = dg.Definitions(
     assets=ASSETS,
     jobs=[crawl_job],
-    resources={"github": GitHubResource(), "redis": RedisResource()},  # never used: no run starts
+    # never used: no run starts
+    resources={"github": GitHubResource(), "redis": RedisResource(), **storage_resources(None)},
 ).resolve_job_def(crawl_job.name)
 
 

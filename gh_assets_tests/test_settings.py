@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -101,6 +102,17 @@ def test_settings_reach_the_definitions() -> None:
     assert users.op.pool == "github_api"
     sensors = {sensor.name: sensor.minimum_interval_seconds for sensor in defs.sensors}
     assert set(sensors.values()) == {5} and len(sensors) == 3
+
+
+def test_asset_storage_is_a_uri_or_an_absolute_folder(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    local = Settings.from_env({"GH_ASSETS_ASSET_STORAGE": "shared/assets"})
+    assert local.asset_storage == str(tmp_path / "shared" / "assets")  # runs may start elsewhere
+    remote = Settings.from_env({"GH_ASSETS_ASSET_STORAGE": "s3://bucket/gh"})
+    resources = build_defs(remote).resources
+    assert resources["io_manager"].base_path == resources["summary_io_manager"].base_path
+    assert resources["io_manager"].base_path == "s3://bucket/gh"
+    assert build_defs(Settings()).resources["io_manager"].base_path is None  # the instance's
 
 
 def test_the_code_location_loads_with_every_variable_set() -> None:
