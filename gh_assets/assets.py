@@ -16,11 +16,12 @@ from gh_assets.github import (
     RateLimitError,
 )
 from gh_assets.partitions import PageWindow, github_pages
+from gh_assets.plots import PLOTS
 from gh_assets.preflight import github_failure, redis_failures
 from gh_assets.resources import GitHubResource, RedisResource
 from gh_assets.settings import Settings
 from gh_assets.storage import READ_REPORT, RedisStore, frame_from_batches
-from gh_assets.summary import UserSummary, follower_histogram_png, summarize
+from gh_assets.summary import UserSummary, summarize
 
 USERS_KEY = dg.AssetKey("github_users")  # the page asset, built per settings by the factory below
 GITHUB_POOL = "github_api"  # its limit is the instance's (gh_assets/local/dagster.yaml)
@@ -64,7 +65,7 @@ def build_github_users(settings: Settings) -> dg.AssetsDefinition:
             reports = _crawl(context, github, store, windows)
             check_results = audit_pages(store, windows)
         return dg.MaterializeResult(
-            metadata=_page_metadata(reports, time.monotonic() - started),
+            metadata=_run_metadata(reports, time.monotonic() - started),
             check_results=check_results,
         )
 
@@ -92,6 +93,8 @@ def _crawl(
                     f"{report.not_modified} unchanged (304), {report.requests} requests, "
                     f"{report.seconds:.1f} s, {report.budget_wait:.1f} s waiting for rate budget"
                 )
+                # Each page's own numbers on its own materialization: Plots charts them.
+                context.add_asset_metadata(_page_metadata(report), partition_key=report.page)
                 reports.append(report)
         except RateLimitError as error:
             failed = len(reports)  # every page before the failed one was reported
@@ -117,21 +120,29 @@ def _crawl(
     return reports
 
 
-def _page_metadata(reports: list[PageReport], seconds: float) -> dict[str, int | float | str]:
-    """Totals of the run's pages; ``seconds`` is the run's crawl time (pages overlap, so their
-    own times add up to more)."""
+def _page_metadata(report: PageReport) -> dict[str, int | float]:
+    """One page's bookkeeping, as ``gh:page:{page}`` holds it."""
+    return {
+        "users_written": report.written,
+        "users_gone": report.gone,
+        "users_listed": report.listed,
+        "not_modified": report.not_modified,
+        # Unchanged users a re-crawl paid nothing for (304s): the ETags' economy.
+        "share_not_modified": round(report.not_modified / max(report.written, 1), 4),
+        "api_requests": report.requests,
+        "budget_wait_seconds": round(report.budget_wait, 3),
+        "seconds": round(report.seconds, 3),
+    }
+
+
+def _run_metadata(reports: list[PageReport], seconds: float) -> dict[str, int | float | str]:
+    """What belongs to the run, shown on each of its pages; ``run_seconds`` is the run's crawl
+    time (its pages overlap, so their own times add up to more)."""
     remaining = reports[-1].rate_limit_remaining if reports else None
     return {
-        "users_written": sum(r.written for r in reports),
-        "users_gone": sum(r.gone for r in reports),
-        "users_listed": sum(r.listed for r in reports),
-        "not_modified": sum(r.not_modified for r in reports),
-        "api_requests": sum(r.requests for r in reports),
-        # Summed over requests, which wait side by side: can exceed the run's seconds.
-        "budget_wait_seconds": round(sum(r.budget_wait for r in reports), 3),
         "rate_limit_remaining": remaining if remaining is not None else "unlimited",
-        "seconds": round(seconds, 3),
-        "pages": len(reports),
+        "run_seconds": round(seconds, 3),
+        "run_pages": len(reports),
     }
 
 
@@ -166,22 +177,37 @@ def github_users_frame(redis: RedisResource) -> dg.MaterializeResult:
     group_name="analysis",
     description="Summary statistics of the users frame: counters, account types, top followed.",
 )
-def github_user_summary(github_users_frame: pd.DataFrame) -> dg.MaterializeResult:
-    summary: UserSummary = summarize(github_users_frame)
-    plot = base64.b64encode(follower_histogram_png(github_users_frame)).decode()
-    counters = summary.counters.round(3).rename_axis("counter").reset_index()
+def github_user_summary(
+    github_users_frame: pd.DataFrame, redis: RedisResource
+) -> dg.MaterializeResult:
+    frame = github_users_frame
+    summary: UserSummary = summarize(frame)
+    followers = summary.counters.loc["followers"]
+    pages = redis.get_store().pages_meta().values()
+    written, unchanged = (sum(int(p.get(k, 0)) for p in pages) for k in ("users", "not_modified"))
     return dg.MaterializeResult(
         value=summary,
         metadata={
-            "accounts": len(github_users_frame),
-            "counters": _table(counters),
+            # Numbers first: the UI's Plots tab charts each one across materializations.
+            "accounts": len(frame),
+            "organizations": int((frame["type"] == "Organization").sum()),
+            "followers_p50": float(followers["median"]),
+            "followers_p90": float(followers["p90"]),
+            "followers_p99": float(followers["p99"]),
+            # Of the users the pages' latest crawls wrote, those GitHub answered 304 for.
+            "share_not_modified": round(unchanged / max(written, 1), 4),
+            "counters": _table(summary.counters.round(3).rename_axis("counter").reset_index()),
             "by_type": _table(summary.by_type.round(4).reset_index()),
             "top_followers": _table(summary.top_followers),
-            "follower_distribution": dg.MetadataValue.md(
-                f"![followers per account, log scale](data:image/png;base64,{plot})"
-            ),
+            **{name: _image(plot(frame), name.replace("_", " ")) for name, plot in PLOTS.items()},
         },
     )
+
+
+def _image(png: bytes, title: str) -> dg.MarkdownMetadataValue:
+    """A PNG inline in Markdown metadata (the UI has no image metadata type)."""
+    encoded = base64.b64encode(png).decode()
+    return dg.MetadataValue.md(f"![{title}](data:image/png;base64,{encoded})")
 
 
 def _table(frame: pd.DataFrame) -> dg.TableMetadataValue:

@@ -107,7 +107,7 @@ def read_pages(users: RedisStore | None = None) -> pd.DataFrame:
     """One row per stored page: its bookkeeping (the key schema's ``page`` hash), typed."""
     users = users or store()
     fetched = users.pages_fetched_at()
-    rows = {page: users.page_meta(page) for page in fetched}
+    rows = users.pages_meta()
     frame = pd.DataFrame.from_dict(rows, orient="index", columns=[*PAGE_COLUMNS, "fetched_at"])
     frame = frame.fillna(0).astype(PAGE_COLUMNS)
     frame["fetched_at"] = pd.Series(fetched).reindex(frame.index)

@@ -1,8 +1,7 @@
-"""Summary statistics of the users frame, and the follower plot shown beside them in the UI."""
+"""Summary statistics of the users frame (its plots are in ``gh_assets.plots``)."""
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 
 import pandas as pd
@@ -67,30 +66,3 @@ def summarize(frame: pd.DataFrame) -> UserSummary:
         .reset_index(drop=True)
     )
     return UserSummary(counters=counters, by_type=by_type, top_followers=top_followers)
-
-
-def follower_histogram_png(frame: pd.DataFrame) -> bytes:
-    """Followers per account on log-log axes: the heavy tail is the story of this data."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    followers = frame["followers"].to_numpy()
-    figure, axes = plt.subplots(figsize=(7, 4), dpi=100)
-    try:
-        top = max(int(followers.max(initial=0)), 1)
-        bins = np.unique(np.concatenate([[0], np.logspace(0, np.log10(top + 1), 40)]).round())
-        axes.hist(followers, bins=bins, color="#4c72b0")
-        axes.set_xscale("symlog", linthresh=1)
-        axes.set_yscale("log")
-        axes.set_xlabel("followers")
-        axes.set_ylabel("accounts")
-        axes.set_title(f"Follower distribution of {len(followers):,} accounts")
-        figure.tight_layout()
-        buffer = io.BytesIO()
-        figure.savefig(buffer, format="png")
-        return buffer.getvalue()
-    finally:
-        plt.close(figure)

@@ -103,8 +103,15 @@ def test_every_page_then_frame_and_summary_equal_the_ground_truth(
     assert summary.top_followers["id"].tolist() == top["id"].tolist()
 
     summary_meta = result.asset_materializations_for_node("github_user_summary")[0].metadata
-    plot = summary_meta["follower_distribution"].value
-    assert plot.startswith("![") and "data:image/png;base64,iVBORw0KGgo" in plot
+    for name in ("follower_distribution", "repos_vs_followers", "users_vs_organizations"):
+        plot = summary_meta[name].value
+        assert plot.startswith("![") and "data:image/png;base64,iVBORw0KGgo" in plot, name
+    followers = expected["followers"].to_numpy()
+    assert summary_meta["accounts"].value == len(expected)
+    assert summary_meta["organizations"].value == organizations
+    assert summary_meta["followers_p50"].value == pytest.approx(np.median(followers))
+    assert summary_meta["followers_p99"].value == pytest.approx(np.percentile(followers, 99))
+    assert summary_meta["share_not_modified"].value == 0.0  # a first crawl sends no ETag
     counters = summary_meta["counters"].value
     assert [r.data["counter"] for r in counters.records] == list(COUNTERS)
 
@@ -128,6 +135,27 @@ def test_a_page_run_waits_for_the_shared_budget_and_says_how_long(
     # The client's 32 threads queue for one slot every 10 ms: each request waits ~0.3 s.
     assert meta["budget_wait_seconds"].value >= requests * 0.1
     assert meta["seconds"].value >= (requests - 1) / 100 * 0.9
+
+
+def test_a_run_of_several_pages_records_each_pages_own_numbers(
+    instance: dg.DagsterInstance, resources: dict, dataset: Dataset
+) -> None:
+    result = dg.materialize(
+        [github_users], instance=instance, resources=resources,
+        tags={"dagster/asset_partition_range_start": KEYS[0],
+              "dagster/asset_partition_range_end": KEYS[2]},
+    )  # fmt: skip
+    assert result.success
+    recorded = {
+        m.partition: m.metadata for m in result.asset_materializations_for_node("github_users")
+    }
+    assert sorted(recorded) == KEYS[:3]
+    for window in WINDOWS[:3]:
+        meta = recorded[window.key]
+        users = len(dataset.users_between(window.first_id, window.last_id))
+        assert (meta["users_written"].value, meta["api_requests"].value) == (users, users + 1)
+        assert meta["share_not_modified"].value == 0.0  # a first crawl: no ETag to send
+        assert meta["run_pages"].value == 3
 
 
 def test_a_failed_page_leaves_the_others_and_reruns_alone(

@@ -382,11 +382,14 @@ def test_after_forgetting_the_old_pages_the_new_width_counts_each_user_once(
         add_missing_pages(instance, [wide])
         meta = crawl(wide).asset_materializations_for_node("github_users")[0].metadata
         assert (meta["users_written"].value, meta["not_modified"].value) == (users, users)
+        assert meta["share_not_modified"].value == 1.0
         analysis = dg.materialize(
             [pages, *ANALYSIS], selection=[github_users_frame, github_user_summary],
             instance=instance, resources=resources,
         )  # fmt: skip
     frame = analysis.asset_materializations_for_node("github_users_frame")[0].metadata
     assert frame["dagster/row_count"].value == users  # once, not twice
+    summary = analysis.asset_materializations_for_node("github_user_summary")[0].metadata
+    assert summary["share_not_modified"].value == 1.0  # every user the one page holds: a 304
     checks = {e.check_name: e.passed for e in analysis.get_asset_check_evaluations()}
     assert checks["frame_rows_match_pages"] is True

@@ -175,6 +175,18 @@ class RedisStore:
         found = self.client.hgetall(self.page_key(page))
         return {k.decode(): v.decode() for k, v in found.items()}
 
+    def pages_meta(self) -> dict[str, dict[str, str]]:
+        """Every crawled page's bookkeeping, oldest first, in one round trip."""
+        pages = [page.decode() for page in self.client.zrange(self.pages_key, 0, -1)]
+        with self.client.pipeline(transaction=False) as pipe:
+            for page in pages:
+                pipe.hgetall(self.page_key(page))
+            found = pipe.execute()
+        return {
+            page: {k.decode(): v.decode() for k, v in meta.items()}
+            for page, meta in zip(pages, found, strict=True)
+        }
+
     def pages_fetched_at(self) -> dict[str, datetime]:
         """Every crawled page with the time it was last written, oldest first."""
         return {
