@@ -49,6 +49,19 @@ check: lint
 clean:
 	rm -rf .data
 
+# `make notebook`: notebooks/explore.ipynb in JupyterLab on this virtualenv, on the instance and
+# data of `make demo` (DAGSTER_HOME defaults to .data/dagster_home) and on REDIS_URL or else the
+# project's Redis, kept up while JupyterLab runs. NOTEBOOK_ARGS="--no-browser" go to jupyter lab.
+NOTEBOOKING := $(VENV)/.installed-notebook
+.PHONY: notebook
+
+$(NOTEBOOKING): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[notebook]"
+	@touch $@ $(RUNTIME)
+
+notebook: $(NOTEBOOKING)
+	$(BIN)/gh-assets notebook $(NOTEBOOK_ARGS)
+
 # `make bench`: every benchmark (crawl, writes, Redis -> pandas, memory, orchestration, limits)
 # against the original design and this machine's limits, with servers of its own; prints one
 # table and writes bench-results/latest.json. BENCH_ARGS="--only crawl" or "--size tiny".

@@ -9,10 +9,12 @@ import os
 from pathlib import Path
 
 import pandas as pd
+import redis
 
 from gh_assets.asset_storage import column_schema, read_frame
 from gh_assets.checks import page_findings
 from gh_assets.partitions import PageWindow
+from gh_assets.preflight import redis_fault
 from gh_assets.settings import Settings
 from gh_assets.storage import RedisStore, frame_from_batches
 from gh_assets.summary import UserSummary
@@ -91,7 +93,13 @@ def load_summary(path: str | None = None) -> UserSummary:
 def store(settings: Settings | None = None) -> RedisStore:
     """The Redis the crawl writes to (``REDIS_URL``, ``GH_ASSETS_KEY_PREFIX``)."""
     settings = settings or Settings.from_env()
-    return RedisStore.from_url(settings.redis_url, settings.key_prefix)
+    users = RedisStore.from_url(settings.redis_url, settings.key_prefix)
+    try:
+        users.client.ping()
+    except redis.RedisError as error:
+        users.client.close()
+        raise ExploreError(redis_fault(settings.redis_url, error)) from None
+    return users
 
 
 def read_users(users: RedisStore | None = None) -> pd.DataFrame:

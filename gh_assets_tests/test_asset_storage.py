@@ -13,6 +13,7 @@ import pytest
 from gh_assets import explore
 from gh_assets.asset_storage import ParquetSchemaError, storage_resources
 from gh_assets.assets import github_user_summary, github_users_frame
+from gh_assets.local.services import free_port
 from gh_assets.partitions import PageWindow, add_missing_pages
 from gh_assets.resources import GitHubResource, RedisResource
 from gh_assets.storage import READ_REPORT, RedisStore
@@ -139,6 +140,11 @@ def test_the_notebook_loaders_say_what_is_missing_in_one_line(
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     with pytest.raises(explore.ExploreError, match="github_users_frame has no stored value"):
         explore.load_users_frame()
+
+    nowhere = f"redis://127.0.0.1:{free_port()}/0"
+    monkeypatch.setenv("REDIS_URL", nowhere)
+    with pytest.raises(explore.ExploreError, match=f"^REDIS_URL='{nowhere}': nothing answers"):
+        explore.store()
 
     with pytest.raises(explore.ExploreError) as empty:
         explore.read_users(store)

@@ -1,5 +1,6 @@
-"""``gh-assets``: run the crawl headless (``demo``), open the Dagster UI (``dev``), or forget
-pages before changing their width (``forget-pages``), locally.
+"""``gh-assets``: run the crawl headless (``demo``), open the Dagster UI (``dev``), forget
+pages before changing their width (``forget-pages``), or open the exploration notebook in
+JupyterLab (``notebook``), locally.
 
 Each honours ``REDIS_URL``, ``GITHUB_API_URL`` and ``GITHUB_TOKEN``. What is not configured is
 started here: a Redis server persisting under the data folder (shared by the commands running at
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import os
 import shlex
 import signal
@@ -29,6 +31,7 @@ from gh_assets.partitions import PageWindow, default_page_keys
 from gh_assets.settings import Settings, SettingsError
 
 INSTANCE_CONFIG = Path(__file__).with_name("dagster.yaml")
+NOTEBOOK = Path("notebooks/explore.ipynb")  # relative to the project's folder, where make runs
 QUIET_RUN = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 STOPPED = 130  # the exit status of a command stopped by a signal, as shells report Ctrl-C
 stopping = False  # set by the first SIGINT/SIGTERM
@@ -192,13 +195,47 @@ def dev(port: int) -> int:
             "--port", str(port),
         ]  # fmt: skip
         say(f"Dagster UI: http://127.0.0.1:{port}  (Ctrl-C stops it and the local servers)")
-        process = subprocess.Popen(command, start_new_session=True)
-        try:
-            return process.wait()
-        except KeyboardInterrupt:
-            return 0
-        finally:
-            services.stop_process_group(process, grace=20)
+        return _foreground(command)
+
+
+def notebook(lab_args: list[str]) -> int:
+    """JupyterLab on ``notebooks/explore.ipynb``, its kernels on this virtualenv and on the data
+    ``demo`` and ``dev`` keep: their instance unless DAGSTER_HOME is set, REDIS_URL or else the
+    project's Redis, leased while JupyterLab runs. Neither GitHub nor the stand-in is needed."""
+    settings = Settings.from_env()  # a bad setting stops here, before anything starts
+    if _missing("jupyterlab"):
+        raise SettingsError("JupyterLab is not installed here: run `make notebook`")
+    if not NOTEBOOK.exists():
+        raise SettingsError(f"{NOTEBOOK} is not here: run from the project's folder")
+    if not os.environ.get("DAGSTER_HOME"):
+        os.environ["DAGSTER_HOME"] = str(data_dir() / "dagster_home")
+    say(f"Dagster instance: {os.environ['DAGSTER_HOME']}")
+    with contextlib.ExitStack() as stack:
+        if os.environ.get("REDIS_URL"):
+            say("Redis: REDIS_URL from the environment")
+            preflight.check_redis(settings.redis_url)
+        else:
+            os.environ["REDIS_URL"] = stack.enter_context(shared_redis(data_dir() / "redis", say))
+        say(f"JupyterLab: opening {NOTEBOOK}  (Ctrl-C stops it, and the Redis if it started it)")
+        # Jupyter refuses to run as root unless told; the project's machines all work as root.
+        as_root = ["--allow-root"] if os.geteuid() == 0 else []
+        command = [sys.executable, "-m", "jupyterlab", str(NOTEBOOK), *as_root, *lab_args]
+        return _foreground(command)
+
+
+def _missing(module: str) -> bool:
+    return importlib.util.find_spec(module) is None
+
+
+def _foreground(command: list[str]) -> int:
+    """Run ``command`` in its own process group until it exits or a signal stops this one."""
+    process = subprocess.Popen(command, start_new_session=True)
+    try:
+        return process.wait()
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        services.stop_process_group(process, grace=20)
 
 
 def forget(width: int | None, pages: list[str] | None) -> int:
@@ -252,12 +289,21 @@ def main(argv: list[str] | None = None) -> int:
     which = run_forget.add_mutually_exclusive_group(required=True)
     which.add_argument("--width", type=int, help="forget every registered page of this width")
     which.add_argument("--pages", type=_keys, help="comma-separated page keys to forget")
-    args = parser.parse_args(argv)
+    commands.add_parser(
+        "notebook",
+        help=f"open {NOTEBOOK} in JupyterLab on the local instance and Redis; other options "
+        "go to jupyter lab (e.g. --no-browser)",
+    )
+    args, lab_args = parser.parse_known_args(argv)
+    if lab_args and args.command != "notebook":
+        parser.error(f"unrecognized arguments: {' '.join(lab_args)}")
     try:
         if args.command == "demo":
             return demo(args.pages)
         if args.command == "forget-pages":
             return forget(args.width, args.pages)
+        if args.command == "notebook":
+            return notebook(lab_args)
         return dev(args.port)
     except SettingsError as error:  # a setting, a server that does not answer, a page overlap
         print(f"gh-assets: {error}", file=sys.stderr, flush=True)
