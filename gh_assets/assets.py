@@ -6,6 +6,7 @@ import time
 import dagster as dg
 import pandas as pd
 
+from gh_assets.aggregates import merge_pages
 from gh_assets.asset_storage import COLUMN_SCHEMA, column_schema
 from gh_assets.checks import PAGE_CHECKS, audit_pages
 from gh_assets.crawl import PageReport, crawl_pages
@@ -21,7 +22,7 @@ from gh_assets.preflight import github_failure, redis_failures
 from gh_assets.resources import GitHubResource, RedisResource
 from gh_assets.settings import Settings
 from gh_assets.storage import READ_REPORT, RedisStore, frame_from_batches
-from gh_assets.summary import UserSummary, summarize
+from gh_assets.summary import UserSummary
 
 USERS_KEY = dg.AssetKey("github_users")  # the page asset, built per settings by the factory below
 GITHUB_POOL = "github_api"  # its limit is the instance's (gh_assets/local/dagster.yaml)
@@ -171,26 +172,27 @@ def github_users_frame(redis: RedisResource) -> dg.MaterializeResult:
 
 
 @dg.asset(
+    deps=[USERS_KEY],  # refreshed after pages change, like the frame, but never reads it
     automation_condition=AFTER_PAGES_CHANGE,
     io_manager_key="summary_io_manager",
-    kinds={"pandas", "parquet"},
+    kinds={"pandas", "redis", "parquet"},
     group_name="analysis",
-    description="Summary statistics of the users frame: counters, account types, top followed.",
+    description="Summary statistics of every stored user (counters, account types, top "
+    "followed), merged from the pages' aggregates in Redis: the users themselves are not read.",
 )
-def github_user_summary(
-    github_users_frame: pd.DataFrame, redis: RedisResource
-) -> dg.MaterializeResult:
-    frame = github_users_frame
-    summary: UserSummary = summarize(frame)
+def github_user_summary(redis: RedisResource) -> dg.MaterializeResult:
+    store = redis.get_store()
+    merged = merge_pages(store)
+    summary: UserSummary = merged.summary()
     followers = summary.counters.loc["followers"]
-    pages = redis.get_store().pages_meta().values()
+    pages = store.pages_meta().values()
     written, unchanged = (sum(int(p.get(k, 0)) for p in pages) for k in ("users", "not_modified"))
     return dg.MaterializeResult(
         value=summary,
         metadata={
             # Numbers first: the UI's Plots tab charts each one across materializations.
-            "accounts": len(frame),
-            "organizations": int((frame["type"] == "Organization").sum()),
+            "accounts": merged.accounts,
+            "organizations": merged.type_accounts("Organization"),
             "followers_p50": float(followers["median"]),
             "followers_p90": float(followers["p90"]),
             "followers_p99": float(followers["p99"]),
@@ -199,7 +201,7 @@ def github_user_summary(
             "counters": _table(summary.counters.round(3).rename_axis("counter").reset_index()),
             "by_type": _table(summary.by_type.round(4).reset_index()),
             "top_followers": _table(summary.top_followers),
-            **{name: _image(plot(frame), name.replace("_", " ")) for name, plot in PLOTS.items()},
+            **{name: _image(plot(merged), name.replace("_", " ")) for name, plot in PLOTS.items()},
         },
     )
 

@@ -144,10 +144,11 @@ def forget_pages(
     keep: Sequence[PageWindow] = (),
 ) -> int:
     """Unregister pages and delete their bookkeeping in Redis (``gh:page:{key}``, its member and
-    gone sets, its entries in ``gh:pages`` and ``gh:deferred``), e.g. before changing the page
-    width. Their users inside a window of ``keep`` (the pages that will be crawled instead) stay,
-    with their ETags, to be claimed as mostly free 304s; the others are deleted, so no user is
-    left that no page holds. Returns how many users were deleted. Run it with no crawl running."""
+    gone sets, its aggregates, its entries in ``gh:pages`` and ``gh:deferred``), e.g. before
+    changing the page width. Their users inside a window of ``keep`` (the pages that will be
+    crawled instead) stay, with their ETags, to be claimed as mostly free 304s; the others are
+    deleted, so no user is left that no page holds. Returns how many users were deleted. Run it
+    with no crawl running."""
     dropped = 0
     for start in range(0, len(keys), 1_000):
         chunk = keys[start : start + 1_000]
@@ -156,7 +157,7 @@ def forget_pages(
         dropped += store.delete_users(orphans)
         with store.client.pipeline(transaction=True) as pipe:
             for key in chunk:
-                pipe.delete(*(store.page_key(key, part) for part in ("", "users", "gone")))
+                pipe.delete(*store.page_keys(key))
             pipe.zrem(store.pages_key, *chunk)
             pipe.zrem(store.deferred_key, *chunk)
             pipe.execute()

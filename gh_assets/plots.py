@@ -1,5 +1,6 @@
 """The summary's plots as PNG bytes, for the Dagster UI: readable at a glance, log scales where
-the data is heavy-tailed (a few accounts have most of the followers)."""
+the data is heavy-tailed (a few accounts have most of the followers). They are drawn from the
+pages' merged aggregates (``gh_assets.aggregates``), never from the users themselves."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
+from gh_assets.aggregates import CounterTotals, MergedAggregates
 from gh_assets.storage import COUNTERS
 
 SIZE = (7, 4)  # inches, at 100 dpi: 700x400 pixels
@@ -44,62 +45,56 @@ def _log_bins(values: np.ndarray, count: int = 40) -> np.ndarray:
     return np.unique(np.concatenate([[0], np.logspace(0, np.log10(top + 1), count)]).round())
 
 
-def follower_distribution(frame: pd.DataFrame) -> bytes:
-    """Followers per account on log-log axes: the heavy tail is the story of this data."""
-    followers = frame["followers"].to_numpy()
+def _distribution(totals: CounterTotals, label: str, title: str) -> bytes:
+    """Accounts per value of one counter on log-log axes, from its merged histogram."""
     with _figure() as (figure, axes):
-        axes.hist(followers, bins=_log_bins(followers), color=COLOR)
-        axes.set_xscale("symlog", linthresh=1)
-        axes.set_yscale("log")
-        axes.set_xlabel("followers")
-        axes.set_ylabel("accounts")
-        axes.set_title(f"Follower distribution of {len(followers):,} accounts")
-        return _png(figure)
-
-
-def repos_vs_followers(frame: pd.DataFrame) -> bytes:
-    """Public repositories against followers, one hexagon per cell, both axes log(1 + x)."""
-    with _figure() as (figure, axes):
-        cells = axes.hexbin(
-            frame["public_repos"].to_numpy() + 1,
-            frame["followers"].to_numpy() + 1,
-            xscale="log",
-            yscale="log",
-            bins="log",
-            gridsize=30,
-            mincnt=1,
-            cmap="Blues",
+        axes.hist(
+            totals.values, bins=_log_bins(totals.values), weights=totals.accounts, color=COLOR
         )
-        figure.colorbar(cells, ax=axes, label="accounts")
-        axes.set_xlabel("public repositories + 1")
-        axes.set_ylabel("followers + 1")
-        axes.set_title("Repositories vs followers")
+        axes.set_xscale("symlog", linthresh=1)
+        if totals.count:  # nothing to scale in an empty store
+            axes.set_yscale("log")
+        axes.set_xlabel(label)
+        axes.set_ylabel("accounts")
+        axes.set_title(f"{title} of {totals.count:,} accounts")
         return _png(figure)
 
 
-def users_vs_organizations(frame: pd.DataFrame) -> bytes:
-    """Accounts by type, and each type's median counters side by side."""
-    kinds = frame["type"].astype(str)
+def follower_distribution(merged: MergedAggregates) -> bytes:
+    """Followers per account on log-log axes: the heavy tail is the story of this data."""
+    return _distribution(merged.counters["followers"], "followers", "Follower distribution")
+
+
+def repos_distribution(merged: MergedAggregates) -> bytes:
+    """Public repositories per account on log-log axes."""
+    totals = merged.counters["public_repos"]
+    return _distribution(totals, "public repositories", "Public repositories")
+
+
+def users_vs_organizations(merged: MergedAggregates) -> bytes:
+    """Accounts by type, and each type's mean counters side by side."""
+    kinds = sorted(merged.by_type)
     with _figure(ncols=2) as (figure, (left, right)):
-        counts = kinds.value_counts().sort_index()
-        left.bar(counts.index, counts.to_numpy(), color=COLOR)
-        left.set_yscale("log")
+        left.bar(kinds, [merged.by_type[kind].accounts for kind in kinds], color=COLOR)
+        if kinds:
+            left.set_yscale("log")
         left.set_ylabel("accounts")
         left.set_title("Accounts by type")
-        medians = frame.groupby(kinds)[list(COUNTERS)].median()
-        width = 0.8 / max(len(medians), 1)
+        width = 0.8 / max(len(kinds), 1)
         positions = np.arange(len(COUNTERS))
-        for offset, (kind, row) in enumerate(medians.iterrows()):
-            right.bar(positions + offset * width, row.to_numpy(), width, label=str(kind))
-        right.set_xticks(positions + width * (len(medians) - 1) / 2, list(COUNTERS), rotation=20)
-        right.set_ylabel("median")
-        right.set_title("Median counters by type")
-        right.legend()
+        for offset, kind in enumerate(kinds):
+            means = [merged.by_type[kind].mean(counter) for counter in COUNTERS]
+            right.bar(positions + offset * width, means, width, label=kind)
+        right.set_xticks(positions + width * (len(kinds) - 1) / 2, list(COUNTERS), rotation=20)
+        right.set_ylabel("mean")
+        right.set_title("Mean counters by type")
+        if kinds:
+            right.legend()
         return _png(figure)
 
 
-PLOTS: dict[str, Callable[[pd.DataFrame], bytes]] = {
+PLOTS: dict[str, Callable[[MergedAggregates], bytes]] = {
     "follower_distribution": follower_distribution,
-    "repos_vs_followers": repos_vs_followers,
+    "repos_distribution": repos_distribution,
     "users_vs_organizations": users_vs_organizations,
 }

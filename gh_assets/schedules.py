@@ -55,8 +55,8 @@ daily_summary_schedule = dg.ScheduleDefinition(
     job=summary_job,
     cron_schedule="0 6 * * *",
     default_status=dg.DefaultScheduleStatus.RUNNING,
-    description="Every day at 06:00 UTC: re-reads every user from Redis and recomputes the summary "
-    "(the frame's checks run first and block the summary when they fail).",
+    description="Every day at 06:00 UTC: re-reads every user from Redis into the frame (and its "
+    "checks) and recomputes the summary from the pages' aggregates.",
 )
 
 

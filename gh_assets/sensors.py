@@ -37,8 +37,8 @@ def build_sensors(settings: Settings) -> list[dg.SensorDefinition]:
             target=dg.AssetSelection.assets(github_users_frame, github_user_summary),
             minimum_interval_seconds=settings.sensor_interval,
             default_status=dg.DefaultSensorStatus.RUNNING,
-            description="Refreshes github_users_frame and github_user_summary (with the frame's "
-            "checks) after pages change: once per batch of page runs, when none is in progress.",
+            description="Refreshes github_users_frame (with its checks) and github_user_summary "
+            "after pages change: once per batch of page runs, when none is in progress.",
         ),
     ]
 

@@ -87,15 +87,23 @@ def test_a_parquet_file_that_does_not_match_the_schema_is_refused_with_path_and_
         explore.load_users_frame()
     assert str(refused.value) == f"{path}: column 'followers' is str, expected int64"
 
-    # The same refusal when Dagster loads it as the summary's input.
+    # The same refusal when Dagster loads it as an asset's input (the summary reads Redis's
+    # aggregates, not the frame: it is still written).
+    @dg.asset
+    def reads_the_frame(github_users_frame: pd.DataFrame) -> dg.MaterializeResult:
+        return dg.MaterializeResult(metadata={"rows": len(github_users_frame)})
+
     resources = {
         "github": GitHubResource(api_url=standin.url),
         "redis": RedisResource(url=redis_url, key_prefix=key_prefix),
         **storage_resources(str(base)),
     }
     with dg.DagsterInstance.get() as instance:
-        failed = dg.materialize(ASSETS, selection=[github_user_summary], instance=instance,
-                                resources=resources, raise_on_error=False)  # fmt: skip
+        assert dg.materialize([*ASSETS, reads_the_frame], selection=[github_user_summary],
+                              instance=instance, resources=resources).success  # fmt: skip
+        failed = dg.materialize([*ASSETS, reads_the_frame], selection=[reads_the_frame],
+                                instance=instance, resources=resources,
+                                raise_on_error=False)  # fmt: skip
     assert not failed.success
     (failure,) = failed.get_step_failure_events()
     assert f"{path}: column 'followers' is str" in str(failure.step_failure_data.error)

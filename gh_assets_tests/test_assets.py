@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from gh_assets.aggregates import summarize_pages
 from gh_assets.asset_storage import storage_resources
 from gh_assets.assets import github_user_summary, github_users_frame
 from gh_assets.local.standin import Dataset, StandinServer
@@ -20,6 +21,7 @@ from gh_assets.storage import COUNTERS
 from gh_assets.summary import UserSummary
 
 from .conftest import github_users
+from .test_aggregates import assert_same_summary
 
 WINDOWS = [PageWindow.number(k, 100) for k in range(4)]
 KEYS = [window.key for window in WINDOWS]
@@ -101,9 +103,16 @@ def test_every_page_then_frame_and_summary_equal_the_ground_truth(
     assert summary.by_type.loc["Organization", "accounts"] == organizations > 0
     top = expected.sort_values(["followers", "id"], ascending=[False, True]).head(10)
     assert summary.top_followers["id"].tolist() == top["id"].tolist()
+    # From the pages' aggregates, as pandas computes it on the frame (test_aggregates' sense).
+    stored = resources["redis"].get_store()
+    for name in UserSummary.TABLES:
+        pd.testing.assert_frame_equal(
+            getattr(summary, name), getattr(summarize_pages(stored), name)
+        )
+    assert_same_summary(stored)
 
     summary_meta = result.asset_materializations_for_node("github_user_summary")[0].metadata
-    for name in ("follower_distribution", "repos_vs_followers", "users_vs_organizations"):
+    for name in ("follower_distribution", "repos_distribution", "users_vs_organizations"):
         plot = summary_meta[name].value
         assert plot.startswith("![") and "data:image/png;base64,iVBORw0KGgo" in plot, name
     followers = expected["followers"].to_numpy()

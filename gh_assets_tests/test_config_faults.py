@@ -376,6 +376,7 @@ def test_after_forgetting_the_old_pages_the_new_width_counts_each_user_once(
         assert registered(instance) == []
         assert [store.page_meta(key) for key in old] == [{}, {}, {}]
         assert [store.page_members(key) for key in old] == [set(), set(), set()]
+        assert store.client.exists(*(k for key in old for k in store.aggregate_keys(key))) == 0
         assert store.pages_fetched_at() == {} and store.deferred_pages() == {}
         assert store.user_count() == users  # the hashes the new page holds stay, ETags and all
 
@@ -391,5 +392,6 @@ def test_after_forgetting_the_old_pages_the_new_width_counts_each_user_once(
     assert frame["dagster/row_count"].value == users  # once, not twice
     summary = analysis.asset_materializations_for_node("github_user_summary")[0].metadata
     assert summary["share_not_modified"].value == 1.0  # every user the one page holds: a 304
+    assert summary["accounts"].value == users  # the old pages' aggregates went with them
     checks = {e.check_name: e.passed for e in analysis.get_asset_check_evaluations()}
     assert checks["frame_rows_match_pages"] is True

@@ -2,16 +2,14 @@
 
 from datetime import UTC, datetime, timedelta
 
-import dagster as dg
 import pandas as pd
 import pytest
 
-from gh_assets.assets import github_user_summary
 from gh_assets.partitions import PageWindow, default_page_keys
 from gh_assets.recrawl import choose_pages
 from gh_assets.sensors import pages_up_to
 from gh_assets.settings import Settings
-from gh_assets.summary import UserSummary, summarize
+from gh_assets.summary import summarize
 
 FRAME = pd.DataFrame(
     {
@@ -78,13 +76,3 @@ def test_summarize() -> None:
         "share": {"User": 0.75, "Organization": 0.25},
     }
     assert summary.top_followers["login"].tolist() == ["cy", "acme", "ada", "bob"]
-
-
-def test_the_summary_asset_called_on_a_frame() -> None:
-    result = github_user_summary(FRAME)
-    assert isinstance(result, dg.MaterializeResult)
-    assert isinstance(result.value, UserSummary)
-    assert result.metadata["accounts"] == 4
-    top = result.metadata["top_followers"].records[0].data
-    assert (top["login"], top["followers"]) == ("cy", 500)
-    assert "data:image/png;base64," in result.metadata["follower_distribution"].value

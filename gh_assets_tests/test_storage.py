@@ -77,7 +77,8 @@ def test_rerun_is_idempotent(store: RedisStore) -> None:
     first = snapshot(store)
     store.write_page(write)
     assert snapshot(store) == first
-    assert len(first) == 39 + 6  # user hashes + logins, ids, pages, page meta, members, gone
+    # user hashes + logins, ids, pages, page meta, members, gone + aggregates, 4 histograms
+    assert len(first) == 39 + 6 + 5
 
 
 def test_rerun_drops_users_that_left_and_renames(store: RedisStore) -> None:

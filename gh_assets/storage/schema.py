@@ -14,6 +14,15 @@
 - ``gh:page:{page}:staged``: hash id -> the user's hash as JSON (or ``gone``), answers a page got
   before an error stopped it, reused by its re-run; expires after 3 hours, and the page's write
   removes it. Not part of the stored users.
+- ``gh:page:{page}:agg``: hash of the page's partial aggregates, replaced with the page by the same
+  atomic write (absent while the page holds no user): ``users``; per account type ``type:{type}``
+  (accounts) and ``first:{type}`` (its lowest id); per counter ``{counter}:count``,
+  ``{counter}:sum``, ``{counter}:sumsq`` (sum of squares), ``{counter}:min``, ``{counter}:max`` and
+  per type ``{counter}:sum:{type}``; ``top``, JSON ``[[id, login, type, followers], ...]`` (strings)
+  of the page's ``PAGE_TOP`` most followed accounts, ties to the lower id.
+- ``gh:page:{page}:hist:{counter}``: hash value -> accounts of the page with that value, one per
+  counter (written and removed with ``:agg``). Merged over the pages in ``gh:pages`` they give the
+  exact distribution, so every statistic of the summary without reading a user.
 
 Nothing needs ``KEYS`` or a scan of the keyspace.
 """
@@ -24,6 +33,7 @@ from datetime import UTC, datetime
 COUNTERS = ("public_repos", "public_gists", "followers", "following")
 FRAME_FIELDS = ("id", "login", "type", *COUNTERS, "fetched_at")
 USER_FIELDS = (*FRAME_FIELDS, "etag", "etag_auth")
+PAGE_TOP = 10  # accounts in a page's ``top`` list: the summary's top list is within their union
 _ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
 
 

@@ -7,22 +7,35 @@ notebook.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
+from typing import NamedTuple
 
 import pandas as pd
 import redis
 
 from gh_assets.storage import bulk_read
 from gh_assets.storage.bulk_read import FIRST_FEW, READ_BATCH, READ_REPORT, ReadReport
-from gh_assets.storage.schema import COUNTERS, USER_FIELDS, ascii_lower, iso_utc
+from gh_assets.storage.schema import COUNTERS, PAGE_TOP, USER_FIELDS, ascii_lower, iso_utc
 
+AGGREGATE_PAGES_PER_STEP = 200  # pages whose aggregates one pipelined round trip reads
 STAGED_SECONDS = 3 * 3600  # longer than GitHub's hourly reset, short enough to stay fresh
 GONE_MARK = "gone"
 _WRITE_PAGE = resources.files(__package__).joinpath("write_page.lua").read_text()
 _PAGES_USERS = resources.files(__package__).joinpath("pages_users.lua").read_text()
+# One page's member count and aggregates in one atomic step; every key is the page's, so the read
+# stays a single-slot call when a page's keys share a hash tag (Redis Cluster).
+# KEYS[1] page member set, KEYS[2..] RedisStore.aggregate_keys(page)
+_READ_AGGREGATES = """
+local found = {redis.call('SCARD', KEYS[1])}
+for i = 2, #KEYS do
+  found[i] = redis.call('HGETALL', KEYS[i])
+end
+return found
+"""
 
 
 @dataclass(frozen=True)
@@ -34,6 +47,17 @@ class PageWrite:
     gone: Sequence[int]
     meta: Mapping[str, str]
     fetched_at: datetime
+
+
+class StoredAggregates(NamedTuple):
+    """One page's aggregates as stored (``schema``), read in one atomic step with its member
+    count (``SCARD`` of its member set): ``agg`` the ``:agg`` hash, ``histograms`` each
+    counter's ``:hist:`` hash (COUNTERS order), raw bytes as Redis gives them."""
+
+    page: str
+    members: int
+    agg: dict[bytes, bytes]
+    histograms: list[dict[bytes, bytes]]
 
 
 class RedisStore:
@@ -48,6 +72,7 @@ class RedisStore:
         self.deferred_key = f"{prefix}deferred"
         self._write_page = client.register_script(_WRITE_PAGE)
         self._pages_users = client.register_script(_PAGES_USERS)
+        self._read_aggregates = client.register_script(_READ_AGGREGATES)
 
     @classmethod
     def from_url(cls, url: str, prefix: str = "gh:", **client_options) -> RedisStore:
@@ -67,20 +92,41 @@ class RedisStore:
     def page_key(self, page: str, part: str = "") -> str:
         return f"{self.prefix}page:{page}{':' + part if part else ''}"
 
+    def aggregate_keys(self, page: str) -> list[str]:
+        """The page's aggregates: its ``:agg`` hash, then one ``:hist:{counter}`` per counter."""
+        return [
+            self.page_key(page, "agg"),
+            *(self.page_key(page, f"hist:{counter}") for counter in COUNTERS),
+        ]
+
+    def page_keys(self, page: str) -> list[str]:
+        """Every key a page write leaves for the page (bookkeeping, members, gone, aggregates),
+        all named from the page key: what forgetting the page deletes."""
+        parts = ("", "users", "gone")
+        return [*(self.page_key(page, part) for part in parts), *self.aggregate_keys(page)]
+
     # Writes ---------------------------------------------------------------------------------
     def write_page(self, write: PageWrite) -> None:
-        """Replace a page's users, gone ids and bookkeeping in one atomic step.
+        """Replace a page's users, gone ids, bookkeeping and aggregates in one atomic step.
 
         Users that the page held before and no longer lists are deleted with their login entry,
-        so re-running a page is idempotent and never leaves a deleted account behind.
+        so re-running a page is idempotent and never leaves a deleted account behind. The page's
+        aggregates (``page_aggregates``) are computed here, with Python's exact integers, and
+        replace the old ones in the same step.
         """
         for user in write.users:
             _check_user(user)
+        both = {int(user["id"]) for user in write.users} & {int(i) for i in write.gone}
+        if both:
+            raise ValueError(f"page {write.page}: user {min(both)} is both written and gone")
         meta = dict(write.meta) | {"fetched_at": iso_utc(write.fetched_at)}
+        agg, histograms = page_aggregates(write.users)
         payload = {
             "users": [_flat(_ordered(user)) for user in write.users],
             "gone": [str(user_id) for user_id in write.gone],
             "meta": _flat(meta),
+            "agg": _flat(agg),
+            "hist": [_flat(histogram) for histogram in histograms],
         }
         self._write_page(
             keys=[
@@ -92,6 +138,7 @@ class RedisStore:
                 self.pages_key,
                 self.deferred_key,
                 self.page_key(write.page, "staged"),
+                *self.aggregate_keys(write.page),
             ],
             args=[
                 self.user_key(""),
@@ -224,6 +271,25 @@ class RedisStore:
                 pipe.hmget(self.user_key(user_id), COUNTERS)
             return dict(zip(ids, pipe.execute(), strict=True))
 
+    def read_aggregates(
+        self, pages: Sequence[str] | None = None, per_step: int = AGGREGATE_PAGES_PER_STEP
+    ) -> Iterator[StoredAggregates]:
+        """The stored aggregates of ``pages`` (default: every page in ``gh:pages``, oldest first),
+        ``per_step`` pages per pipelined round trip. Each page is read in one atomic step, whole
+        as its last write left it, with its member count (a page written meanwhile is seen
+        before or after, never half); pages are independent, so no step spans two."""
+        if pages is None:
+            pages = [page.decode() for page in self.client.zrange(self.pages_key, 0, -1)]
+        for first in range(0, len(pages), per_step):
+            chunk = pages[first : first + per_step]
+            with self.client.pipeline(transaction=False) as pipe:
+                for page in chunk:
+                    keys = [self.page_key(page, "users"), *self.aggregate_keys(page)]
+                    self._read_aggregates(keys=keys, client=pipe)
+                replies = pipe.execute()
+            for page, (members, agg, *histograms) in zip(chunk, replies, strict=True):
+                yield StoredAggregates(page, members, _pairs(agg), [_pairs(h) for h in histograms])
+
     def page_user_total(self) -> int:
         """Users stored over all pages, by the pages' own bookkeeping."""
         pages = self.client.zrange(self.pages_key, 0, -1)
@@ -273,10 +339,62 @@ class RedisStore:
         return frame
 
 
+def page_aggregates(
+    users: Sequence[Mapping[str, str]],
+) -> tuple[dict[str, str], list[dict[str, str]]]:
+    """A page's partial aggregates as stored (``schema``): the ``:agg`` hash and each counter's
+    value histogram (COUNTERS order), decimal strings of Python integers (a sum of squares
+    outgrows int64 and a Lua double). Empty for a page without users.
+
+    A user listed twice counts once, as its last entry (what the page write stores).
+    """
+    latest = {user["id"]: user for user in users}
+    if not latest:
+        return {}, [{} for _ in COUNTERS]
+    accounts: Counter[str] = Counter()
+    first: dict[str, int] = {}
+    by_type: Counter[tuple[str, str]] = Counter()
+    values: dict[str, list[int]] = {counter: [] for counter in COUNTERS}
+    for user in latest.values():
+        kind, user_id = user["type"], int(user["id"])
+        accounts[kind] += 1
+        first[kind] = min(first.get(kind, user_id), user_id)
+        for counter in COUNTERS:
+            value = int(user[counter])
+            values[counter].append(value)
+            by_type[counter, kind] += value
+    agg = {"users": len(latest)}
+    agg |= {f"type:{kind}": count for kind, count in accounts.items()}
+    agg |= {f"first:{kind}": user_id for kind, user_id in first.items()}
+    for counter, found in values.items():
+        agg |= {
+            f"{counter}:count": len(found),
+            f"{counter}:sum": sum(found),
+            f"{counter}:sumsq": sum(value * value for value in found),
+            f"{counter}:min": min(found),
+            f"{counter}:max": max(found),
+        }
+        agg |= {f"{counter}:sum:{kind}": by_type[counter, kind] for kind in accounts}
+    top = sorted(latest.values(), key=lambda u: (-int(u["followers"]), int(u["id"])))[:PAGE_TOP]
+    agg["top"] = json.dumps(
+        [[str(int(u["id"])), u["login"], u["type"], str(int(u["followers"]))] for u in top]
+    )
+    histograms = [
+        {str(value): str(count) for value, count in sorted(Counter(found).items())}
+        for found in values.values()
+    ]
+    return {field: str(value) for field, value in agg.items()}, histograms
+
+
 def _ordered(user: Mapping[str, str]) -> dict[str, str]:
     """Schema fields first, in schema order (``HGETALL`` reads well), then any others."""
     ordered = {field: user[field] for field in USER_FIELDS if field in user}
     return ordered | {field: value for field, value in user.items() if field not in ordered}
+
+
+def _pairs(flat: list[bytes]) -> dict[bytes, bytes]:
+    """A hash as a script returns it (field, value, ...) as a dict, like ``HGETALL``'s."""
+    return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
 def _flat(fields: Mapping[str, str]) -> list[str]:

@@ -5,9 +5,12 @@
 -- KEYS[4] login -> id hash        KEYS[5] all-ids sorted set KEYS[6] page -> fetched_at sorted set
 -- KEYS[7] deferred pages (page -> when due after a rate limit)
 -- KEYS[8] answers a stopped attempt at this page staged for its re-run (now written: dropped)
+-- KEYS[9] the page's aggregates hash   KEYS[10..] one value histogram per counter (page_aggregates)
 -- ARGV[1] user key prefix         ARGV[2] page key           ARGV[3] page fetched_at (epoch seconds)
--- ARGV[4] JSON {"users": [[field, value, ...]], "gone": [id], "meta": [field, value, ...]}, all
---         strings; each user's fields start with id and login, in the order they are stored
+-- ARGV[4] JSON {"users": [[field, value, ...]], "gone": [id], "meta": [field, value, ...],
+--         "agg": [field, value, ...], "hist": [[value, accounts, ...], one per KEYS[10..]]}, all
+--         strings (sums of squares outgrow a Lua number: they stay decimal strings); each user's
+--         fields start with id and login, in the order they are stored
 
 local user_prefix, page, fetched_at = ARGV[1], ARGV[2], ARGV[3]
 local data = cjson.decode(ARGV[4])
@@ -35,6 +38,16 @@ for _, fields in ipairs(data.users) do
     return redis.error_reply('page ' .. page .. ': a user without id or login')
   end
   listed[fields[2]] = true
+end
+local AGGREGATES = 9
+if type(data.agg) ~= 'table' or #data.agg % 2 == 1 or type(data.hist) ~= 'table'
+    or #data.hist ~= #KEYS - AGGREGATES then
+  return redis.error_reply('page ' .. page .. ': malformed aggregates')
+end
+for _, pairs in ipairs(data.hist) do
+  if type(pairs) ~= 'table' or #pairs % 2 == 1 then
+    return redis.error_reply('page ' .. page .. ': malformed aggregates')
+  end
 end
 
 -- Users that left the page (deleted accounts) lose their hash, login entry and id.
@@ -84,4 +97,16 @@ redis.call('HSET', KEYS[1], unpack(data.meta))
 redis.call('ZADD', KEYS[6], fetched_at, page)
 redis.call('ZREM', KEYS[7], page)
 redis.call('DEL', KEYS[8])
+
+-- The page's aggregates are replaced with it: no reader sees one version's users with another's
+-- aggregates. A page without users leaves none.
+redis.call('DEL', unpack(KEYS, AGGREGATES))
+if #data.agg > 0 then
+  batched('HSET', KEYS[AGGREGATES], data.agg)
+end
+for i, pairs in ipairs(data.hist) do
+  if #pairs > 0 then
+    batched('HSET', KEYS[AGGREGATES + i], pairs) -- CHUNK is even: pairs stay whole
+  end
+end
 return #data.users

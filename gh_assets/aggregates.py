@@ -1,0 +1,344 @@
+"""The summary at any scale: the pages' partial aggregates merged, never a user read.
+
+Every page write also stores its page's aggregates (``gh:page:{page}:agg`` and one value
+histogram per counter, ``gh:page:{page}:hist:{counter}``; see ``gh_assets.storage.schema``),
+replaced with the page in the same atomic step. ``merge_pages`` reads them for every page in
+``gh:pages`` and adds them up; ``summarize_pages`` turns the result into the ``UserSummary`` that
+``summarize`` computes on the full frame. The cost grows with the pages and with the distinct
+values of the counters, not with the users.
+
+What "the same" means, and why it holds (``gh_assets_tests/test_aggregates.py`` proves it against
+pandas on crafted and crawled data):
+
+- **identical**: counts, sums, min, max, the median, p90 and p99, ``by_type`` and
+  ``top_followers``. Counters are integers, so the merged histograms are the exact distribution:
+  the order statistics are exact, and ``quantile`` repeats numpy's linear interpolation (which
+  pandas calls) operation for operation in float64, and the median pandas' mean of the middle
+  two. ``by_type`` lists types by accounts, ties in order of first appearance in id order (the
+  frame's order, and pandas' stable ``value_counts``): each page keeps the lowest id per type.
+  The top accounts are within the union of each page's top ``PAGE_TOP``.
+- **mean**: the exact total (Python integers) divided by the count, correctly rounded. pandas
+  sums the column in float64, which is exact while the total is below 2**53 (then the two are
+  equal); beyond that pandas rounds and we do not, so they agree to ``math.isclose(rel_tol=1e-12)``.
+- **std** (sample, ddof=1): the square root of the exact variance, ``(n·Σx² - (Σx)²) / (n(n-1))``
+  from the integer sums, correctly rounded. pandas computes it in two float64 passes (mean, then
+  squared deviations, pairwise summed), so the two agree to ``math.isclose(rel_tol=1e-12)``, not
+  bit for bit; pairwise summation keeps pandas' relative error near 1e-15 for any realistic
+  count. (Where the spread is tiny beside values beyond 2**53, pandas cancels catastrophically
+  and this one is the accurate value.)
+
+Kept here, apart from ``gh_assets.summary`` (the frame's summary, which stays the reference): the
+merge is a different algorithm over the stored aggregates, and the plots take its result.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal, localcontext
+from functools import cached_property
+
+import numpy as np
+import pandas as pd
+
+from gh_assets.storage import COUNTERS, RedisStore, frame_from_batches
+from gh_assets.storage.schema import PAGE_TOP
+from gh_assets.summary import TOP_N, UserSummary, summarize
+
+assert TOP_N <= PAGE_TOP, "the pages' top lists must hold the summary's top accounts"
+
+INT64_MAX = int(np.iinfo(np.int64).max)
+COMPACT_AT = 1 << 20  # histogram entries held before they are added up: memory ~ distinct values
+FIRST_FEW = 5
+
+
+class AggregatesError(ValueError):
+    """The stored aggregates cannot give the summary (missing, or not what the pages hold)."""
+
+
+@dataclass(frozen=True)
+class CounterTotals:
+    """One counter over every account: exact sums and its whole distribution."""
+
+    count: int
+    total: int
+    squares: int  # sum of squares
+    low: int | None  # min (None without accounts)
+    high: int | None  # max
+    values: np.ndarray  # distinct values, ascending (int64)
+    accounts: np.ndarray  # accounts having each value (int64)
+
+    def value_at(self, rank: int) -> int:
+        """The ``rank``-th smallest value (0-based), as in the sorted column."""
+        return int(self.values[np.searchsorted(self._cumulative, rank, side="right")])
+
+    def quantile(self, q: float) -> float:
+        """numpy's ``quantile(method="linear")`` (pandas' ``quantile``), step by step in float64."""
+        n = self.count
+        virtual = (n - 1) * q
+        if virtual >= n - 1:
+            return float(self.value_at(n - 1))
+        previous = math.floor(virtual)
+        gamma = virtual - previous
+        low, high = self.value_at(previous), self.value_at(previous + 1)
+        difference = float(high - low)
+        if gamma >= 0.5:  # numpy's _lerp: the nearer end, for monotonicity
+            return float(high) - difference * (1 - gamma)
+        return float(low) + difference * gamma
+
+    def median(self) -> float:
+        """pandas' median: the middle value, or the mean of the middle two, in float64."""
+        n = self.count
+        return (float(self.value_at((n - 1) // 2)) + float(self.value_at(n // 2))) / 2
+
+    def mean(self) -> float:
+        return self.total / self.count  # int / int: correctly rounded
+
+    def std(self) -> float:
+        """Sample standard deviation (ddof=1) from the exact sums, correctly rounded."""
+        n = self.count
+        if n < 2:
+            return math.nan
+        numerator, denominator = n * self.squares - self.total * self.total, n * (n - 1)
+        with localcontext() as context:
+            context.prec = 60
+            return float((Decimal(numerator) / Decimal(denominator)).sqrt())
+
+    @cached_property
+    def _cumulative(self) -> np.ndarray:
+        return np.cumsum(self.accounts)
+
+
+@dataclass(frozen=True)
+class TypeTotals:
+    """The accounts of one type: how many, the lowest id, and each counter's sum."""
+
+    accounts: int
+    first_id: int
+    sums: dict[str, int]
+
+    def mean(self, counter: str) -> float:
+        return self.sums[counter] / self.accounts
+
+
+@dataclass(frozen=True)
+class MergedAggregates:
+    """Every page's aggregates added up: what the summary and its plots are made of."""
+
+    pages: int
+    accounts: int
+    counters: dict[str, CounterTotals]  # COUNTERS order
+    by_type: dict[str, TypeTotals]  # by accounts, ties by first appearance (lowest id)
+    top: list[tuple[int, str, str, int]] = field(default_factory=list)  # id, login, type, followers
+
+    def type_accounts(self, kind: str) -> int:
+        found = self.by_type.get(kind)
+        return found.accounts if found else 0
+
+    def summary(self) -> UserSummary:
+        """The ``UserSummary`` that ``summarize`` gives on a frame of the same users."""
+        if self.accounts == 0:
+            return summarize(frame_from_batches([]))  # pandas' own empty result, dtypes and all
+        for counter, totals in self.counters.items():
+            if totals.total > INT64_MAX:
+                raise AggregatesError(
+                    f"{counter}: the sum over every account, {totals.total}, exceeds int64"
+                )
+        index = pd.Index(list(COUNTERS))
+        rows = [self.counters[counter] for counter in COUNTERS]
+
+        def column(values: Iterable[float | int], dtype: str) -> pd.Series:
+            return pd.Series(list(values), index=index, dtype=dtype)
+
+        counters = pd.DataFrame(
+            {
+                "count": column((t.count for t in rows), "int64"),
+                "sum": column((t.total for t in rows), "int64"),
+                "mean": column((t.mean() for t in rows), "float64"),
+                "median": column((t.median() for t in rows), "float64"),
+                "std": column((t.std() for t in rows), "float64"),
+                "p90": column((t.quantile(0.90) for t in rows), "float64"),
+                "p99": column((t.quantile(0.99) for t in rows), "float64"),
+                "max": column((t.high for t in rows), "int64"),
+            }
+        )
+        accounts = pd.Series(
+            [kind.accounts for kind in self.by_type.values()],
+            index=pd.Index(list(self.by_type), name="type"),
+            name="accounts",
+            dtype="int64",
+        )
+        by_type = accounts.to_frame().assign(share=accounts / max(self.accounts, 1))
+        kinds = sorted(self.by_type)
+        ids, logins, types, followers = zip(*self.top[:TOP_N], strict=True)
+        top_followers = pd.DataFrame(
+            {
+                "id": np.array(ids, dtype=np.int64),
+                "login": pd.array(list(logins), dtype="str"),
+                "type": pd.Categorical(list(types), categories=kinds),
+                "followers": np.array(followers, dtype=np.int64),
+            }
+        )
+        return UserSummary(counters=counters, by_type=by_type, top_followers=top_followers)
+
+
+def summarize_pages(store: RedisStore) -> UserSummary:
+    """``summarize(store.read_frame())``, from the pages' aggregates (see the module)."""
+    return merge_pages(store).summary()
+
+
+def merge_pages(store: RedisStore, pages: Sequence[str] | None = None) -> MergedAggregates:
+    """Add up the aggregates of ``pages`` (default: every page in ``gh:pages``), each page read
+    whole as its last write left it. Refuses, in one line, pages that hold users but have no
+    aggregates (written before they existed: crawl them again) or aggregates that disagree with
+    the page's members."""
+    merged = _Merger()
+    missing: list[str] = []
+    for stored in store.read_aggregates(pages):
+        if not stored.agg:
+            if stored.members:
+                missing.append(stored.page)
+            continue
+        merged.add(store.aggregate_keys(stored.page), stored.agg, stored.histograms)
+        if merged.last_users != stored.members:
+            raise AggregatesError(
+                f"page {stored.page}: its aggregates count {merged.last_users} users, its member "
+                f"set {stored.members}; crawl it again"
+            )
+    if missing:
+        shown = ", ".join(missing[:FIRST_FEW]) + (" …" if len(missing) > FIRST_FEW else "")
+        raise AggregatesError(
+            f"{len(missing)} pages hold users but no aggregates ({shown}): written before the "
+            "pages kept aggregates; crawl them again (unchanged users cost a free 304 each)"
+        )
+    return merged.result()
+
+
+class _Merger:
+    """Pages' aggregates added up one at a time; histograms compacted as they grow."""
+
+    def __init__(self) -> None:
+        self.pages = 0
+        self.accounts = 0
+        self.last_users = 0
+        self.count = dict.fromkeys(COUNTERS, 0)
+        self.total = dict.fromkeys(COUNTERS, 0)
+        self.squares = dict.fromkeys(COUNTERS, 0)
+        self.low: dict[str, int] = {}
+        self.high: dict[str, int] = {}
+        self.kinds: dict[str, list[int]] = {}  # type -> [accounts, first id]
+        self.type_sums: dict[tuple[str, str], int] = {}
+        self.top: list[tuple[int, str, str, int]] = []
+        self.histograms = {counter: _Histogram() for counter in COUNTERS}
+
+    def add(
+        self, keys: list[str], raw: dict[bytes, bytes], histograms: list[dict[bytes, bytes]]
+    ) -> None:
+        """One page: its ``:agg`` hash and histograms, read from ``keys`` (``aggregate_keys``)."""
+        agg = {key.decode(): value.decode() for key, value in raw.items()}
+        try:
+            self._add(agg)
+        except (KeyError, ValueError) as error:
+            raise AggregatesError(f"{keys[0]}: unreadable aggregates ({error!r})") from None
+        for counter, key, histogram in zip(COUNTERS, keys[1:], histograms, strict=True):
+            self.histograms[counter].add(key, histogram)
+
+    def _add(self, agg: dict[str, str]) -> None:
+        self.pages += 1
+        self.last_users = int(agg["users"])
+        self.accounts += self.last_users
+        for name, value in agg.items():
+            if name.startswith("type:"):
+                kind = name.removeprefix("type:")
+                first = int(agg[f"first:{kind}"])
+                known = self.kinds.setdefault(kind, [0, first])
+                known[0] += int(value)
+                known[1] = min(known[1], first)
+        for counter in COUNTERS:
+            self.count[counter] += int(agg[f"{counter}:count"])
+            self.total[counter] += int(agg[f"{counter}:sum"])
+            self.squares[counter] += int(agg[f"{counter}:sumsq"])
+            low, high = int(agg[f"{counter}:min"]), int(agg[f"{counter}:max"])
+            self.low[counter] = min(self.low.get(counter, low), low)
+            self.high[counter] = max(self.high.get(counter, high), high)
+            prefix = f"{counter}:sum:"
+            for name, value in agg.items():
+                if name.startswith(prefix):
+                    key = (counter, name.removeprefix(prefix))
+                    self.type_sums[key] = self.type_sums.get(key, 0) + int(value)
+        page_top = [(int(i), login, kind, int(f)) for i, login, kind, f in json.loads(agg["top"])]
+        self.top = sorted([*self.top, *page_top], key=lambda a: (-a[3], a[0]))[:TOP_N]
+
+    def result(self) -> MergedAggregates:
+        counters = {}
+        for counter in COUNTERS:
+            values, accounts = self.histograms[counter].merged()
+            if int(accounts.sum()) != self.count[counter] or self.count[counter] != self.accounts:
+                raise AggregatesError(
+                    f"{counter}: the pages' histograms hold {int(accounts.sum())} accounts, "
+                    f"their counts {self.count[counter]}, their users {self.accounts}"
+                )
+            counters[counter] = CounterTotals(
+                count=self.count[counter],
+                total=self.total[counter],
+                squares=self.squares[counter],
+                low=self.low.get(counter),
+                high=self.high.get(counter),
+                values=values,
+                accounts=accounts,
+            )
+        # pandas' value_counts: by accounts, ties in order of first appearance (ascending ids).
+        order = sorted(self.kinds, key=lambda kind: (-self.kinds[kind][0], self.kinds[kind][1]))
+        by_type = {
+            kind: TypeTotals(
+                accounts=self.kinds[kind][0],
+                first_id=self.kinds[kind][1],
+                sums={c: self.type_sums.get((c, kind), 0) for c in COUNTERS},
+            )
+            for kind in order
+        }
+        return MergedAggregates(self.pages, self.accounts, counters, by_type, self.top)
+
+
+class _Histogram:
+    """value -> accounts, added up from the pages' histograms with numpy (exact int64)."""
+
+    def __init__(self) -> None:
+        self.values: list[np.ndarray] = [np.empty(0, np.int64)]
+        self.accounts: list[np.ndarray] = [np.empty(0, np.int64)]
+        self.pending = 0
+
+    def add(self, where: str, stored: dict[bytes, bytes]) -> None:
+        if not stored:
+            return
+        self.values.append(_int64(stored.keys(), where))
+        self.accounts.append(_int64(stored.values(), where))
+        self.pending += len(stored)
+        if self.pending >= COMPACT_AT:
+            self.merged()
+
+    def merged(self) -> tuple[np.ndarray, np.ndarray]:
+        """(distinct values ascending, accounts per value), kept as the only part from now on."""
+        values, accounts = np.concatenate(self.values), np.concatenate(self.accounts)
+        order = np.argsort(values, kind="stable")
+        values, accounts = values[order], accounts[order]
+        starts = np.flatnonzero(np.r_[True, values[1:] != values[:-1]]) if len(values) else []
+        values = values[starts]
+        accounts = np.add.reduceat(accounts, starts) if len(values) else accounts
+        self.values, self.accounts, self.pending = [values], [accounts], 0
+        return values, accounts
+
+
+def _int64(raw: Iterable[bytes], where: str) -> np.ndarray:
+    """Decimal strings as int64, refusing any that is not one (as the frame read does)."""
+    items = list(raw)
+    try:
+        parsed = np.array(items).astype(np.int64)
+    except (ValueError, OverflowError):
+        bad = next((x for x in items if not (x.isdigit() and int(x) <= INT64_MAX)), items[0])
+        raise AggregatesError(f"{where} holds {bad!r}, not an int64 count or value") from None
+    if (parsed < 0).any():
+        raise AggregatesError(f"{where} holds a negative number")
+    return parsed

@@ -1,0 +1,354 @@
+"""The summary from the pages' partial aggregates equals pandas' on the full frame.
+
+"Equal" is defined in ``gh_assets.aggregates`` and checked by ``assert_same_summary``: counts,
+sums, min, max, median, p90, p99, ``by_type`` and ``top_followers`` identical (values and
+dtypes); mean and std to ``math.isclose(rel_tol=1e-12)``, the mean exactly while the total is
+below 2**53.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import threading
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from gh_assets.aggregates import AggregatesError, CounterTotals, merge_pages, summarize_pages
+from gh_assets.assets import github_user_summary
+from gh_assets.crawl import crawl_pages
+from gh_assets.github import GitHubClient
+from gh_assets.local.standin import Dataset
+from gh_assets.partitions import PageWindow
+from gh_assets.plots import PLOTS
+from gh_assets.resources import RedisResource
+from gh_assets.storage import COUNTERS, RedisStore
+from gh_assets.storage.store import page_aggregates
+from gh_assets.summary import UserSummary, summarize
+
+from .test_storage import page, snapshot
+
+EXACT = ("count", "sum", "median", "p90", "p99", "max")
+CLOSE = ("mean", "std")
+REL_TOL = 1e-12
+PNG = b"\x89PNG"
+
+
+def account(user_id: int, kind: str = "User", **counters: int) -> dict[str, str]:
+    values = {name: 0 for name in COUNTERS} | counters
+    return {"id": str(user_id), "login": f"login{user_id}", "type": kind} | {
+        name: str(value) for name, value in values.items()
+    }
+
+
+def write_pages(store: RedisStore, users: list[dict[str, str]], per_page: int = 7) -> None:
+    """``users`` in pages of ``per_page``, registered in ``gh:pages`` as a crawl does."""
+    for number, first in enumerate(range(0, len(users), per_page)):
+        store.write_page(page(users[first : first + per_page], key=f"p{number:04d}"))
+
+
+def assert_same_summary(store: RedisStore) -> UserSummary:
+    """``summarize_pages(store)`` equals ``summarize(store.read_frame())`` as defined above."""
+    frame = store.read_frame()
+    expected, found = summarize(frame), summarize_pages(store)
+    assert found.counters.dtypes.to_dict() == expected.counters.dtypes.to_dict()
+    pd.testing.assert_index_equal(found.counters.index, expected.counters.index, exact=True)
+    pd.testing.assert_frame_equal(
+        found.counters[list(EXACT)], expected.counters[list(EXACT)], check_exact=True
+    )
+    for counter in COUNTERS:
+        for statistic in CLOSE:
+            want, got = (
+                expected.counters.at[counter, statistic],
+                found.counters.at[counter, statistic],
+            )
+            assert (math.isnan(want) and math.isnan(got)) or math.isclose(
+                got, want, rel_tol=REL_TOL
+            ), (counter, statistic, got, want)
+        if len(frame) and frame[counter].sum() < 2**53:  # pandas' float64 sum is exact: equal
+            assert found.counters.at[counter, "mean"] == expected.counters.at[counter, "mean"]
+    pd.testing.assert_frame_equal(found.by_type, expected.by_type, check_exact=True)
+    pd.testing.assert_frame_equal(found.top_followers, expected.top_followers, check_exact=True)
+    merged = merge_pages(store)
+    for counter in COUNTERS:  # min is kept too (the summary shows no min)
+        totals = merged.counters[counter]
+        assert (totals.low, totals.high) == (
+            (int(frame[counter].min()), int(frame[counter].max())) if len(frame) else (None, None)
+        )
+        assert totals.squares == sum(int(v) ** 2 for v in frame[counter])
+    return found
+
+
+CRAFTED = {
+    "single user": [account(5, followers=3, public_repos=1)],
+    "zeros": [account(i) for i in range(1, 30)],
+    "organizations only": [account(i, "Organization", followers=i % 4) for i in range(1, 12)],
+    "ties": [
+        # followers tie across pages: the lower id wins; types tie: the first seen (lower id) first
+        *(account(i, "Organization" if i % 2 else "User", followers=7) for i in range(1, 25)),
+        account(25, "Bot", followers=7),
+        account(26, "Bot", followers=0),
+    ],
+    "huge": [
+        account(1, followers=2**62, following=2**31, public_repos=3),
+        account(2, followers=2**40, public_gists=2**62 - 1),
+        account(3, followers=0, following=2**31 + 1),
+        *(account(i, "Organization", followers=i, public_repos=10**9) for i in range(4, 20)),
+    ],
+}
+
+
+@pytest.mark.parametrize("case", list(CRAFTED))
+def test_crafted_users_summarise_as_pandas_does(store: RedisStore, case: str) -> None:
+    users = CRAFTED[case]
+    random.Random(case).shuffle(users)  # pages need not arrive in id order
+    write_pages(store, users, per_page=5)
+    summary = assert_same_summary(store)
+    assert summary.counters["count"].tolist() == [len(users)] * 4
+    if case == "huge":  # sums of squares beyond int64 and a double's integers: exact strings
+        pages = [page.decode() for page in store.client.zrange(store.pages_key, 0, -1)]
+        agg = [store.client.hget(store.page_key(p, "agg"), "followers:sumsq") for p in pages]
+        assert max(int(sumsq) for sumsq in agg) >= 2**124
+        assert merge_pages(store).counters["followers"].squares == sum(
+            int(u["followers"]) ** 2 for u in users
+        )
+
+
+@pytest.mark.parametrize("size", [2, 3, 4, 10, 101, 599, 600, 601, 1000, 2345])
+def test_random_counters_of_any_size_summarise_as_pandas_does(store: RedisStore, size: int) -> None:
+    # Sizes on both sides of numpy's 600-element median paths; heavy tails, odd and even counts.
+    rng = random.Random(size)
+    kinds = ["User"] * 20 + ["Organization"] * 3 + ["Bot"]
+    users = [
+        account(
+            user_id,
+            rng.choice(kinds),
+            public_repos=int(rng.paretovariate(1.2)) - 1,
+            public_gists=rng.randrange(3),
+            followers=int(rng.paretovariate(0.8)) - 1,
+            following=rng.randrange(10**9),
+        )
+        for user_id in rng.sample(range(1, 10 * size + 1), size)
+    ]
+    write_pages(store, users, per_page=rng.choice([1, 37, 100, 1000]))
+    assert_same_summary(store)
+
+
+def test_a_sum_beyond_int64_is_refused_not_wrapped(store: RedisStore) -> None:
+    write_pages(store, [account(1, followers=2**62), account(2, followers=2**62)])
+    with pytest.raises(AggregatesError, match=r"^followers: the sum .* exceeds int64$"):
+        summarize_pages(store)
+
+
+def test_an_empty_store_gives_pandas_empty_summary(store: RedisStore) -> None:
+    expected = summarize(store.read_frame())
+    found = summarize_pages(store)
+    for name in UserSummary.TABLES:
+        pd.testing.assert_frame_equal(getattr(found, name), getattr(expected, name))
+    store.write_page(page([], gone=(1, 2)))  # a page whose users are all gone: no aggregates
+    assert store.client.exists(*store.aggregate_keys("p1")) == 0
+    assert summarize_pages(store).counters["count"].tolist() == [0, 0, 0, 0]
+
+
+def test_a_page_without_aggregates_is_named_in_one_line(store: RedisStore) -> None:
+    write_pages(store, [account(i) for i in range(1, 20)], per_page=5)
+    for key in ("p0001", "p0003"):  # as a page written before the aggregates existed
+        store.client.delete(*store.aggregate_keys(key))
+    with pytest.raises(AggregatesError) as refused:
+        summarize_pages(store)
+    assert str(refused.value) == (
+        "2 pages hold users but no aggregates (p0001, p0003): written before the pages kept "
+        "aggregates; crawl them again (unchanged users cost a free 304 each)"
+    )
+
+
+def stored_aggregates(store: RedisStore, key: str = "p1") -> dict[str, dict[bytes, bytes]]:
+    return {k: store.client.hgetall(k) for k in store.aggregate_keys(key)}
+
+
+def expected_aggregates(store: RedisStore, users: list[dict], key: str = "p1") -> dict:
+    agg, histograms = page_aggregates(users)
+    return {
+        k: {f.encode(): v.encode() for f, v in fields.items()}
+        for k, fields in zip(store.aggregate_keys(key), [agg, *histograms], strict=True)
+    }
+
+
+def test_a_pages_aggregates_are_replaced_with_the_page(store: RedisStore) -> None:
+    before = [account(i, followers=i, public_repos=i % 3) for i in range(1, 9)]
+    after = [  # one gone, one changed type and counters, one new
+        *before[:3],
+        account(4, "Organization", followers=1000, public_repos=99),
+        *before[5:],
+        account(9, followers=5),
+    ]
+    store.write_page(page(before))
+    assert stored_aggregates(store) == expected_aggregates(store, before)
+    agg = store.client.hgetall(store.page_key("p1", "agg"))
+    assert agg[b"users"] == b"8" and agg[b"type:User"] == b"8" and agg[b"first:User"] == b"1"
+    assert agg[b"followers:sumsq"] == str(sum(i * i for i in range(1, 9))).encode()
+    assert json.loads(agg[b"top"])[0] == ["8", "login8", "User", "8"]
+    assert store.client.hgetall(store.page_key("p1", "hist:public_repos")) == {
+        b"0": b"2",
+        b"1": b"3",
+        b"2": b"3",
+    }
+
+    store.write_page(page(after, gone=(5,)))
+    assert stored_aggregates(store) == expected_aggregates(store, after)  # nothing of before left
+    assert b"type:Organization" in store.client.hgetall(store.page_key("p1", "agg"))
+    assert b"4" not in store.client.hgetall(store.page_key("p1", "hist:followers"))
+    assert_same_summary(store)
+
+    # A refused write (bad payload) changes nothing, aggregates included.
+    whole = snapshot(store)
+    with pytest.raises(ValueError, match="both written and gone"):
+        store.write_page(page(before, gone=(3,)))
+    assert snapshot(store) == whole
+
+    store.write_page(page([], gone=tuple(range(1, 10))))  # the page lost every user
+    assert store.client.exists(*store.aggregate_keys("p1")) == 0
+
+
+def test_a_reader_never_sees_one_versions_users_with_anothers_aggregates(
+    store: RedisStore,
+) -> None:
+    versions = [
+        [account(i, followers=i) for i in range(1, 40)],
+        [account(i, "Organization", followers=3 * i) for i in range(1, 40, 3)],
+    ]
+    expected = [
+        (len(users), expected_aggregates(store, users)) for users in versions
+    ]  # members, then each aggregates key's hash
+    store.write_page(page(versions[0]))
+    done = threading.Event()
+    seen: list[tuple[int, dict]] = []
+
+    def read() -> None:
+        while not done.is_set():
+            (stored,) = store.read_aggregates(["p1"])
+            hashes = [stored.agg, *stored.histograms]
+            seen.append(
+                (stored.members, dict(zip(store.aggregate_keys("p1"), hashes, strict=True)))
+            )
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        for number in range(200):
+            store.write_page(page(versions[number % 2]))
+    finally:
+        done.set()
+        reader.join()
+    assert len(seen) > 10
+    assert all(observed in expected for observed in seen)
+
+
+def test_a_crawl_its_recrawls_and_deleted_accounts_summarise_as_pandas_does(
+    store: RedisStore, dataset: Dataset, client: GitHubClient
+) -> None:
+    windows = [PageWindow.number(k, 100) for k in range(4)]
+    list(crawl_pages(client, store, windows))
+    first = assert_same_summary(store)
+    assert first.counters.at["followers", "count"] == len(dataset.users_between(1, 400))
+
+    # One page re-crawled with changed users: a new most-followed account, an organization.
+    changed = dataset.users_between(201, 300)
+    dataset.update(changed[3].id, followers=10**8, public_repos=7)
+    dataset.update(changed[4].id, followers=0, following=12345)
+    list(crawl_pages(client, store, [windows[2]]))
+    again = assert_same_summary(store)
+    assert again.top_followers["id"].iloc[0] == changed[3].id
+    assert again.counters.at["followers", "sum"] != first.counters.at["followers", "sum"]
+
+    # A page loses users (deleted accounts): its aggregates lose them with it.
+    gone = [user.id for user in dataset.users_between(1, 100)[:5]]
+    for user_id in gone:
+        dataset.delete(user_id)
+    list(crawl_pages(client, store, [windows[0]]))
+    final = assert_same_summary(store)
+    assert final.counters.at["followers", "count"] == len(dataset.users_between(1, 400))
+    assert final.counters.at["followers", "count"] == again.counters.at["followers", "count"] - 5
+
+
+def test_the_summary_asset_reads_the_aggregates_and_plots_them(
+    store: RedisStore, redis_url: str
+) -> None:
+    users = [
+        account(1, followers=5, public_repos=3, public_gists=1, following=2),
+        account(2, followers=0),
+        account(3, followers=500, public_repos=10),
+        account(4, "Organization", followers=40, public_repos=7),
+    ]
+    write_pages(store, users, per_page=3)
+    result = github_user_summary(redis=RedisResource(url=redis_url, key_prefix=store.prefix))
+    assert isinstance(result.value, UserSummary)
+    assert result.metadata["accounts"] == 4
+    assert result.metadata["organizations"] == 1
+    assert result.metadata["followers_p50"] == 22.5
+    top = result.metadata["top_followers"].records[0].data
+    assert (top["login"], top["followers"]) == ("login3", 500)
+    assert sorted(PLOTS) == [
+        "follower_distribution",
+        "repos_distribution",
+        "users_vs_organizations",
+    ]
+    for name in PLOTS:
+        assert "data:image/png;base64,iVBORw0KGgo" in result.metadata[name].value, name
+
+
+@pytest.mark.parametrize("accounts", [0, 1])
+def test_the_plots_draw_small_and_empty_stores(store: RedisStore, accounts: int) -> None:
+    write_pages(store, [account(1, "Organization")][:accounts])
+    merged = merge_pages(store)
+    for name, plot in PLOTS.items():
+        assert plot(merged).startswith(PNG), name
+
+
+def test_the_merged_histograms_are_the_distribution() -> None:
+    # The pure part: page_aggregates' histograms add up to numpy's own counts.
+    rng = np.random.default_rng(3)
+    values = rng.integers(0, 50, size=300)
+    users = [account(i + 1, followers=int(v)) for i, v in enumerate(values)]
+    _, histograms = page_aggregates(users)
+    followers = histograms[COUNTERS.index("followers")]
+    distinct, counts = np.unique(values, return_counts=True)
+    assert followers == {str(v): str(c) for v, c in zip(distinct, counts, strict=True)}
+
+
+def test_the_statistics_repeat_pandas_bit_for_bit_on_random_columns() -> None:
+    # The arithmetic alone, on many columns: numpy's interpolation step for step (dropping its
+    # "nearer end" branch, or taking the median as the 0.5 quantile, fails here by an ulp).
+    rng = np.random.default_rng(12)
+    for _ in range(1500):
+        size = int(rng.integers(1, 1500))
+        scale = int(rng.choice([3, 10**4, 10**9, 10**16, 2**60]))
+        column = rng.integers(0, scale, size=size, dtype=np.int64)
+        frame = pd.DataFrame({counter: column for counter in COUNTERS})
+        values, accounts = np.unique(column, return_counts=True)
+        total = sum(int(x) for x in column)
+        squares = sum(int(x) ** 2 for x in column)
+        totals = CounterTotals(
+            size, total, squares, int(values[0]), int(values[-1]), values, accounts
+        )
+        pandas = {
+            "median": frame.median(),
+            "p90": frame.quantile(0.90),
+            "p99": frame.quantile(0.99),
+            "mean": frame.mean(),
+            "std": frame.std(),
+        }
+        pandas = {name: float(found.iloc[0]) for name, found in pandas.items()}
+        assert totals.median() == pandas["median"], (column, "median")
+        assert totals.quantile(0.90) == pandas["p90"], (column, "p90")
+        assert totals.quantile(0.99) == pandas["p99"], (column, "p99")
+        assert math.isclose(totals.mean(), pandas["mean"], rel_tol=REL_TOL)
+        if total < 2**53:
+            assert totals.mean() == pandas["mean"]
+        if size > 1:
+            assert math.isclose(totals.std(), pandas["std"], rel_tol=REL_TOL), column
+        else:
+            assert math.isnan(totals.std()) and math.isnan(pandas["std"])
