@@ -193,9 +193,9 @@ def github_user_summary(redis: RedisResource) -> dg.MaterializeResult:
             # Numbers first: the UI's Plots tab charts each one across materializations.
             "accounts": merged.accounts,
             "organizations": merged.type_accounts("Organization"),
-            "followers_p50": float(followers["median"]),
-            "followers_p90": float(followers["p90"]),
-            "followers_p99": float(followers["p99"]),
+            "followers_p50": round(float(followers["median"]), 3),
+            "followers_p90": round(float(followers["p90"]), 3),
+            "followers_p99": round(float(followers["p99"]), 3),
             # Of the users the pages' latest crawls wrote, those GitHub answered 304 for.
             "share_not_modified": round(unchanged / max(written, 1), 4),
             "counters": _table(summary.counters.round(3).rename_axis("counter").reset_index()),

@@ -119,7 +119,8 @@ def test_every_page_then_frame_and_summary_equal_the_ground_truth(
     assert summary_meta["accounts"].value == len(expected)
     assert summary_meta["organizations"].value == organizations
     assert summary_meta["followers_p50"].value == pytest.approx(np.median(followers))
-    assert summary_meta["followers_p99"].value == pytest.approx(np.percentile(followers, 99))
+    p99 = np.percentile(followers, 99)
+    assert summary_meta["followers_p99"].value == pytest.approx(p99, abs=5e-4)  # rounded: 3 places
     assert summary_meta["share_not_modified"].value == 0.0  # a first crawl sends no ETag
     counters = summary_meta["counters"].value
     assert [r.data["counter"] for r in counters.records] == list(COUNTERS)
