@@ -24,7 +24,16 @@ from bench.servers import Context, server_info
 from bench.sizes import SIZES
 from gh_assets.local.services import redis_server
 
-BENCHMARKS = ("crawl", "writes", "frame", "memory", "orchestration", "limits", "economy")
+BENCHMARKS = (
+    "crawl",
+    "writes",
+    "frame",
+    "memory",
+    "orchestration",
+    "limits",
+    "economy",
+    "at_scale",
+)
 TITLES = {
     "crawl": "Crawl",
     "writes": "Redis writes",
@@ -33,6 +42,7 @@ TITLES = {
     "orchestration": "Orchestration",
     "limits": "Physical limits",
     "economy": "Rate-limit economy",
+    "at_scale": "Orchestration at scale",
 }
 
 

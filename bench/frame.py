@@ -97,7 +97,9 @@ def _reader(url: str, mode: str):
     pd.concat([pd.DataFrame([{"a": "1"}]), pd.DataFrame([{"a": "2"}])], ignore_index=True)
     if mode == "project":
         return lambda: store.read_frame()
-    return lambda: original.read_frame_loop(store.client)
+    # The same users, written by the project: its key schema's user hashes, in every block.
+    users = f"{store.prefix}{{b*}}:user:*"
+    return lambda: original.read_frame_loop(store.client, pattern=users)
 
 
 def _snapshot_before_frame(read) -> dict[str, Any]:

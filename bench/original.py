@@ -149,10 +149,13 @@ def hset_per_user(client: redis.Redis, users: list[Mapping[str, str]], prefix: s
         client.hset(f"{prefix}user:{user['id']}", mapping=user)
 
 
-def read_frame_loop(client: redis.Redis, prefix: str = "gh:") -> pd.DataFrame:
-    """``KEYS``, one ``HGETALL`` per key, a one-row DataFrame concatenated per user."""
+def read_frame_loop(
+    client: redis.Redis, prefix: str = "gh:", pattern: str | None = None
+) -> pd.DataFrame:
+    """``KEYS``, one ``HGETALL`` per key, a one-row DataFrame concatenated per user. ``pattern``
+    (default ``gh:user:*``, the original's keys) matches the user hashes to read."""
     frame: pd.DataFrame | None = None
-    for key in client.keys(f"{prefix}user:*"):
+    for key in client.keys(pattern or f"{prefix}user:*"):
         found = client.hgetall(key)
         row = pd.DataFrame([{k.decode(): v.decode() for k, v in found.items()}])
         frame = row if frame is None else pd.concat([frame, row], ignore_index=True)

@@ -36,6 +36,11 @@ class Size:
     economy_graphql_budget: int  # GraphQL points per hour: GitHub's 5,000
     economy_graphql_ids: int  # IDs the GraphQL crawl may reach (the budget must bind first)
     economy_graphql_page: int  # IDs per page of the GraphQL crawl
+    # at_scale: pages registered on PostgreSQL (2,500 IDs each), and the sensors' interval (s)
+    at_scale_pages: int
+    at_scale_sensor_interval: int
+    at_scale_backfill_window: float  # seconds the backfill daemon gets to queue every run
+    at_scale_probe_window: float  # seconds for the same with one planned event per run
 
     @property
     def crawl_ids(self) -> int:
@@ -65,6 +70,10 @@ DEFAULT = Size(
     economy_graphql_budget=5_000,
     economy_graphql_ids=200_000,
     economy_graphql_page=2_500,
+    at_scale_pages=100_000,
+    at_scale_sensor_interval=30,
+    at_scale_backfill_window=600.0,  # the target: every run queued within 10 minutes
+    at_scale_probe_window=120.0,
 )
 
 TINY = Size(
@@ -90,6 +99,10 @@ TINY = Size(
     economy_graphql_budget=1_000,
     economy_graphql_ids=40_000,
     economy_graphql_page=2_500,
+    at_scale_pages=2_000,
+    at_scale_sensor_interval=5,
+    at_scale_backfill_window=8.0,
+    at_scale_probe_window=6.0,
 )
 
 # `--only orchestration --size tiny`: a 2-page version that fits a quick manual check.

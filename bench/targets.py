@@ -1,4 +1,5 @@
-"""The targets of issue 4, checked against the figures' medians: PASS, MISS (by how much), n/a."""
+"""The targets of issues 4 and 13, checked against the figures' medians: PASS, MISS (by how
+much), n/a."""
 
 from __future__ import annotations
 
@@ -108,6 +109,16 @@ TARGETS = (
         "economy", "graphql.users_per_hour", ">=", 120_000, "GraphQL mode >= 120,000 users/h/id"
     ),
     Target("economy", "acquire.p99_ms", "<=", 5, "governor acquire p99 <= 5 ms"),
+    *(
+        Target("at_scale", f"{phase}.{sensor}", "<=", 5, f"{sensor} tick < 5 s at 100,000 pages")
+        for phase in ("tick", "tick_queued")
+        for sensor in ("github_pages_sensor", "stale_pages_sensor", "refresh_analysis_sensor")
+    ),
+    *(
+        Target("at_scale", key, "<=", 3, "github_users partition status < 3 s at 100,000 pages")
+        for key in ("status.seconds", "status_queued.seconds")
+    ),
+    Target("at_scale", "backfill.seconds", "<=", 600, "backfill of 100,000 pages queued < 10 min"),
 )
 
 

@@ -29,14 +29,13 @@ SCRIPT_COMMANDS = ("cmdstat_evalsha", "cmdstat_eval")
 
 
 def _preparation_seconds(client: redis.Redis, pages: list[PageWrite]) -> float:
-    """The client's share of write_page (checks, field order, JSON): every page queued on a
-    pipeline that is never sent."""
-    with client.pipeline(transaction=False) as unsent:
-        store = RedisStore(unsent)
-        started = time.perf_counter()
-        for page in pages:
-            store.write_page(page)
-        return time.perf_counter() - started
+    """The client's share of write_page (checks, field order, keys, JSON): every page prepared
+    (``RedisStore.prepare_page``), none sent."""
+    store = RedisStore(client)
+    started = time.perf_counter()
+    for page in pages:
+        store.prepare_page(page)
+    return time.perf_counter() - started
 
 
 def _server_usec(stats: dict[str, Any]) -> tuple[float, dict[str, float]]:

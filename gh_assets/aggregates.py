@@ -1,7 +1,7 @@
 """The summary at any scale: the pages' partial aggregates merged, never a user read.
 
-Every page write also stores its page's aggregates (``gh:page:{page}:agg`` and one value
-histogram per counter, ``gh:page:{page}:hist:{counter}``; see ``gh_assets.storage.schema``),
+Every page write also stores its page's aggregates (``gh:{b…}:page:{page}:agg`` and one value
+histogram per counter, ``gh:{b…}:page:{page}:hist:{counter}``; see ``gh_assets.storage.schema``),
 replaced with the page in the same atomic step. ``merge_pages`` reads them for every page in
 ``gh:pages`` and adds them up; ``summarize_pages`` turns the result into the ``UserSummary`` that
 ``summarize`` computes on the full frame. The cost grows with the pages and with the distinct

@@ -122,7 +122,7 @@ def _crawl(
 
 
 def _page_metadata(report: PageReport) -> dict[str, int | float]:
-    """One page's bookkeeping, as ``gh:page:{page}`` holds it."""
+    """One page's bookkeeping, as ``gh:{b…}:page:{page}`` holds it."""
     return {
         "users_written": report.written,
         "users_gone": report.gone,
@@ -158,7 +158,8 @@ def _run_metadata(reports: list[PageReport], seconds: float) -> dict[str, int | 
     metadata={COLUMN_SCHEMA: column_schema(frame_from_batches([]))},
 )
 def github_users_frame(redis: RedisResource) -> dg.MaterializeResult:
-    frame = redis.get_store().read_frame()
+    with redis_failures(redis.url):  # one line naming REDIS_URL (the old key schema, too)
+        frame = redis.get_store().read_frame()
     return dg.MaterializeResult(
         value=frame,
         metadata={
@@ -181,11 +182,12 @@ def github_users_frame(redis: RedisResource) -> dg.MaterializeResult:
     "followed), merged from the pages' aggregates in Redis: the users themselves are not read.",
 )
 def github_user_summary(redis: RedisResource) -> dg.MaterializeResult:
-    store = redis.get_store()
-    merged = merge_pages(store)
+    with redis_failures(redis.url):  # one line naming REDIS_URL (the old key schema, too)
+        store = redis.get_store()
+        merged = merge_pages(store)
+        pages = store.pages_meta().values()
     summary: UserSummary = merged.summary()
     followers = summary.counters.loc["followers"]
-    pages = store.pages_meta().values()
     written, unchanged = (sum(int(p.get(k, 0)) for p in pages) for k in ("users", "not_modified"))
     return dg.MaterializeResult(
         value=summary,

@@ -64,6 +64,8 @@ def crawl_page(client: GitHubClient, store: RedisStore, window: PageWindow) -> P
     share the client at the same time. A stored hash that is damaged is never reused: its user
     is asked without ``If-None-Match`` and the hash is overwritten. When an error (a rate limit)
     stops the page, the answers already paid for are staged in Redis and its re-run reuses them.
+    The write (``RedisStore.write_page``) is tried again, for up to 30 s, while a Redis Cluster
+    refuses it because the page's slot is being moved (a resharding).
     """
     started = time.monotonic()
     with request_tally() as tally:

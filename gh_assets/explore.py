@@ -16,7 +16,7 @@ from gh_assets.checks import page_findings
 from gh_assets.partitions import PageWindow
 from gh_assets.preflight import redis_fault
 from gh_assets.settings import Settings
-from gh_assets.storage import RedisStore, frame_from_batches
+from gh_assets.storage import RedisStore, SchemaError, frame_from_batches
 from gh_assets.summary import UserSummary
 
 FRAME_ASSET = "github_users_frame"
@@ -93,11 +93,12 @@ def load_summary(path: str | None = None) -> UserSummary:
 def store(settings: Settings | None = None) -> RedisStore:
     """The Redis the crawl writes to (``REDIS_URL``, ``GH_ASSETS_KEY_PREFIX``)."""
     settings = settings or Settings.from_env()
-    users = RedisStore.from_url(settings.redis_url, settings.key_prefix)
+    users = RedisStore.from_url(settings.redis_url, settings.key_prefix, block=settings.block)
     try:
         users.client.ping()
-    except redis.RedisError as error:
-        users.client.close()
+        users.check_schema()
+    except (redis.RedisError, SchemaError) as error:
+        users.close()
         raise ExploreError(redis_fault(settings.redis_url, error)) from None
     return users
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import bisect
 import itertools
-import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -21,12 +20,9 @@ import dagster as dg
 
 from gh_assets.settings import Settings, SettingsError
 from gh_assets.storage import RedisStore
-
-KEY_DIGITS = 10
+from gh_assets.storage.schema import KEY_DIGITS, PAGE_KEY
 
 github_pages = dg.DynamicPartitionsDefinition(name="github_pages")
-
-_KEY = re.compile(rf"^(\d{{{KEY_DIGITS}}})-(\d{{{KEY_DIGITS}}})$")
 
 
 @dataclass(frozen=True, order=True)
@@ -55,7 +51,7 @@ class PageWindow:
 
     @classmethod
     def from_key(cls, key: str) -> PageWindow:
-        match = _KEY.match(key)
+        match = PAGE_KEY.match(key)
         if not match:
             raise ValueError(f"not a page key: {key!r} (expected like 0000000001-0000000100)")
         return cls(int(match[1]), int(match[2]))
@@ -143,8 +139,9 @@ def forget_pages(
     keys: list[str],
     keep: Sequence[PageWindow] = (),
 ) -> int:
-    """Unregister pages and delete their bookkeeping in Redis (``gh:page:{key}``, its member and
-    gone sets, its aggregates, its entries in ``gh:pages`` and ``gh:deferred``), e.g. before
+    """Unregister pages and delete their bookkeeping in Redis (``gh:{b…}:page:{key}``, its member
+    and gone sets, its aggregates, its entries in its block's page set, ``gh:pages`` and
+    ``gh:deferred``: ``RedisStore.forget_pages``), e.g. before
     changing the page width. Their users inside a window of ``keep`` (the pages that will be
     crawled instead) stay, with their ETags, to be claimed as mostly free 304s; the others are
     deleted, so no user is left that no page holds. Returns how many users were deleted. Run it
@@ -155,12 +152,7 @@ def forget_pages(
         members = set().union(*(store.page_members(key) for key in chunk))
         orphans = [i for i in members if not any(w.first_id <= i <= w.last_id for w in keep)]
         dropped += store.delete_users(orphans)
-        with store.client.pipeline(transaction=True) as pipe:
-            for key in chunk:
-                pipe.delete(*store.page_keys(key))
-            pipe.zrem(store.pages_key, *chunk)
-            pipe.zrem(store.deferred_key, *chunk)
-            pipe.execute()
+        store.forget_pages(chunk)
     for key in keys:  # after Redis: a page still registered is merely crawled again
         instance.delete_dynamic_partition(github_pages.name, key)
     return dropped

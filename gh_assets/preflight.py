@@ -26,12 +26,18 @@ from gh_assets.github import (
 )
 from gh_assets.resources import RedisURLError
 from gh_assets.settings import Settings, SettingsError
-from gh_assets.storage import RedisStore
+from gh_assets.storage import BLOCK, RedisStore, SchemaError
 
 TIMEOUT = 3.0  # seconds per service: a host that drops packets must not hold a command long
 # Redis faults a run reports in one line naming REDIS_URL. Those no retry can fix (the URL, or
 # its credentials, are wrong) fail the page at once; the others are left to its RetryPolicy.
-REDIS_CONFIG_ERRORS = (RedisURLError, redis.AuthenticationError, NoPermissionError, InvalidResponse)
+REDIS_CONFIG_ERRORS = (
+    RedisURLError,
+    redis.AuthenticationError,
+    NoPermissionError,
+    InvalidResponse,
+    SchemaError,
+)
 REDIS_FAULTS = (*REDIS_CONFIG_ERRORS, redis.ConnectionError, redis.TimeoutError)
 
 
@@ -40,22 +46,38 @@ class PreflightError(SettingsError):
 
 
 def check(settings: Settings, timeout: float = TIMEOUT) -> None:
-    """One PING to Redis and one ``GET /rate_limit`` to GitHub, neither retried; raises
-    ``PreflightError`` for the first that does not answer as it must."""
-    check_redis(settings.redis_url, timeout)
+    """One PING to Redis (and a look at the key schema its data is in) and one
+    ``GET /rate_limit`` to GitHub, neither retried; raises ``PreflightError`` for the first that
+    does not answer as it must."""
+    check_redis(settings.redis_url, timeout, prefix=settings.key_prefix, block=settings.block)
     check_github(settings, timeout)
 
 
-def check_redis(url: str, timeout: float = TIMEOUT) -> None:
+def check_redis(
+    url: str,
+    timeout: float = TIMEOUT,
+    *,
+    prefix: str | None = "gh:",
+    block: int = BLOCK,
+) -> None:
+    """PING the Redis at ``url``; with a ``prefix``, refuse data under it in the old key schema
+    or of another block size (``RedisStore.check_schema``: one EXISTS per old global key)."""
     try:
         store = RedisStore.from_url(
-            url, socket_connect_timeout=timeout, socket_timeout=timeout, retry=Retry(NoBackoff(), 0)
+            url,
+            prefix or "gh:",
+            block=block,
+            socket_connect_timeout=timeout,
+            socket_timeout=timeout,
+            retry=Retry(NoBackoff(), 0),
         )
         try:
             store.client.ping()
+            if prefix is not None:
+                store.check_schema()
         finally:
-            store.client.close()
-    except (redis.RedisError, ValueError) as error:
+            store.close()
+    except (redis.RedisError, ValueError, SchemaError) as error:
         raise PreflightError(redis_fault(url, error)) from None
 
 
@@ -79,6 +101,8 @@ def check_github(settings: Settings, timeout: float = TIMEOUT) -> None:
 def redis_fault(url: str, error: Exception) -> str:
     """``error`` from the Redis at ``url`` as one line naming REDIS_URL, its password masked."""
     where = f"REDIS_URL={safe_url(url)!r}"
+    if isinstance(error, SchemaError):
+        return f"{where} {error.detail}"
     text = " ".join(str(error).split())
     password = url_credentials(url)
     if password and password[1]:

@@ -12,7 +12,7 @@ from gh_assets.github import DEFAULT_API_URL, DEFAULT_MAX_CONCURRENCY, GitHubCli
 from gh_assets.github.app_auth import GitHubApp, load_private_key
 from gh_assets.github.governor import Governor, GovernorLimits
 from gh_assets.settings import DEFAULT_REDIS_URL, Settings
-from gh_assets.storage import RedisStore
+from gh_assets.storage import BLOCK, RedisStore
 
 _LIMITS = GovernorLimits()
 
@@ -141,7 +141,8 @@ class RedisURLError(ValueError):
 
 
 class RedisResource(dg.ConfigurableResource):
-    """The Redis database that holds one hash per user (see ``gh_assets.storage``)."""
+    """The Redis database (or Redis Cluster: ``url`` may name any of its nodes) that holds one
+    hash per user (see ``gh_assets.storage``)."""
 
     url: str = Field(
         default=DEFAULT_REDIS_URL,
@@ -149,13 +150,20 @@ class RedisResource(dg.ConfigurableResource):
         description="redis://, rediss:// or unix:// URL; may carry a password or ACL user.",
     )
     key_prefix: str = Field(default="gh:", description="Prefix of every key the project writes.")
+    block: int = Field(
+        default=BLOCK,
+        description="User IDs per block of the key schema (stored with the data; tests lower "
+        "it to spread pages over a small cluster).",
+    )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RedisResource:
-        return cls(url=settings.secret("redis_url"), key_prefix=settings.key_prefix)
+        return cls(
+            url=settings.secret("redis_url"), key_prefix=settings.key_prefix, block=settings.block
+        )
 
     def get_store(self) -> RedisStore:
         try:
-            return RedisStore.from_url(self.url, self.key_prefix)
+            return RedisStore.from_url(self.url, self.key_prefix, block=self.block)
         except ValueError as error:
             raise RedisURLError(str(error)) from None

@@ -18,6 +18,7 @@ from gh_assets.github import (
     safe_url,
     url_credentials,
 )
+from gh_assets.storage.schema import BLOCK
 
 WEEK = 7 * 24 * 3600
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
@@ -126,6 +127,9 @@ class Settings:
     recrawl_batch: int = _env("GH_ASSETS_RECRAWL_BATCH", _whole(1), default=10)
     sensor_interval: int = _env("GH_ASSETS_SENSOR_INTERVAL", _whole(1), default=60)
     frontier_interval: int = _env("GH_ASSETS_FRONTIER_INTERVAL", _whole(0), default=3600)
+    # IDs per block of the Redis key schema (gh_assets.storage.schema): not a variable, since
+    # stored data keeps its block size; tests lower it to spread pages over a small cluster.
+    block: int = field(default=BLOCK)
     # Which secret settings came from the environment: those are bound by name, not by value.
     from_environment: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
 
@@ -133,6 +137,13 @@ class Settings:
         # requests would send the URL's Basic auth instead of the token: refuse to guess.
         if self.token and url_credentials(self.api_url):
             raise SettingsError(CREDENTIALS_CONFLICT.format(url=safe_url(self.api_url)))
+        if self.block % self.page_size:
+            divisors = [w for w in (100, 200, 500, 1000, 2500, 5000, 10000) if self.block % w == 0]
+            shown = ", ".join(map(str, divisors)) or "1"
+            raise SettingsError(
+                f"GH_ASSETS_PAGE_SIZE='{self.page_size}': expected a divisor of {self.block} "
+                f"(a page lies in one block of IDs of the Redis key schema), e.g. {shown}"
+            )
         if (self.app_id is None) != (self.app_private_key is None):
             raise SettingsError(
                 "GITHUB_APP_ID and GITHUB_APP_PRIVATE_KEY go together: set both or neither"

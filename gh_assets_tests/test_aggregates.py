@@ -29,7 +29,7 @@ from gh_assets.storage import COUNTERS, RedisStore
 from gh_assets.storage.store import page_aggregates
 from gh_assets.summary import UserSummary, summarize
 
-from .test_storage import page, snapshot
+from .test_storage import P1, key, page, snapshot
 
 EXACT = ("count", "sum", "median", "p90", "p99", "max")
 CLOSE = ("mean", "std")
@@ -47,7 +47,7 @@ def account(user_id: int, kind: str = "User", **counters: int) -> dict[str, str]
 def write_pages(store: RedisStore, users: list[dict[str, str]], per_page: int = 7) -> None:
     """``users`` in pages of ``per_page``, registered in ``gh:pages`` as a crawl does."""
     for number, first in enumerate(range(0, len(users), per_page)):
-        store.write_page(page(users[first : first + per_page], key=f"p{number:04d}"))
+        store.write_page(page(users[first : first + per_page], key=key(number)))
 
 
 def assert_same_summary(store: RedisStore) -> UserSummary:
@@ -149,27 +149,27 @@ def test_an_empty_store_gives_pandas_empty_summary(store: RedisStore) -> None:
     for name in UserSummary.TABLES:
         pd.testing.assert_frame_equal(getattr(found, name), getattr(expected, name))
     store.write_page(page([], gone=(1, 2)))  # a page whose users are all gone: no aggregates
-    assert store.client.exists(*store.aggregate_keys("p1")) == 0
+    assert store.client.exists(*store.aggregate_keys(P1)) == 0
     assert summarize_pages(store).counters["count"].tolist() == [0, 0, 0, 0]
 
 
 def test_a_page_without_aggregates_is_named_in_one_line(store: RedisStore) -> None:
     write_pages(store, [account(i) for i in range(1, 20)], per_page=5)
-    for key in ("p0001", "p0003"):  # as a page written before the aggregates existed
-        store.client.delete(*store.aggregate_keys(key))
+    for number in (1, 3):  # as a page written before the aggregates existed
+        store.client.delete(*store.aggregate_keys(key(number)))
     with pytest.raises(AggregatesError) as refused:
         summarize_pages(store)
     assert str(refused.value) == (
-        "2 pages hold users but no aggregates (p0001, p0003): written before the pages kept "
-        "aggregates; crawl them again (unchanged users cost a free 304 each)"
+        f"2 pages hold users but no aggregates ({key(1)}, {key(3)}): written before the pages "
+        "kept aggregates; crawl them again (unchanged users cost a free 304 each)"
     )
 
 
-def stored_aggregates(store: RedisStore, key: str = "p1") -> dict[str, dict[bytes, bytes]]:
+def stored_aggregates(store: RedisStore, key: str = P1) -> dict[str, dict[bytes, bytes]]:
     return {k: store.client.hgetall(k) for k in store.aggregate_keys(key)}
 
 
-def expected_aggregates(store: RedisStore, users: list[dict], key: str = "p1") -> dict:
+def expected_aggregates(store: RedisStore, users: list[dict], key: str = P1) -> dict:
     agg, histograms = page_aggregates(users)
     return {
         k: {f.encode(): v.encode() for f, v in fields.items()}
@@ -187,11 +187,11 @@ def test_a_pages_aggregates_are_replaced_with_the_page(store: RedisStore) -> Non
     ]
     store.write_page(page(before))
     assert stored_aggregates(store) == expected_aggregates(store, before)
-    agg = store.client.hgetall(store.page_key("p1", "agg"))
+    agg = store.client.hgetall(store.page_key(P1, "agg"))
     assert agg[b"users"] == b"8" and agg[b"type:User"] == b"8" and agg[b"first:User"] == b"1"
     assert agg[b"followers:sumsq"] == str(sum(i * i for i in range(1, 9))).encode()
     assert json.loads(agg[b"top"])[0] == ["8", "login8", "User", "8"]
-    assert store.client.hgetall(store.page_key("p1", "hist:public_repos")) == {
+    assert store.client.hgetall(store.page_key(P1, "hist:public_repos")) == {
         b"0": b"2",
         b"1": b"3",
         b"2": b"3",
@@ -199,8 +199,8 @@ def test_a_pages_aggregates_are_replaced_with_the_page(store: RedisStore) -> Non
 
     store.write_page(page(after, gone=(5,)))
     assert stored_aggregates(store) == expected_aggregates(store, after)  # nothing of before left
-    assert b"type:Organization" in store.client.hgetall(store.page_key("p1", "agg"))
-    assert b"4" not in store.client.hgetall(store.page_key("p1", "hist:followers"))
+    assert b"type:Organization" in store.client.hgetall(store.page_key(P1, "agg"))
+    assert b"4" not in store.client.hgetall(store.page_key(P1, "hist:followers"))
     assert_same_summary(store)
 
     # A refused write (bad payload) changes nothing, aggregates included.
@@ -210,7 +210,7 @@ def test_a_pages_aggregates_are_replaced_with_the_page(store: RedisStore) -> Non
     assert snapshot(store) == whole
 
     store.write_page(page([], gone=tuple(range(1, 10))))  # the page lost every user
-    assert store.client.exists(*store.aggregate_keys("p1")) == 0
+    assert store.client.exists(*store.aggregate_keys(P1)) == 0
 
 
 def test_a_reader_never_sees_one_versions_users_with_anothers_aggregates(
@@ -229,11 +229,9 @@ def test_a_reader_never_sees_one_versions_users_with_anothers_aggregates(
 
     def read() -> None:
         while not done.is_set():
-            (stored,) = store.read_aggregates(["p1"])
+            (stored,) = store.read_aggregates([P1])
             hashes = [stored.agg, *stored.histograms]
-            seen.append(
-                (stored.members, dict(zip(store.aggregate_keys("p1"), hashes, strict=True)))
-            )
+            seen.append((stored.members, dict(zip(store.aggregate_keys(P1), hashes, strict=True))))
 
     reader = threading.Thread(target=read)
     reader.start()

@@ -197,7 +197,7 @@ def pages_sensor(**settings: int) -> dg.SensorDefinition:
 
 def test_the_pages_sensor_registers_pages_and_follows_growth(standin) -> None:
     github = {"github": GitHubResource(api_url=standin.url)}
-    sensor = pages_sensor(page_size=300, pages=2, frontier_interval=999999, max_pages=3)
+    sensor = pages_sensor(page_size=250, pages=2, frontier_interval=999999, max_pages=3)
     with dg.instance_for_test() as instance:
 
         def tick(cursor: str | None) -> dg.SensorResult:
@@ -207,23 +207,23 @@ def test_the_pages_sensor_registers_pages_and_follows_growth(standin) -> None:
                 instance.add_dynamic_partitions(github_pages.name, request.partition_keys)
             return result
 
-        first = tick(None)  # the configured pages, and growth past 600 up to the cap of 3 pages
+        first = tick(None)  # the configured pages, and growth past 500 up to the cap of 3 pages
         (added,) = first.dynamic_partitions_requests
         assert added.partition_keys == [
-            "0000000001-0000000300", "0000000301-0000000600", "0000000601-0000000900",
+            "0000000001-0000000250", "0000000251-0000000500", "0000000501-0000000750",
         ]  # fmt: skip
         assert first.run_requests == []
 
         second = tick(first.cursor)  # the page growth added is crawled; the defaults are not
-        assert [r.partition_key for r in second.run_requests] == ["0000000601-0000000900"]
+        assert [r.partition_key for r in second.run_requests] == ["0000000501-0000000750"]
         assert second.dynamic_partitions_requests == []
 
-        sensor = pages_sensor(page_size=300, pages=2, frontier_interval=0)  # probe every tick
-        third = tick(second.cursor)  # the cap raised: from ID 900 to the stand-in's end, 1000
+        sensor = pages_sensor(page_size=250, pages=2, frontier_interval=0)  # probe every tick
+        third = tick(second.cursor)  # the cap raised: from ID 750 to the stand-in's end, 1000
         (added,) = third.dynamic_partitions_requests
-        assert added.partition_keys == ["0000000901-0000001200"]
+        assert added.partition_keys == ["0000000751-0000001000"]
 
-        fourth = tick(third.cursor)  # nothing beyond ID 1200 exists
+        fourth = tick(third.cursor)  # nothing beyond ID 1000 exists
         assert fourth.dynamic_partitions_requests == []
-        assert [r.partition_key for r in fourth.run_requests] == ["0000000901-0000001200"]
+        assert [r.partition_key for r in fourth.run_requests] == ["0000000751-0000001000"]
         assert len(instance.get_dynamic_partitions(github_pages.name)) == 4

@@ -20,7 +20,16 @@ from gh_assets.local.deployment import clean_environment
 from .conftest import REPO
 
 pytestmark = pytest.mark.slow
-BENCHMARKS = {"crawl", "writes", "frame", "memory", "orchestration", "limits", "economy"}
+BENCHMARKS = {
+    "crawl",
+    "writes",
+    "frame",
+    "memory",
+    "orchestration",
+    "limits",
+    "economy",
+    "at_scale",
+}
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +41,7 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict:
         env=clean_environment(),
         capture_output=True,
         text=True,
-        timeout=240,
+        timeout=330,  # at_scale's tiny run takes about 45 s of it
         check=False,
     )
     assert done.returncode == 0, f"bench failed:\n{done.stdout[-4000:]}\n{done.stderr[-6000:]}"
@@ -127,3 +136,26 @@ def test_economy_figures(results: dict) -> None:
     assert 0 < first < median(results, "economy", "graphql.users_per_hour")
     assert first < median(results, "economy", "recrawl.users_per_hour")
     assert 1.0 <= median(results, "economy", "rest.requests_per_user") <= 1.2
+
+
+def test_at_scale_figures(results: dict) -> None:
+    section = results["benchmarks"]["at_scale"]
+    pages = section["params"]["pages"]
+    assert pages == 2_000 and section["params"]["pages_per_run"] == 25
+    assert median(results, "at_scale", "register.seconds") > 0
+    assert median(results, "at_scale", "read_keys.seconds") > 0
+    for sensor in ("github_pages_sensor", "stale_pages_sensor", "refresh_analysis_sensor"):
+        assert median(results, "at_scale", f"tick.{sensor}") > 0
+        assert median(results, "at_scale", f"tick_queued.{sensor}") > 0
+    assert median(results, "at_scale", "status.seconds") > 0
+    assert median(results, "at_scale", "status_queued.seconds") > 0
+    # Both backfills queued runs (the daemon got seconds, not the whole backfill, at this size)
+    # and nothing else: every run created was queued, none launched.
+    for name in ("backfill", "subset"):
+        found = section["details"][name]
+        assert 2 <= found["runs_created"] <= found["runs_needed"] == pages // 25
+        assert found["runs_queued"] >= found["runs_created"] - 1
+    assert median(results, "at_scale", "backfill.run_seconds") > 0
+    assert median(results, "at_scale", "subset.run_seconds") > 0
+    assert median(results, "at_scale", "backfill.seconds") > 0
+    assert any("Whole GitHub" in note for note in section["notes"])

@@ -297,9 +297,9 @@ def test_an_unreachable_service_is_retried_and_named_in_one_line(
 # --- a changed page width ----------------------------------------------------------------------
 
 OLD_WIDTH = default_page_keys(Settings())
-NEW_WIDTH = default_page_keys(Settings(page_size=1_000_000))
+NEW_WIDTH = default_page_keys(Settings(page_size=100_000))
 OVERLAP = (
-    "GH_ASSETS_PAGE_SIZE=1000000 gives page 0000000001-0001000000, which overlaps 10 registered "
+    "GH_ASSETS_PAGE_SIZE=100000 gives page 0000000001-0000100000, which overlaps 10 registered "
     "pages of another width (0000000001-0000000100 …); keep GH_ASSETS_PAGE_SIZE=100, or forget "
     "the old pages first: gh-assets forget-pages --width 100"
 )
@@ -325,7 +325,7 @@ def test_pages_of_another_width_are_refused_with_the_way_out() -> None:
 def test_the_pages_sensor_warns_and_adds_no_overlapping_page(
     standin: StandinServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    settings = Settings(page_size=1_000_000, frontier_interval=999_999)
+    settings = Settings(page_size=100_000, frontier_interval=999_999)
     (sensor,) = [s for s in build_sensors(settings) if s.name == "github_pages_sensor"]
     with dg.instance_for_test() as instance:
         add_missing_pages(instance, OLD_WIDTH)

@@ -291,7 +291,8 @@ def test_2_reexecute_from_failure_runs_only_the_failed_page(
     truth_all = env.standin.users(1, STANDIN_SIZE)
     assert env.store.user_count() == len(truth_all)
     assert env.store.page_user_total() == len(truth_all)
-    user_keys = list(env.store.client.scan_iter(match=env.store.user_key("*"), count=1000))
+    every_user = f"{env.store.prefix}{{b*}}:user:*"  # every block's user hashes
+    user_keys = list(env.store.client.scan_iter(match=every_user, count=1000))
     assert len(user_keys) == len(truth_all)
     assert set(env.store.pages_fetched_at()) == set(KEYS)
     # The analysis was not refreshed while the first backfill's page runs were in progress.

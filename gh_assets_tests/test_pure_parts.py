@@ -35,8 +35,8 @@ def test_a_page_key_names_its_window() -> None:
 
 
 def test_the_configured_pages_tile_the_ids_from_one() -> None:
-    keys = default_page_keys(Settings(page_size=7, pages=3))
-    assert keys == ["0000000001-0000000007", "0000000008-0000000014", "0000000015-0000000021"]
+    keys = default_page_keys(Settings(page_size=8, pages=3))
+    assert keys == ["0000000001-0000000008", "0000000009-0000000016", "0000000017-0000000024"]
 
 
 def test_growth_adds_pages_up_to_the_newest_user_within_the_room_left() -> None:

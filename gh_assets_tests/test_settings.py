@@ -39,6 +39,12 @@ def test_unset_variables_mean_the_defaults_and_set_ones_are_parsed() -> None:
     ("name", "value", "message"),
     [
         ("GH_ASSETS_PAGE_SIZE", "abc", "GH_ASSETS_PAGE_SIZE='abc': expected a whole number >= 1"),
+        (
+            "GH_ASSETS_PAGE_SIZE",
+            "300",
+            "GH_ASSETS_PAGE_SIZE='300': expected a divisor of 100000 (a page lies in one block of "
+            "IDs of the Redis key schema), e.g. 100, 200, 500, 1000, 2500, 5000, 10000",
+        ),
         ("GH_ASSETS_PAGES", "0", "GH_ASSETS_PAGES='0': expected a whole number >= 1"),
         ("GH_ASSETS_MAX_RETRIES", "-1", "GH_ASSETS_MAX_RETRIES='-1': expected a whole number >= 0"),
         ("GH_ASSETS_DETAIL_MODE", "soap", "GH_ASSETS_DETAIL_MODE='soap': expected one of rest, "),

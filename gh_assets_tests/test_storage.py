@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import gc
+import json
 from datetime import UTC, datetime
 
 import pandas as pd
 import pytest
 import redis
 
-from gh_assets.storage import COUNTERS, READ_REPORT, PageWrite, RedisStore, bulk_read
+from gh_assets import preflight
+from gh_assets.partitions import PageWindow
+from gh_assets.preflight import PreflightError
+from gh_assets.storage import COUNTERS, READ_REPORT, PageWrite, RedisStore, SchemaError, bulk_read
 
 WHEN = datetime(2026, 11, 27, 3, 0, 0, tzinfo=UTC)
 ETAG = "cdcdd165941281cdc3948a0cdff00dcb40d91a0ba044e67272d5b433326e8f81"
@@ -29,7 +33,24 @@ def user(user_id: int, login: str | None = None, followers: int = 1, **extra: st
     return fields | extra
 
 
-def page(users: list[dict], gone: tuple[int, ...] = (), key: str = "p1") -> PageWrite:
+def key(n: int) -> str:
+    """Page ``n`` of the tests: the window of the single ID n + 1, in block 0 as every user the
+    tests write (the store asks only that a page's users are in its block, not in its window)."""
+    return PageWindow(n + 1, n + 1).key
+
+
+P1 = key(1)
+
+
+def logins(store: RedisStore) -> dict[bytes, bytes]:
+    """Every login entry, over all the login buckets."""
+    found: dict[bytes, bytes] = {}
+    for bucket in store.client.scan_iter(match=f"{store.prefix}logins:*"):
+        found |= store.client.hgetall(bucket)
+    return found
+
+
+def page(users: list[dict], gone: tuple[int, ...] = (), key: str = P1) -> PageWrite:
     meta = {"listed": str(len(users) + len(gone)), "users": str(len(users))}
     return PageWrite(key, users, list(gone), meta, WHEN)
 
@@ -46,6 +67,8 @@ def snapshot(store: RedisStore) -> dict[str, object]:
             found[key] = store.client.smembers(key)
         elif kind == "zset":
             found[key] = store.client.zrange(key, 0, -1, withscores=True)
+        else:
+            found[key] = store.client.get(key)
     return found
 
 
@@ -59,16 +82,16 @@ def test_page_write_stores_the_schema(store: RedisStore) -> None:
         5: user(5, "bob"),
     }
     assert store.user_id_for_login("ALICE") == 3
-    assert store.client.hgetall(store.logins_key) == {b"alice": b"3", b"bob": b"5"}
-    assert store.client.zrange(store.ids_key, 0, -1) == [b"3", b"5"]
-    assert store.page_members("p1") == {3, 5}
-    assert store.page_gone("p1") == {4}
-    assert store.page_meta("p1") == {
+    assert logins(store) == {b"alice": b"3", b"bob": b"5"}
+    assert store.client.zrange(store.ids_key(0), 0, -1) == [b"3", b"5"]
+    assert store.page_members(P1) == {3, 5}
+    assert store.page_gone(P1) == {4}
+    assert store.page_meta(P1) == {
         "listed": "3",
         "users": "2",
         "fetched_at": "2026-11-27T03:00:00Z",
     }
-    assert store.pages_fetched_at() == {"p1": WHEN}
+    assert store.pages_fetched_at() == {P1: WHEN}
 
 
 def test_rerun_is_idempotent(store: RedisStore) -> None:
@@ -77,28 +100,31 @@ def test_rerun_is_idempotent(store: RedisStore) -> None:
     first = snapshot(store)
     store.write_page(write)
     assert snapshot(store) == first
-    # user hashes + logins, ids, pages, page meta, members, gone + aggregates, 4 histograms
-    assert len(first) == 39 + 6 + 5
+    # user hashes + the block's ids and pages, blocks, schema, pages, page meta, members, gone
+    # + aggregates, 4 histograms; and the login buckets, with one entry per user
+    buckets = [k for k in first if k.startswith(f"{store.prefix}logins:")]
+    assert len(first) - len(buckets) == 39 + 8 + 5
+    assert len(logins(store)) == 39
 
 
 def test_rerun_drops_users_that_left_and_renames(store: RedisStore) -> None:
     store.write_page(page([user(1, "one"), user(2, "two"), user(3, "three")]))
     store.write_page(page([user(1, "one"), user(3, "Three-Renamed")], (2,)))
 
-    assert store.page_members("p1") == {1, 3}
+    assert store.page_members(P1) == {1, 3}
     assert store.client.exists(store.user_key(2)) == 0
-    assert store.client.hgetall(store.logins_key) == {b"one": b"1", b"three-renamed": b"3"}
-    assert store.client.zrange(store.ids_key, 0, -1) == [b"1", b"3"]
+    assert logins(store) == {b"one": b"1", b"three-renamed": b"3"}
+    assert store.client.zrange(store.ids_key(0), 0, -1) == [b"1", b"3"]
     assert store.user_count() == 2
 
 
 def test_a_login_taken_over_by_another_account_is_kept(store: RedisStore) -> None:
-    store.write_page(page([user(1, "name")], key="a"))
-    store.write_page(page([user(1, "renamed")], key="a"))
-    store.write_page(page([user(900, "name")], key="b"))  # someone else takes the old login
-    store.write_page(page([], (1,), key="a"))  # then account 1 is deleted
+    store.write_page(page([user(1, "name")], key=key(10)))
+    store.write_page(page([user(1, "renamed")], key=key(10)))
+    store.write_page(page([user(900, "name")], key=key(11)))  # someone else takes the old login
+    store.write_page(page([], (1,), key=key(10)))  # then account 1 is deleted
 
-    assert store.client.hgetall(store.logins_key) == {b"name": b"900"}
+    assert logins(store) == {b"name": b"900"}
 
 
 def test_stale_fields_do_not_survive_a_rewrite(store: RedisStore) -> None:
@@ -125,16 +151,16 @@ def test_a_page_larger_than_one_batched_call(store: RedisStore) -> None:
     # The script sends the login, id and member updates of a page in calls of 1,000 arguments.
     store.write_page(page([user(i) for i in range(1, 2501)]))
     assert store.user_count() == 2500
-    assert store.client.hlen(store.logins_key) == 2500
+    assert len(logins(store)) == 2500
     assert store.user_id_for_login("user2500") == 2500
 
     store.write_page(page([user(i) for i in range(1, 1301)], gone=tuple(range(1301, 2501))))
 
     assert store.user_count() == 1300
     assert store.ids_between(1, 2500) == set(range(1, 1301))
-    assert store.page_members("p1") == set(range(1, 1301))
-    assert store.page_gone("p1") == set(range(1301, 2501))
-    assert store.client.hlen(store.logins_key) == 1300
+    assert store.page_members(P1) == set(range(1, 1301))
+    assert store.page_gone(P1) == set(range(1301, 2501))
+    assert len(logins(store)) == 1300
     assert store.user_id_for_login("user1301") is None
     assert store.client.exists(store.user_key(2000)) == 0
 
@@ -143,8 +169,8 @@ def test_a_page_whose_users_are_all_gone(store: RedisStore) -> None:
     store.write_page(page([user(1), user(2)]))
     store.write_page(page([], gone=(1, 2)))
     assert store.user_count() == 0
-    assert store.page_gone("p1") == {1, 2}
-    assert store.page_meta("p1")["users"] == "0"
+    assert store.page_gone(P1) == {1, 2}
+    assert store.page_meta(P1)["users"] == "0"
 
 
 def test_user_hash_stays_in_compact_encoding(store: RedisStore) -> None:
@@ -153,8 +179,8 @@ def test_user_hash_stays_in_compact_encoding(store: RedisStore) -> None:
 
 
 def test_read_frame_types_and_values(store: RedisStore) -> None:
-    store.write_page(page([user(i, followers=i * 10) for i in range(1, 26)], key="a"))
-    store.write_page(page([user(i, followers=i * 10) for i in range(26, 31)], key="b"))
+    store.write_page(page([user(i, followers=i * 10) for i in range(1, 26)], key=key(10)))
+    store.write_page(page([user(i, followers=i * 10) for i in range(26, 31)], key=key(11)))
 
     frame = store.read_frame(batch=7)
 
@@ -194,7 +220,7 @@ def test_read_frame_rejects_corrupt_counters(store: RedisStore) -> None:
 
 def test_read_frame_leaves_out_and_reports_indexed_ids_without_a_hash(store: RedisStore) -> None:
     store.write_page(page([user(i) for i in range(1, 11)]))
-    store.client.zadd(store.ids_key, {"4": 4, "8": 8, "11": 11})  # ids without a hash
+    store.client.zadd(store.ids_key(0), {"4": 4, "8": 8, "11": 11})  # ids without a hash
     store.client.delete(store.user_key(4), store.user_key(8))
 
     frame = store.read_frame(batch=3)
@@ -212,7 +238,7 @@ def test_read_frame_reads_the_ids_of_its_snapshot_only(
     read = bulk_read.read_frame
 
     def a_page_lands_after_the_snapshot(*args: object) -> object:
-        store.write_page(page([user(1), user(2), user(25)], key="p0"))
+        store.write_page(page([user(1), user(2), user(25)], key=key(0)))
         return read(*args)  # type: ignore[arg-type]
 
     monkeypatch.setattr(bulk_read, "read_frame", a_page_lands_after_the_snapshot)
@@ -235,7 +261,7 @@ def test_read_frame_keeps_missing_fetched_at_as_nat(store: RedisStore) -> None:
 
 def test_read_frame_error_reply_discards_the_connection(store: RedisStore) -> None:
     store.write_page(page([user(i) for i in range(1, 21)]))
-    store.client.zadd(store.ids_key, {"15": 15})
+    store.client.zadd(store.ids_key(0), {"15": 15})
     store.client.delete(store.user_key(15))
     store.client.set(store.user_key(15), "not a hash")
 
@@ -300,3 +326,129 @@ def test_repr_hides_the_password(redis_url: str) -> None:
     store = RedisStore.from_url("redis://reader:s3cret-pass@127.0.0.1:6390/2")
     assert "s3cret-pass" not in repr(store)
     assert "127.0.0.1:6390" in repr(store)
+
+
+# --- the block schema: keys, its refusals, lookups that verify ------------------------------
+
+
+def test_keys_of_a_block_share_one_hash_tag(store: RedisStore) -> None:
+    prefix = store.prefix
+    assert store.user_key(100_000) == f"{prefix}{{b0}}:user:100000"
+    assert store.user_key(100_001) == f"{prefix}{{b1}}:user:100001"
+    page_2500 = PageWindow.number(40, 2500).key  # IDs 100,001-102,500
+    assert store.page_key(page_2500, "agg") == f"{prefix}{{b1}}:page:{page_2500}:agg"
+    assert store.ids_key(1) == f"{prefix}{{b1}}:ids"
+    assert store.login_key("TorValds") == store.login_key("torvalds")  # CRC-32 of the lower case
+    assert store.login_key("torvalds") == f"{prefix}logins:{{{0x0A74E9AD % 4096}}}"
+    with pytest.raises(ValueError, match="spans blocks of 100,000 IDs"):
+        store.page_key(PageWindow(99_901, 100_200).key)
+    with pytest.raises(ValueError, match="not a page key"):
+        store.page_key("p1")
+
+
+def test_a_user_outside_the_pages_block_is_refused(store: RedisStore) -> None:
+    with pytest.raises(ValueError, match=r"user 100001 lies outside its block of IDs 1-100000"):
+        store.write_page(page([user(1), user(100_001)]))
+    assert snapshot(store) == {}
+
+
+def test_a_login_entry_its_users_hash_does_not_confirm_is_not_returned(store: RedisStore) -> None:
+    store.write_page(page([user(1, "ada"), user(2, "bob")]))
+    # As a crash between the page's script and its login entries can leave them.
+    store.client.hset(store.login_key("carol"), "carol", "1")
+    store.client.hset(store.login_key("ada"), "ada", "2")
+    assert store.user_id_for_login("carol") is None
+    assert store.user_id_for_login("ada") is None
+    assert store.user_id_for_login("BOB") == 2
+
+
+def as_on_a_cluster(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stores take the cluster's write path (every key declared, the members read first, the
+    login entries and the registration after the script) on this single Redis."""
+    monkeypatch.setattr(RedisStore, "cluster", property(lambda self: True))
+
+
+def test_the_cluster_write_path_stores_what_the_single_redis_one_does(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writes = [
+        page([user(1, "one"), user(2, "two"), user(3, "three")], gone=(4,)),
+        page([user(1, "one"), user(3, "Three-Renamed"), user(5, "two")], gone=(2, 4)),
+        page([user(900, "one")], key=key(10)),
+        page([], gone=(1,)),
+    ]
+    found = []
+    for split in (False, True):
+        if split:
+            as_on_a_cluster(monkeypatch)
+        store = RedisStore.from_url(redis_url, f"test:split{split}:")
+        try:
+            for write in writes:
+                store.write_page(write)
+            found.append({k.split(":", 2)[2]: v for k, v in snapshot(store).items()})
+            assert store.user_id_for_login("one") == 900  # taken over, then 1 deleted
+            assert store.user_id_for_login("two") is None  # 5 took it, then left the page
+            assert logins(store) == {b"one": b"900"}
+        finally:
+            store.client.delete(*store.client.keys(f"{store.prefix}*"))
+            store.close()
+    assert found[0] == found[1]
+
+
+def test_a_page_rewritten_between_its_members_read_and_its_script_is_retried(
+    store: RedisStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    as_on_a_cluster(monkeypatch)
+    store.write_page(page([user(1), user(2)]))
+    smembers, calls = store.client.smembers, []
+
+    def stale_once(key: str) -> set[bytes]:
+        calls.append(key)
+        return set() if len(calls) == 1 else smembers(key)  # user 2 not declared at first
+
+    monkeypatch.setattr(store.client, "smembers", stale_once)
+    store.write_page(page([user(1)], gone=(3,)))
+
+    assert len(calls) == 2  # refused with GHSTALE before writing anything, then written
+    assert store.page_members(P1) == {1}
+    assert store.client.exists(store.user_key(2)) == 0
+    assert logins(store) == {b"user1": b"1"}
+
+
+def test_data_in_the_old_key_schema_is_refused_in_one_line(
+    store: RedisStore, redis_url: str
+) -> None:
+    store.client.zadd(f"{store.prefix}ids", {"1": 1})
+    fresh = RedisStore.from_url(redis_url, store.prefix)
+    try:
+        for use in (fresh.read_frame, lambda: fresh.write_page(page([user(1)]))):
+            with pytest.raises(SchemaError) as refused:
+                use()
+            assert str(refused.value) == (
+                f"REDIS_URL={redis_url!r} holds gh_assets data in the old key schema "
+                f"({store.prefix}ids): run gh-assets migrate"
+            )
+        with pytest.raises(PreflightError) as refused:
+            preflight.check_redis(redis_url, prefix=store.prefix)
+        assert str(refused.value) == (
+            f"REDIS_URL={redis_url!r} holds gh_assets data in the old key schema "
+            f"({store.prefix}ids): run gh-assets migrate"
+        )
+    finally:
+        fresh.close()
+    assert snapshot(store) == {f"{store.prefix}ids": [(b"1", 1.0)]}  # nothing written
+
+
+def test_a_store_of_another_block_size_refuses_the_data(store: RedisStore, redis_url: str) -> None:
+    store.write_page(page([user(1)]))
+    other = RedisStore.from_url(redis_url, store.prefix, block=1_000)
+    try:
+        with pytest.raises(SchemaError, match="in blocks of 100,000 IDs and 4,096 login buckets"):
+            other.read_frame()
+    finally:
+        other.close()
+    assert json.loads(store.client.get(store.schema_key)) == {
+        "version": 2,
+        "block": 100_000,
+        "login_buckets": 4096,
+    }

@@ -32,7 +32,7 @@ from .test_crawl import stored, truth
 
 # The in-process Dagster fixtures of test_operations, shared (a test's argument "redefines" them).
 from .test_operations import KEYS, analyse, checks_of, crawl, instance, resources  # noqa: F401
-from .test_storage import page, user
+from .test_storage import P1, logins, page, user
 
 WINDOW = PageWindow(101, 200)
 
@@ -135,14 +135,14 @@ def test_a_corrupt_hash_is_named_by_key_user_and_field(
     with pytest.raises(ValueError) as raised:
         store.read_frame(batch=3)
 
-    assert str(raised.value) == f"{store.prefix}user:7 (user 7) {message}"
+    assert str(raised.value) == f"{store.user_key(7)} (user 7) {message}"
 
 
 def test_users_left_out_of_the_frame_are_reported_not_dropped(store: RedisStore) -> None:
     store.write_page(page([user(i) for i in range(1, 31)]))
     store.client.hdel(store.user_key(3), "login")  # a hash without a login
     store.client.delete(store.user_key(5), store.user_key(20))  # indexed ids without a hash
-    store.client.zadd(store.ids_key, {str(i): i for i in range(40, 52)})  # 12 more of them
+    store.client.zadd(store.ids_key(0), {str(i): i for i in range(40, 52)})  # 12 more of them
 
     frame = store.read_frame(batch=4)
 
@@ -274,7 +274,7 @@ def test_a_non_ascii_login_is_lower_cased_the_same_on_both_sides(store: RedisSto
     store.write_page(page([user(7, "ÄBC-Straße"), user(8, "Éclair")]))
 
     assert ascii_lower("ÄBC-Straße") == "Äbc-straße"  # ASCII letters only, as Lua's string.lower
-    assert store.client.hgetall(store.logins_key) == {
+    assert logins(store) == {
         ascii_lower("ÄBC-Straße").encode(): b"7",
         ascii_lower("Éclair").encode(): b"8",
     }
@@ -299,9 +299,9 @@ def test_the_unique_logins_check_lower_cases_as_the_login_index_does() -> None:
 
 def test_a_corrupt_page_count_is_named_by_its_key(store: RedisStore) -> None:
     store.write_page(page([user(1), user(2)]))
-    store.client.hset(store.page_key("p1"), "users", "two\nor so")
+    store.client.hset(store.page_key(P1), "users", "two\nor so")
 
     with pytest.raises(redis.ResponseError) as raised:
         store.read_frame()
 
-    assert str(raised.value) == f"{store.prefix}page:p1 has a non-integer 'users': 'two?or so'"
+    assert str(raised.value) == f"{store.page_key(P1)} has a non-integer 'users': 'two?or so'"

@@ -162,8 +162,8 @@ def test_1_backfill_runs_on_both_workers_one_page_at_a_time(topology: Topology) 
     )
     differs = {k: v for k, v in single.items() if deployed.get(k) != v}
     assert not differs, f"the deployment's Redis differs from one machine's: {differs}"
-    users = {k for k in deployed if k.startswith("user:")}
-    assert users == {k for k in single if k.startswith("user:")} and len(users) > 6 * 50
+    users = {k for k in deployed if ":user:" in k}
+    assert users == {k for k in single if ":user:" in k} and len(users) > 6 * 50
     print(
         f"\ntopology: 6 pages on {sorted(set(ran_on.values()))}, the analysis on {writer}, "
         f"the summary alone on {worker_of(topology, alone)}, in {time.time() - started:.0f} s"

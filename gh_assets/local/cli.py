@@ -1,6 +1,6 @@
 """``gh-assets``: run the crawl headless (``demo``), open the Dagster UI (``dev``), forget
-pages before changing their width (``forget-pages``), or open the exploration notebook in
-JupyterLab (``notebook``), locally.
+pages before changing their width (``forget-pages``), open the exploration notebook in
+JupyterLab (``notebook``), or convert a store in the old Redis key schema (``migrate``), locally.
 
 Each honours ``REDIS_URL``, ``GITHUB_API_URL`` and ``GITHUB_TOKEN``. What is not configured is
 started here: a Redis server persisting under the data folder (shared by the commands running at
@@ -25,10 +25,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from gh_assets import preflight
+from gh_assets.github import safe_url
 from gh_assets.local import services
 from gh_assets.local.shared_redis import shared_redis
 from gh_assets.partitions import PageWindow, default_page_keys
 from gh_assets.settings import Settings, SettingsError
+from gh_assets.storage import SchemaError
 
 INSTANCE_CONFIG = Path(__file__).with_name("dagster.yaml")
 NOTEBOOK = Path("notebooks/explore.ipynb")  # relative to the project's folder, where make runs
@@ -37,6 +39,7 @@ STOPPED = 130  # the exit status of a command stopped by a signal, as shells rep
 stopping = False  # set by the first SIGINT/SIGTERM
 
 
+POOL_LIMIT_VARIABLE = "GH_ASSETS_POOL_LIMIT"
 STANDIN_MINUTE = 1  # seconds: the local stand-in's "minute", so a demo is not paced to 870/min
 GITHUB_SECONDARY_LIMITS = [
     "--secondary-in-flight", "100",
@@ -63,13 +66,10 @@ def local_environment() -> Iterator[Settings]:
     if own_home:
         os.environ["DAGSTER_HOME"] = str(root / "dagster_home")
     home = Path(os.environ["DAGSTER_HOME"])
-    home.mkdir(parents=True, exist_ok=True)
-    config = home / "dagster.yaml"
-    with services.exclusive(home / ".gh-assets.lock"):  # commands starting at once take turns
-        if own_home or not config.exists():  # never overwrite the configuration of a chosen home
-            config.write_text(INSTANCE_CONFIG.read_text())
-        _create_instance()
+    limit = prepare_instance(home, own_home=own_home)
     say(f"Dagster instance: {home}")
+    if limit is not None:
+        say(f"Pool github_api: at most {limit} page runs at once ({_limit_source()})")
     with contextlib.ExitStack() as stack:
         if os.environ.get("REDIS_URL"):
             say("Redis: REDIS_URL from the environment")
@@ -98,12 +98,52 @@ def local_environment() -> Iterator[Settings]:
         yield settings
 
 
-def _create_instance() -> None:
-    """Create the instance's storage now, one command at a time: two creating a fresh SQLite
-    instance at once race on its schema ("table ... already exists")."""
+def prepare_instance(home: Path, *, own_home: bool = True) -> int | None:
+    """Set up the instance in ``home`` before anything runs on it, one command at a time (two
+    creating a fresh SQLite instance at once race on its schema, "table ... already exists"):
+    the project's dagster.yaml copied in (``own_home``: the project's folder; a chosen home keeps
+    its own configuration unless it has none), the storage created, and the github_api pool's
+    limit written into it (see ``set_pool_limit``). Returns that limit (None: none configured)."""
     import dagster as dg
 
-    dg.DagsterInstance.get().dispose()
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    with services.exclusive(home / ".gh-assets.lock"):  # commands starting at once take turns
+        if own_home or not config.exists():  # never overwrite the configuration of a chosen home
+            config.write_text(INSTANCE_CONFIG.read_text())
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            return set_pool_limit(instance)
+
+
+def pool_limit(instance) -> int | None:
+    """The github_api pool's limit: ``GH_ASSETS_POOL_LIMIT`` when set (deploy/daemon.sh reads
+    the same variable), else the instance's ``concurrency.pools.default_limit`` (locally
+    gh_assets/local/dagster.yaml's); None when neither is set."""
+    raw = os.environ.get(POOL_LIMIT_VARIABLE, "").strip()
+    if not raw:
+        return instance.global_op_concurrency_default_limit
+    if not raw.isdigit() or int(raw) < 1:
+        raise SettingsError(f"{POOL_LIMIT_VARIABLE}={raw!r}: expected a whole number >= 1")
+    return int(raw)
+
+
+def set_pool_limit(instance) -> int | None:
+    """Write the github_api pool's limit into the instance, as ``dagster instance concurrency set
+    github_api N`` does. A fresh instance ignores ``pools.default_limit`` on its first burst of
+    runs (the limit is read before the pool exists), so it is set before any run starts."""
+    from gh_assets.assets import GITHUB_POOL
+
+    limit = pool_limit(instance)
+    if limit is None or not instance.event_log_storage.supports_global_concurrency_limits:
+        return None
+    instance.event_log_storage.set_concurrency_slots(GITHUB_POOL, limit)
+    return limit
+
+
+def _limit_source() -> str:
+    if os.environ.get(POOL_LIMIT_VARIABLE, "").strip():
+        return POOL_LIMIT_VARIABLE
+    return "the instance's pools.default_limit"
 
 
 def demo(pages: list[str] | None) -> int:
@@ -213,7 +253,9 @@ def notebook(lab_args: list[str]) -> int:
     with contextlib.ExitStack() as stack:
         if os.environ.get("REDIS_URL"):
             say("Redis: REDIS_URL from the environment")
-            preflight.check_redis(settings.redis_url)
+            preflight.check_redis(
+                settings.redis_url, prefix=settings.key_prefix, block=settings.block
+            )
         else:
             os.environ["REDIS_URL"] = stack.enter_context(shared_redis(data_dir() / "redis", say))
         say(f"JupyterLab: opening {NOTEBOOK}  (Ctrl-C stops it, and the Redis if it started it)")
@@ -250,12 +292,44 @@ def forget(width: int | None, pages: list[str] | None) -> int:
         instance = dg.DagsterInstance.get()
         keys = pages_of_width(instance, width) if width else pages or []
         keep = [PageWindow.from_key(key) for key in default_page_keys(settings)]
-        store = RedisStore.from_url(settings.redis_url, settings.key_prefix)
+        store = RedisStore.from_url(settings.redis_url, settings.key_prefix, block=settings.block)
         dropped = forget_pages(instance, store, keys, keep=keep)
         say(
             f"Forgot {len(keys)} pages and {dropped} users outside the configured pages "
             f"({settings.pages} of {settings.page_size} IDs); crawl them with: make demo"
         )
+    return 0
+
+
+def migrate() -> int:
+    """Convert the data under ``GH_ASSETS_KEY_PREFIX`` from the old Redis key schema into the
+    block schema, in place (``gh_assets.storage.migrate``); resumable. ``REDIS_URL``, or the
+    project's own Redis when it is unset. No GitHub is needed."""
+    settings = Settings.from_env()  # a bad setting stops here, before anything starts
+    from gh_assets.storage import RedisStore
+    from gh_assets.storage.migrate import MigrationError, migrate, old_keys_present
+
+    with contextlib.ExitStack() as stack:
+        if os.environ.get("REDIS_URL"):
+            say("Redis: REDIS_URL from the environment")
+            url = settings.redis_url
+            preflight.check_redis(url, prefix=None)  # it answers; the old schema is expected
+        else:
+            url = stack.enter_context(shared_redis(data_dir() / "redis", say))
+        store = RedisStore.from_url(url, settings.key_prefix, block=settings.block)
+        stack.callback(store.close)
+        where = f"REDIS_URL={safe_url(url)!r}, prefix {settings.key_prefix!r}"
+        if not old_keys_present(store):
+            store.check_schema()  # another block size: one line
+            say(f"{where}: nothing to migrate, the data is in the block key schema already")
+            return 0
+        say(f"Migrating {where} into blocks of {store.block:,} IDs ...")
+        try:
+            migrate(store, say=lambda line: say(f"  {line}"))
+        except MigrationError as error:
+            raise SettingsError(str(error)) from None
+        store.check_schema()
+        say("Done: every store now reads this data (a crash above is finished by running it again)")
     return 0
 
 
@@ -290,6 +364,11 @@ def main(argv: list[str] | None = None) -> int:
     which.add_argument("--width", type=int, help="forget every registered page of this width")
     which.add_argument("--pages", type=_keys, help="comma-separated page keys to forget")
     commands.add_parser(
+        "migrate",
+        help="convert the data in REDIS_URL from the old key schema (gh:ids, gh:logins) into "
+        "the block schema, in place; run it again to finish an interrupted one",
+    )
+    commands.add_parser(
         "notebook",
         help=f"open {NOTEBOOK} in JupyterLab on the local instance and Redis; other options "
         "go to jupyter lab (e.g. --no-browser)",
@@ -304,8 +383,13 @@ def main(argv: list[str] | None = None) -> int:
             return forget(args.width, args.pages)
         if args.command == "notebook":
             return notebook(lab_args)
+        if args.command == "migrate":
+            return migrate()
         return dev(args.port)
     except SettingsError as error:  # a setting, a server that does not answer, a page overlap
+        print(f"gh-assets: {error}", file=sys.stderr, flush=True)
+        return 2
+    except SchemaError as error:  # data this release must not read (another block size)
         print(f"gh-assets: {error}", file=sys.stderr, flush=True)
         return 2
     except KeyboardInterrupt:

@@ -10,6 +10,7 @@ the server and no ``redis-cli --cluster``.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -104,14 +105,23 @@ class ClusterHandle:
                 counts[node] = int(client.dbsize())
         return counts
 
-    def move_slots(self, slots: Iterable[int], to_node: Node) -> None:
+    def move_slots(
+        self,
+        slots: Iterable[int],
+        to_node: Node,
+        *,
+        batch: int = MIGRATE_BATCH,
+        pause: float = 0.0,
+    ) -> None:
         """Move ``slots`` (with their keys) to ``to_node`` as a live reshard does.
 
         Per slot, as ``redis-cli --cluster reshard``: SETSLOT IMPORTING on the target and
-        MIGRATING on the source, MIGRATE the slot's keys in batches, then SETSLOT NODE on the
+        MIGRATING on the source, MIGRATE the slot's keys ``batch`` at a time (``pause`` seconds
+        apart: a slow reshard keeps a slot half moved for a while), then SETSLOT NODE on the
         target, the source and every other primary. Meanwhile clients keep working: the source
-        answers ASK for keys already moved, and MOVED once the slot is gone. Returns once every
-        node agrees on the new slot map.
+        answers ASK for keys already moved (TRYAGAIN to a command whose keys are on both
+        sides), and MOVED once the slot is gone. Returns once every node agrees on the new slot
+        map.
         """
         owners = self.slot_map()
         moved = False
@@ -119,7 +129,7 @@ class ClusterHandle:
             source = owners[slot]
             if source == to_node:
                 continue
-            _move_slot(slot, source, to_node, self.nodes)
+            _move_slot(slot, source, to_node, self.nodes, batch=batch, pause=pause)
             moved = True
         if moved:
             wait_until_formed(self.nodes, timeout=30)
@@ -218,14 +228,24 @@ def wait_until_formed(nodes: Sequence[Node], *, timeout: float) -> None:
     )
 
 
-def _move_slot(slot: int, source: Node, target: Node, nodes: Sequence[Node]) -> None:
+def _move_slot(
+    slot: int,
+    source: Node,
+    target: Node,
+    nodes: Sequence[Node],
+    *,
+    batch: int = MIGRATE_BATCH,
+    pause: float = 0.0,
+) -> None:
     with _connect(source) as src, _connect(target) as dst:
         dst.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", source.node_id)
         src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", target.node_id)
-        while keys := src.execute_command("CLUSTER", "GETKEYSINSLOT", slot, MIGRATE_BATCH):
+        while keys := src.execute_command("CLUSTER", "GETKEYSINSLOT", slot, batch):
             src.execute_command(
                 "MIGRATE", target.host, target.port, "", 0, MIGRATE_TIMEOUT_MS, "KEYS", *keys
             )
+            if pause:
+                time.sleep(pause)
         # The target first: were the source first, its MOVED would reach a target that is still
         # only IMPORTING the slot, which sends the client back: a redirection loop.
         dst.execute_command("CLUSTER", "SETSLOT", slot, "NODE", target.node_id)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import gc
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import groupby, islice
 from typing import Any, TypedDict
 
@@ -44,23 +44,27 @@ class ReadReport(TypedDict):
 
 
 def read_frame(
-    client: redis.Redis, key_prefix: str, id_batches: Iterable[list[bytes]]
+    client: redis.Redis,
+    id_batches: Iterable[tuple[bytes, list[bytes]]],
+    user_key: Callable[[str], str] | None = None,
 ) -> tuple[pd.DataFrame, LeftOut]:
-    """The users ``key_prefix+id`` of every id, batch by batch, as one typed DataFrame, and the
-    ids it left out."""
-    builder = FrameBuilder(key_prefix)
-    with _collector_paused():
-        for ids, rows in _hash_rows(client, key_prefix, id_batches, HASH_FIELDS):
+    """The users ``key_prefix+id`` of every batch ``(key_prefix, ids)`` (ids ascending within
+    a batch), batch by batch, as one typed DataFrame, and the ids it left out. ``user_key``
+    names a user's key in errors."""
+    builder = FrameBuilder(user_key)
+    with collector_paused():
+        for ids, rows in _hash_rows(client, id_batches, HASH_FIELDS):
             builder.add(ids, rows)
         return builder.frame(), builder.left_out()
 
 
 @contextlib.contextmanager
-def _collector_paused() -> Iterator[None]:
+def collector_paused() -> Iterator[None]:
     """Python's cyclic garbage collector off for the block, as it was before after it.
 
     A bulk read allocates millions of short-lived lists (one per HMGET reply) and no cycles; the
     collector would scan them again and again, a third of the client's time at 1M users.
+    Nested (or beside threads reading at once), only the outermost turns it back on.
     """
     collecting = gc.isenabled()
     gc.disable()
@@ -72,9 +76,12 @@ def _collector_paused() -> Iterator[None]:
 
 
 def _hash_rows(
-    client: redis.Redis, key_prefix: str, id_batches: Iterable[list[bytes]], fields: Sequence[str]
+    client: redis.Redis,
+    id_batches: Iterable[tuple[bytes, list[bytes]]],
+    fields: Sequence[str],
 ) -> Iterator[tuple[list[bytes], list[list[bytes | None]]]]:
-    """``HMGET key_prefix+id fields`` for every id, one batch at a time over one connection.
+    """``HMGET key_prefix+id fields`` for every id of every ``(key_prefix, ids)`` batch, one
+    batch at a time over one connection.
 
     A connection left with unread replies (an error, or the caller stopping early) is closed,
     never handed back to the pool.
@@ -82,9 +89,8 @@ def _hash_rows(
     # The fields' part of the command is the same for every user.
     tail = b"".join(b"$%d\r\n%s\r\n" % (len(f), f) for f in (f.encode() for f in fields))
     head = b"*%d\r\n$5\r\nHMGET\r\n" % (len(fields) + 2)
-    prefix = key_prefix.encode()
 
-    def packed(ids: list[bytes]) -> bytes:
+    def packed(prefix: bytes, ids: list[bytes]) -> bytes:
         # Ids come sorted, so those of one length are neighbours: between two of them everything
         # is the same bytes, and one join per length packs them all.
         parts = []
@@ -98,9 +104,9 @@ def _hash_rows(
     reader = hiredis.Reader()
     sent: deque[list[bytes]] = deque()
     try:
-        for ids in id_batches:
+        for prefix, ids in id_batches:
             # A health-check PING would read a reply still owed to the previous batch.
-            connection.send_packed_command([packed(ids)], check_health=not sent)
+            connection.send_packed_command([packed(prefix, ids)], check_health=not sent)
             sent.append(ids)
             if len(sent) == 2:
                 done = sent.popleft()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import reprlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -31,11 +31,11 @@ class FrameBuilder:
 
     ``type`` and ``fetched_at`` take few distinct values (a page's users share a timestamp): each
     batch keeps only their codes, and the distinct values are decoded and parsed once, by
-    ``frame``. Errors name the user's key (``key_prefix`` + id), its id and the field.
+    ``frame``. Errors name the user's key (``user_key(id)``), its id and the field.
     """
 
-    def __init__(self, key_prefix: str = "") -> None:
-        self.key_prefix = key_prefix
+    def __init__(self, user_key: Callable[[str], str] | None = None) -> None:
+        self.user_key = user_key or str
         self.columns: dict[str, list[np.ndarray]] = {
             name: [] for name in ("id", *COUNTERS, "type", "fetched_at")
         }
@@ -98,7 +98,7 @@ class FrameBuilder:
 
     def _where(self, user_id: bytes) -> str:
         shown = user_id.decode("ascii", "replace")
-        return f"{self.key_prefix}{shown} (user {shown})"
+        return f"{self.user_key(shown)} (user {shown})"
 
     def _column(
         self, name: str, values: Sequence[bytes | None], ids: Sequence[bytes]

@@ -1,10 +1,10 @@
--- The users all pages hold by their own bookkeeping: the sum of each page's `users`. One call,
--- so it runs atomically, beside the id snapshot in read_frame's MULTI/EXEC.
+-- The users one block's pages hold by their own bookkeeping: the sum of each page's `users`.
+-- One call, so it runs atomically, beside the block's id snapshot in read_frame's MULTI/EXEC.
 --
--- KEYS[1] page -> fetched_at sorted set   ARGV[1] page key prefix (a page's hash: ARGV[1] .. page)
+-- KEYS[1] the block's set of pages   ARGV[1] the block's page key prefix (a page's hash: ARGV[1] .. page)
 
 local total = 0
-for _, page in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+for _, page in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   local users = redis.call('HGET', ARGV[1] .. page, 'users')
   if users and not string.match(users, '^%d+$') then
     local shown = (string.gsub(string.sub(users, 1, 30), '%c', '?'))
