@@ -159,7 +159,7 @@ def _run_metadata(reports: list[PageReport], seconds: float) -> dict[str, int | 
 )
 def github_users_frame(redis: RedisResource) -> dg.MaterializeResult:
     with redis_failures(redis.url):  # one line naming REDIS_URL (the old key schema, too)
-        frame = redis.get_store().read_frame()
+        frame = redis.get_store().read_frame(from_replicas=redis.frame_from_replicas)
     return dg.MaterializeResult(
         value=frame,
         metadata={

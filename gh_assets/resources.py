@@ -156,10 +156,19 @@ class RedisResource(dg.ConfigurableResource):
         "it to spread pages over a small cluster).",
     )
 
+    frame_from_replicas: bool = Field(
+        default=False,
+        description="On a Redis Cluster, read the users frame from replicas (each shard from a "
+        "replica whose link is up), sparing the primaries; checks always read primaries.",
+    )
+
     @classmethod
     def from_settings(cls, settings: Settings) -> RedisResource:
         return cls(
-            url=settings.secret("redis_url"), key_prefix=settings.key_prefix, block=settings.block
+            url=settings.secret("redis_url"),
+            key_prefix=settings.key_prefix,
+            block=settings.block,
+            frame_from_replicas=settings.frame_from_replicas,
         )
 
     def get_store(self) -> RedisStore:

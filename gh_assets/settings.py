@@ -74,6 +74,13 @@ def _text(raw: str) -> str:
     return raw
 
 
+def _yes_no(raw: str) -> bool:
+    words = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
+    if raw.lower() not in words:
+        raise SettingsError("true or false (1/0, yes/no)")
+    return words[raw.lower()]
+
+
 def _storage(raw: str) -> str:
     """A base URI (``s3://bucket/prefix``) as given; a local path made absolute, since runs may
     start in another working directory."""
@@ -116,6 +123,8 @@ class Settings:
     rate_minute: int = _env("GH_ASSETS_RATE_MINUTE", _whole(1), default=60)  # tests shorten it
     redis_url: str = _env("REDIS_URL", _url(*REDIS_SCHEMES), default=DEFAULT_REDIS_URL, repr=False)
     key_prefix: str = _env("GH_ASSETS_KEY_PREFIX", _text, default="gh:")
+    # On a Redis Cluster, the frame reads each shard from a replica (checks never do).
+    frame_from_replicas: bool = _env("GH_ASSETS_FRAME_FROM_REPLICAS", _yes_no, default=False)
     # Where asset values go as Parquet; unset: the Dagster instance's storage folder.
     asset_storage: str | None = _env("GH_ASSETS_ASSET_STORAGE", _storage, default=None)
     page_size: int = _env("GH_ASSETS_PAGE_SIZE", _whole(1), default=100)

@@ -242,6 +242,31 @@ def test_a_page_write_into_a_slot_being_moved_waits_until_the_move_is_over(
     }
 
 
+def test_a_frame_read_while_a_slot_moves_starts_over_and_misses_nothing(
+    cluster: ClusterHandle, cluster_store: RedisStore, standin: StandinServer
+) -> None:
+    crawl_all(cluster_store, standin)
+    expected = cluster_store.read_frame()
+    slot = cluster_store.client.keyslot(cluster_store.ids_key(3))
+    target = cluster.nodes[(cluster.nodes.index(cluster.slot_owner(slot)) + 1) % 3]
+    # Slow, as above: the block stays half moved for seconds, and reads keep starting.
+    mover = threading.Thread(
+        target=cluster.move_slots, args=([slot], target), kwargs={"batch": 5, "pause": 0.1}
+    )
+    frames = []
+    mover.start()
+    try:
+        while mover.is_alive() or not frames:
+            frames.append(cluster_store.read_frame(batch=33))
+    finally:
+        mover.join(timeout=60)
+    assert cluster.slot_owner(slot) == target
+    assert cluster_store.read_retries >= 1  # a read met the move, and started over
+    for frame in frames:
+        pd.testing.assert_frame_equal(frame, expected)
+        assert frame.attrs[READ_REPORT] == expected.attrs[READ_REPORT]
+
+
 def test_the_assets_run_on_a_cluster_named_by_any_node(
     cluster: ClusterHandle, key_prefix: str, standin: StandinServer, tmp_path: Path
 ) -> None:

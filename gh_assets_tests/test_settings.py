@@ -33,6 +33,8 @@ def test_unset_variables_mean_the_defaults_and_set_ones_are_parsed() -> None:
     )  # fmt: skip
     assert (budget.rest_points_per_minute, budget.max_in_flight) == (0, 20)
     assert (budget.app_id, budget.app_installation_ids) == (77, (11, 12))
+    assert Settings.from_env({"GH_ASSETS_FRAME_FROM_REPLICAS": "Yes"}).frame_from_replicas is True
+    assert Settings.from_env({"GH_ASSETS_FRAME_FROM_REPLICAS": "0"}).frame_from_replicas is False
 
 
 @pytest.mark.parametrize(
@@ -53,6 +55,11 @@ def test_unset_variables_mean_the_defaults_and_set_ones_are_parsed() -> None:
         ("REDIS_URL", "redis://:hunter2@h:port/0", "REDIS_URL='redis://h:port/0': expected"),
         ("GH_ASSETS_MAX_IN_FLIGHT", "0", "GH_ASSETS_MAX_IN_FLIGHT='0': expected a whole number"),
         ("GITHUB_APP_INSTALLATION_IDS", "1,x", "GITHUB_APP_INSTALLATION_IDS='1,x': expected whole"),
+        (
+            "GH_ASSETS_FRAME_FROM_REPLICAS",
+            "on",
+            "GH_ASSETS_FRAME_FROM_REPLICAS='on': expected true",
+        ),
         ("GITHUB_APP_ID", "12", "GITHUB_APP_ID and GITHUB_APP_PRIVATE_KEY go together"),
         ("GITHUB_APP_PRIVATE_KEY", "hunter2", "GITHUB_APP_ID and GITHUB_APP_PRIVATE_KEY go"),
     ],

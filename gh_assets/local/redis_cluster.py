@@ -60,10 +60,12 @@ class Node:
 
 @dataclass(frozen=True)
 class ClusterHandle:
-    """A formed cluster: its primaries, and helpers to reshard it under a running client."""
+    """A formed cluster: its primaries (and their replicas, one per primary in the same order,
+    when asked for), and helpers to reshard it under a running client."""
 
     nodes: tuple[Node, ...]
     folder: Path
+    replicas: tuple[Node, ...] = ()
 
     @property
     def url(self) -> str:
@@ -79,7 +81,7 @@ class ClusterHandle:
         return RedisCluster.from_url(self.url, **kwargs)
 
     def node_at(self, host: str, port: int) -> Node:
-        for node in self.nodes:
+        for node in (*self.nodes, *self.replicas):
             if (node.host, node.port) == (host, port):
                 return node
         raise KeyError(f"no node at {host}:{port}")
@@ -132,13 +134,32 @@ class ClusterHandle:
             _move_slot(slot, source, to_node, self.nodes, batch=batch, pause=pause)
             moved = True
         if moved:
-            wait_until_formed(self.nodes, timeout=30)
+            wait_until_formed(self.nodes, timeout=30, replicas=self.replicas)
+
+    def wait_for_replicas(self, timeout: float = 30) -> None:
+        """Return once every replica has applied every write its primary had accepted when
+        this was called (``WAIT`` on each primary, then the replicas' offsets compared)."""
+        for primary, replica in zip(self.nodes, self.replicas, strict=False):
+            with _connect(primary) as client:
+                offset = int(client.info("replication")["master_repl_offset"])
+            with _connect(replica) as client:
+                services.wait_for(
+                    lambda client=client, offset=offset: (
+                        int(client.info("replication").get("slave_repl_offset", -1)) >= offset
+                    ),
+                    timeout=timeout,
+                    what=f"replica {replica.port} to catch up with offset {offset}",
+                    interval=0.02,
+                )
 
 
 @contextlib.contextmanager
-def redis_cluster(folder: Path, primaries: int = 3) -> Iterator[ClusterHandle]:
-    """Run ``primaries`` cluster-mode servers on free loopback ports, each with its files in its
-    own folder under ``folder``; form one cluster with the slots split evenly; yield its handle.
+def redis_cluster(
+    folder: Path, primaries: int = 3, replicas: bool = False
+) -> Iterator[ClusterHandle]:
+    """Run ``primaries`` cluster-mode servers on free loopback ports (and, with ``replicas``, a
+    replica of each), each with its files in its own folder under ``folder``; form one cluster
+    with the slots split evenly; yield its handle.
 
     Every server runs in its own process group and is stopped (SIGTERM, then SIGKILL) on exit,
     even when forming the cluster or the body fails.
@@ -146,15 +167,19 @@ def redis_cluster(folder: Path, primaries: int = 3) -> Iterator[ClusterHandle]:
     if not 1 <= primaries <= SLOTS:
         raise ValueError(f"primaries must be 1..{SLOTS}, not {primaries}")
     folder.mkdir(parents=True, exist_ok=True)
-    ports = _free_ports(2 * primaries)
+    servers = primaries * (2 if replicas else 1)
+    ports = _free_ports(2 * servers)
     with contextlib.ExitStack() as stack:
-        nodes = [
+        started = [
             stack.enter_context(_cluster_node(folder / f"node-{index}", *ports[2 * index :][:2]))
-            for index in range(primaries)
+            for index in range(servers)
         ]
+        nodes, followers = started[:primaries], started[primaries:]
         _form(nodes)
         wait_until_formed(nodes, timeout=30)
-        yield ClusterHandle(tuple(nodes), folder)
+        _add_replicas(nodes, followers)
+        wait_until_formed(nodes, timeout=30, replicas=followers)
+        yield ClusterHandle(tuple(nodes), folder, tuple(followers))
 
 
 @contextlib.contextmanager
@@ -202,22 +227,50 @@ def _form(nodes: Sequence[Node]) -> None:
             client.execute_command("CLUSTER", "MEET", node.host, node.port, node.bus_port)
 
 
-def wait_until_formed(nodes: Sequence[Node], *, timeout: float) -> None:
+def _add_replicas(primaries: Sequence[Node], replicas: Sequence[Node]) -> None:
+    """Make ``replicas[i]`` a replica of ``primaries[i]``: MEET it, then, once it knows its
+    primary, CLUSTER REPLICATE (it copies the primary's data and follows its slots)."""
+    if not replicas:
+        return
+    with _connect(primaries[0]) as client:
+        for replica in replicas:
+            client.execute_command("CLUSTER", "MEET", replica.host, replica.port, replica.bus_port)
+    for primary, replica in zip(primaries, replicas, strict=True):
+        with _connect(replica) as client:
+
+            def knows_primary(client: redis.Redis = client, primary: Node = primary) -> bool:
+                return primary.node_id in _text(client.execute_command("CLUSTER", "NODES"))
+
+            services.wait_for(
+                knows_primary, timeout=30, what=f"{replica.url} to learn of its primary"
+            )
+            client.execute_command("CLUSTER", "REPLICATE", primary.node_id)
+
+
+def wait_until_formed(
+    nodes: Sequence[Node], *, timeout: float, replicas: Sequence[Node] = ()
+) -> None:
     """Wait until every node says ``cluster_state:ok``, knows every other node, and reports
-    the same slot map covering all slots: only then does a client from any node see one cluster."""
+    the same slot map covering all slots, each replica linked to its primary: only then does a
+    client from any node see one cluster."""
     seen: dict[str, object] = {}
 
     def formed() -> bool:
         maps = []
-        for node in nodes:
+        for node in (*nodes, *replicas):
             with _connect(node) as client:
                 info = cluster_info(client)
                 ranges = client.execute_command("CLUSTER", "SLOTS")
-            slot_map = sorted((int(s), int(e), _text(p[0]), int(p[1])) for s, e, p, *_ in ranges)
-            seen[node.url] = {"info": info, "slots": slot_map}
-            if info.get("cluster_state") != "ok":
+                link = client.info("replication").get("master_link_status", "up")
+            slot_map = sorted(
+                (int(s), int(e), _text(p[0]), int(p[1]), len(rest)) for s, e, p, *rest in ranges
+            )
+            seen[node.url] = {"info": info, "slots": slot_map, "link": link}
+            if info.get("cluster_state") != "ok" or link != "up":
                 return False
-            if info.get("cluster_known_nodes") != str(len(nodes)):
+            if info.get("cluster_known_nodes") != str(len(nodes) + len(replicas)):
+                return False
+            if replicas and any(count != len(replicas) // len(nodes) for *_, count in slot_map):
                 return False
             maps.append(slot_map)
         covered = sum(end - start + 1 for start, end, *_ in maps[0])

@@ -41,6 +41,7 @@ class ReadReport(TypedDict):
     no_hash_count: int
     no_login: list[int]  # the first FIRST_FEW ids whose hash has no login
     no_login_count: int
+    replica_shards: int  # shards read from a replica (``read_frame(from_replicas=True)``)
 
 
 def read_frame(

@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 import numpy as np
 import pandas as pd
 import redis
-from redis.cluster import RedisCluster
+from redis.cluster import LoadBalancingStrategy, RedisCluster
 from redis.exceptions import (
     AskError,
     ClusterDownError,
@@ -60,9 +60,12 @@ GONE_MARK = "gone"
 WRITE_RETRY_SECONDS = 30.0
 WRITE_BACKOFF = 0.1
 WRITE_BACKOFF_MAX = 2.0
-READ_ATTEMPTS = 4  # batched reads meeting a moved slot: refresh the slot map, read again
+# A frame read meeting a slot that moved, or is moving, reads the slot map again and starts over,
+# for up to MOVE_READ_SECONDS (a block's slot stays half moved while its keys are migrated).
+MOVE_READ_SECONDS = 60.0
 REDIRECTIONS = (AskError, TryAgainError, ClusterDownError, ClusterError)  # MovedError is an Ask
 STALE_MEMBERS = "GHSTALE"
+NON_LOCAL_KEY = "Attempted to access a non local key in a cluster node script"
 _WRITE_PAGE = resources.files(__package__).joinpath("write_page.lua").read_text()
 _LOGINS = resources.files(__package__).joinpath("logins.lua").read_text()
 _PAGES_USERS = resources.files(__package__).joinpath("pages_users.lua").read_text()
@@ -133,6 +136,7 @@ class _BlockRead(NamedTuple):
     no_login: list[int]
     pages_users: int
     indexed: int
+    from_replica: bool
 
 
 class RedisStore:
@@ -165,10 +169,13 @@ class RedisStore:
         self.schema_key = f"{prefix}schema"
         self.old_keys = (f"{prefix}ids", f"{prefix}logins")
         self._connect = connect
+        self._connect_replicas: Callable[[], RedisCluster] | None = None
+        self._replicas: RedisCluster | None = None
         self._where = where
         self._lock = threading.Lock()
         self._checked = False
         self.write_retries = 0  # page writes tried again (a moving slot, a page rewritten)
+        self.read_retries = 0  # frame reads started over (a slot moved or moving)
         self._client: redis.Redis | RedisCluster | None = None
         if client is not None:
             self._use(client)
@@ -193,7 +200,13 @@ class RedisStore:
             single.close()
             return RedisCluster.from_url(url, **options)
 
-        return cls(None, prefix, block=block, connect=connect, where=_masked(url))
+        store = cls(None, prefix, block=block, connect=connect, where=_masked(url))
+        # Replica reads (``read_frame(from_replicas=True)``) go through a client of their own:
+        # its connections send READONLY, and nothing else the store does ever uses it.
+        store._connect_replicas = lambda: RedisCluster.from_url(
+            url, load_balancing_strategy=LoadBalancingStrategy.ROUND_ROBIN_REPLICAS, **options
+        )
+        return store
 
     # The client, connected on first use -----------------------------------------------------
     @property
@@ -213,9 +226,10 @@ class RedisStore:
         return isinstance(self.client, RedisCluster)
 
     def close(self) -> None:
-        """Close the client's connections, if it ever connected."""
-        if self._client is not None:
-            self._client.close()
+        """Close the clients' connections, if they ever connected."""
+        for client in (self._client, self._replicas):
+            if client is not None:
+                client.close()
 
     def _use(self, client: redis.Redis | RedisCluster) -> None:
         self._write_page = client.register_script(_WRITE_PAGE)
@@ -727,9 +741,15 @@ class RedisStore:
         blocks = self.blocks()
         return sum(self._each(blocks, self.ids_key, lambda pipe, b: pipe.zcard(self.ids_key(b))))
 
-    def read_frame(self, batch: int = READ_BATCH) -> pd.DataFrame:
+    def read_frame(self, batch: int = READ_BATCH, *, from_replicas: bool = False) -> pd.DataFrame:
         """Every stored user as a DataFrame with integer counters, in ascending id order, read
         ``batch`` ids at a time (see ``bulk_read``).
+
+        ``from_replicas``: on a cluster, each shard is read from a replica whose link to its
+        primary is up (from the primary where it has none), sparing the primaries; the frame
+        is then as recent as the replicas, each block still one consistent snapshot. On a
+        single Redis it changes nothing. ``frame.attrs[READ_REPORT]["replica_shards"]`` counts
+        the shards read from a replica.
 
         Block by block, the ids and the block's pages' user total are taken in one atomic step
         (every block's before the first user is read), so the frame can be graded against the
@@ -739,27 +759,36 @@ class RedisStore:
         its own; the rows are then put in id order, as on one Redis.
         """
         self.check_schema()
-        for attempt in range(READ_ATTEMPTS):
+        deadline, backoff = time.monotonic() + MOVE_READ_SECONDS, WRITE_BACKOFF
+        while True:
             try:
-                return self._read_frame(batch)
+                return self._read_frame(batch, from_replicas)
             except redis.ResponseError as error:  # a slot moved since the slot map was read
-                if not (self.cluster and _redirected(error)) or attempt == READ_ATTEMPTS - 1:
+                if not (self.cluster and _redirected(error)):
                     raise
-            time.sleep(WRITE_BACKOFF * 2**attempt)
-            self.client.nodes_manager.initialize()
-        raise AssertionError("unreachable")  # pragma: no cover
+                if time.monotonic() + backoff > deadline:
+                    raise redis.ResponseError(
+                        f"the frame read met slots moving for {MOVE_READ_SECONDS:.0f} s: {error}"
+                    ) from None
+            self.read_retries += 1
+            time.sleep(backoff)
+            backoff = min(2 * backoff, WRITE_BACKOFF_MAX)
+            for client in (self.client, self._replicas):
+                if client is not None:
+                    client.nodes_manager.initialize()
 
-    def _read_frame(self, batch: int) -> pd.DataFrame:
-        groups = self._blocks_by_node(self.blocks())
+    def _read_frame(self, batch: int, from_replicas: bool) -> pd.DataFrame:
+        blocks = self.blocks()
+        if from_replicas and self.cluster:
+            groups = self._blocks_by_replica(blocks)
+        else:
+            groups = [(client, b, False) for client, b in self._blocks_by_node(blocks)]
         with bulk_read.collector_paused():
             if len(groups) <= 1:
-                reads = [self._read_blocks(client, blocks, batch) for client, blocks in groups]
+                reads = [self._read_blocks(*group, batch) for group in groups]
             else:
                 with ThreadPoolExecutor(len(groups), thread_name_prefix="gh-read") as pool:
-                    futures = [
-                        pool.submit(self._read_blocks, client, blocks, batch)
-                        for client, blocks in groups
-                    ]
+                    futures = [pool.submit(self._read_blocks, *group, batch) for group in groups]
                     reads = [future.result() for future in futures]
             frame = _in_id_order([read.frame for read in reads])
         no_hash = sorted(i for read in reads for i in read.no_hash)
@@ -778,13 +807,17 @@ class RedisStore:
             "no_hash_count": len(still),
             "no_login": no_login[:FIRST_FEW],
             "no_login_count": len(no_login),
+            "replica_shards": sum(read.from_replica for read in reads),
         }
         frame.attrs[READ_REPORT] = report
         return frame
 
-    def _read_blocks(self, client: redis.Redis, blocks: list[int], batch: int) -> _BlockRead:
-        """``blocks`` (all on the node ``client`` reaches) into one frame: a snapshot of each
-        block first (its ids and its pages' users, in one MULTI/EXEC), then the users."""
+    def _read_blocks(
+        self, client: redis.Redis, blocks: list[int], replica: bool, batch: int
+    ) -> _BlockRead:
+        """``blocks`` (all on the node ``client`` reaches, a ``replica`` or not) into one frame:
+        a snapshot of each block first (its ids and its pages' users, in one MULTI/EXEC), then
+        the users."""
         snapshots: list[tuple[bytes, list[bytes]]] = []
         pages_users = indexed = 0
         for block in blocks:
@@ -803,7 +836,7 @@ class RedisStore:
             indexed += len(ids)
             snapshots.append((f"{self.block_tag(block)}user:".encode(), ids))
         frame, left_out = bulk_read.read_frame(client, _batches(snapshots, batch), self.user_key)
-        return _BlockRead(frame, left_out.no_hash, left_out.no_login, pages_users, indexed)
+        return _BlockRead(frame, left_out.no_hash, left_out.no_login, pages_users, indexed, replica)
 
     # Batched commands, per node on a cluster --------------------------------------------------
     def _nodes(self, keys: Sequence[str]) -> list[tuple[redis.Redis, list[int]]]:
@@ -864,6 +897,38 @@ class RedisStore:
                 else:
                     found[position] = tuple(answers[n * replies : (n + 1) * replies])
         return found
+
+    def _blocks_by_replica(self, blocks: list[int]) -> list[tuple[redis.Redis, list[int], bool]]:
+        """``blocks`` grouped by shard, each group with a client of a replica of the shard
+        whose link to its primary is up (READONLY connections), or of the primary where the
+        shard has no such replica; ascending in each group."""
+        if self._replicas is None:
+            if self._connect_replicas is None:
+                raise ValueError("reading from replicas needs a store made by RedisStore.from_url")
+            with self._lock:
+                if self._replicas is None:
+                    self._replicas = self._connect_replicas()
+        replicas, primaries = self._replicas, self.client
+        assert isinstance(primaries, RedisCluster)
+        found: dict[str, tuple[redis.Redis, list[int], bool]] = {}
+        linked: dict[str, bool] = {}
+        for block in blocks:
+            slot = primaries.keyslot(self.ids_key(block))
+            node = replicas.nodes_manager.get_node_from_slot(
+                slot, load_balancing_strategy=LoadBalancingStrategy.ROUND_ROBIN_REPLICAS
+            )
+            if node.server_type == "replica" and node.name not in linked:
+                link = replicas.get_redis_connection(node).info("replication")
+                linked[node.name] = link.get("master_link_status") == "up"
+            if not linked.get(node.name, False):
+                node = primaries.nodes_manager.get_node_from_slot(slot)
+            if node.name not in found:
+                client = (replicas if linked.get(node.name) else primaries).get_redis_connection(
+                    node
+                )
+                found[node.name] = (client, [], bool(linked.get(node.name)))
+            found[node.name][1].append(block)
+        return list(found.values())
 
     def _blocks_by_node(self, blocks: list[int]) -> list[tuple[redis.Redis, list[int]]]:
         """``blocks`` grouped by the node holding them, ascending in each group."""
@@ -926,7 +991,14 @@ def _redirected(error: Exception) -> bool:
     raw reply the bulk read's parser gives)."""
     if isinstance(error, REDIRECTIONS):
         return True
-    return str(error).split(" ", 1)[0] in ("MOVED", "ASK", "TRYAGAIN", "CLUSTERDOWN")
+    # A script reading a key it did not declare (pages_users.lua reads the pages it lists) is
+    # refused that key once it has migrated away: the slot is moving.
+    return str(error).startswith(NON_LOCAL_KEY) or str(error).split(" ", 1)[0] in (
+        "MOVED",
+        "ASK",
+        "TRYAGAIN",
+        "CLUSTERDOWN",
+    )
 
 
 def _in_id_order(frames: list[pd.DataFrame]) -> pd.DataFrame:
