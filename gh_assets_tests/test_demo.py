@@ -12,9 +12,10 @@ import pandas as pd
 import pytest
 
 from gh_assets.local.deployment import clean_environment
+from gh_assets.local.redis_cluster import redis_cluster
 from gh_assets.local.standin import Dataset
 from gh_assets.partitions import PageWindow
-from gh_assets.storage import COUNTERS
+from gh_assets.storage import COUNTERS, RedisStore
 
 from .conftest import REPO
 
@@ -88,3 +89,19 @@ def test_make_demo_offline_matches_the_stand_in_and_recovers_a_failed_page(proje
         assert row["p99"] == pytest.approx(np.percentile(values, 99))
     assert f"Counters over {len(users):,} accounts" in full.stdout
     assert (project / ".data" / "redis" / "appendonlydir").is_dir()  # the data persists
+
+
+def test_make_demo_with_redis_url_naming_a_cluster_node(project: Path, tmp_path: Path) -> None:
+    with redis_cluster(tmp_path / "cluster") as cluster:
+        done = make_demo(project, REDIS_URL=cluster.nodes[2].url)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert done.stdout.count(" users, 0 gone,") == 10
+        users = Dataset(size=1000, seed=0).users_between(1, 1000)
+        assert f"Counters over {len(users):,} accounts" in done.stdout
+        store = RedisStore.from_url(cluster.nodes[0].url)
+        try:
+            assert store.cluster and store.user_count() == store.page_user_total() == len(users)
+            assert {int(i) for i in store.ids_between(1, 1000)} == {u.id for u in users}
+        finally:
+            store.close()
+    assert not (project / ".data" / "redis").exists()  # the project's own Redis never started
