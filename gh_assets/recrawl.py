@@ -2,6 +2,7 @@
 
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 import dagster as dg
 
@@ -57,6 +58,14 @@ def choose_pages(
     return (chosen + fresh)[:limit]
 
 
+class Due(NamedTuple):
+    """What ``pages_due`` found: the pages to request, and how many due pages it passed over
+    because a queued or running run already holds them."""
+
+    pages: list[str]
+    held: int
+
+
 def pages_due(
     store: RedisStore,
     instance: dg.DagsterInstance,
@@ -64,10 +73,22 @@ def pages_due(
     *,
     older_than: timedelta,
     limit: int,
-) -> list[str]:
-    """``choose_pages`` over what Redis and the instance hold now."""
+) -> Due:
+    """``choose_pages`` over what Redis and the instance hold now.
+
+    Candidates are read oldest first, as many as the batch needs plus those the deferred pages
+    and runs may hold; a run of several pages holds more than one, so while the batch is not
+    full and Redis has more stale pages, four times as many are read again.
+    """
     in_flight = pages_in_flight(instance)
     deferred = store.deferred_pages()
-    # Enough candidates that skipping the deferred and running ones still fills the batch.
-    stale = store.stale_pages(now - older_than, limit + len(deferred) + len(in_flight))
-    return choose_pages(deferred, stale, in_flight, now, limit)
+    count = limit + len(deferred) + len(in_flight)
+    while True:
+        stale = store.stale_pages(now - older_than, count)
+        chosen = choose_pages(deferred, stale, in_flight, now, limit)
+        if len(chosen) >= limit or len(stale) < count:
+            break
+        count *= 4
+    ready = {page for page, due in deferred.items() if due <= now}
+    candidates = ready | (set(stale) - set(deferred))
+    return Due(chosen, len(candidates) - len(not_in_flight(candidates, in_flight)))

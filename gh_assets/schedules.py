@@ -35,7 +35,7 @@ def _weekly_recrawl_schedule(settings: Settings) -> dg.ScheduleDefinition:
             older_than=timedelta(0),
             limit=settings.recrawl_batch,
         )
-        pages = [page for page in due if page in known]
+        pages = [page for page in due.pages if page in known]
         if not pages:
             return dg.SkipReason("no crawled page to re-crawl")
         return [

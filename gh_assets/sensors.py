@@ -206,7 +206,12 @@ def _stale_pages_sensor(settings: Settings) -> dg.SensorDefinition:
             older_than=timedelta(seconds=settings.recrawl_after),
             limit=settings.recrawl_batch,
         )
-        pages = [page for page in due if page in known]
+        pages = [page for page in due.pages if page in known]
+        if not pages and due.held:
+            return dg.SkipReason(
+                f"no page to request: {due.held} stale or due pages, every one already queued "
+                "or running"
+            )
         if not pages:
             return dg.SkipReason(
                 f"no page older than {settings.recrawl_after} s or past its rate-limit reset"

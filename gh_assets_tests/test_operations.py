@@ -220,6 +220,32 @@ def test_stale_pages_sensor_requests_the_oldest_not_running_pages(
     assert isinstance(patient(sensor_context), dg.SkipReason)  # none is 60 days old
 
 
+def test_stale_pages_sensor_looks_past_the_pages_a_queued_multi_page_run_holds(
+    instance, resources, store: RedisStore
+) -> None:
+    pages = [PageWindow.number(k, 100).key for k in range(30)]
+    add_missing_pages(instance, pages)
+    for n, page in enumerate(pages):
+        age(store, page, 30 - n / 100)  # all stale, oldest first in page order
+    # One waiting run holds the 25 oldest pages (a backfill with GH_ASSETS_PAGES_PER_RUN=25).
+    instance.create_run_for_job(
+        CRAWL,
+        status=DagsterRunStatus.NOT_STARTED,
+        tags={RANGE_START_TAG: pages[0], RANGE_END_TAG: pages[24]},
+        asset_selection={github_users.key},
+    )
+    sensor_context = dg.build_sensor_context(instance=instance, resources=resources)
+    requested = stale_pages_sensor(Settings(recrawl_batch=3))(sensor_context)
+    assert [r.partition_key for r in requested.run_requests] == pages[25:28]
+
+    store.client.zrem(store.pages_key, *pages[25:])  # only the queued run's pages are stale
+    skipped = stale_pages_sensor(Settings(recrawl_batch=3))(sensor_context)
+    assert isinstance(skipped, dg.SkipReason)
+    assert skipped.skip_message == (
+        "no page to request: 25 stale or due pages, every one already queued or running"
+    )
+
+
 def test_schedules(instance, resources, store: RedisStore) -> None:
     for key in KEYS:
         assert crawl(instance, resources, key).success
