@@ -906,6 +906,22 @@ def test_the_token_never_leaks(
     )
 
 
+def test_a_netrc_entry_for_the_api_host_is_never_sent(
+    replay: Replay,
+    make_client: Callable[..., GitHubClient],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login octo password from-netrc\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))  # requests reads it as it would ~/.netrc
+    replay.queue(Reply(200, listed(5)), Reply(200, listed(6)))
+    assert [u.id for u in make_client(token="tok-123").list_users(4, 5)] == [5]
+    assert [u.id for u in make_client().list_users(5, 6)] == [6]
+    assert [s.headers.get("authorization") for s in replay.seen] == ["Bearer tok-123", None]
+
+
 def test_urls_in_messages_lose_their_credentials() -> None:
     assert (
         transport.safe_url("https://user:pw@ghe.example/api/v3/users?since=5&client_secret=s#x")

@@ -64,6 +64,24 @@ class _SameOriginSession(requests.Session):
             )
         return location
 
+    def prepare_request(self, request: requests.Request) -> requests.PreparedRequest:
+        # requests would fill a request without credentials from ~/.netrc (or $NETRC), and its
+        # Basic auth would replace the Bearer header: the credentials are the settings' alone.
+        if request.auth is None and self.auth is None:
+            request.auth = _as_sent
+        return super().prepare_request(request)
+
+    def rebuild_auth(
+        self, prepared_request: requests.PreparedRequest, response: requests.Response
+    ) -> None:
+        """A redirect (within the origin: ``get_redirect_target``) keeps the headers as sent,
+        never taking credentials from ~/.netrc as requests would."""
+
+
+def _as_sent(request: requests.PreparedRequest) -> requests.PreparedRequest:
+    """Auth that changes nothing: the request goes with the headers the client set."""
+    return request
+
 
 class Transport:
     """One pooled session to one API origin; the base of ``GitHubClient``, which checks the
