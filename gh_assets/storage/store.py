@@ -517,12 +517,28 @@ class RedisStore:
             keys = [self.logins_key(bucket) for bucket in buckets]
             self._logins(keys=keys, args=[a for bucket in buckets for a in args(bucket)])
             return
+        # A cluster: every bucket is a slot of its own. Sets are plain HSETs, pipelined per node
+        # (a cluster pipeline costs several times more per command); the conditional removals,
+        # rare (a user gone or renamed), go through the script, one call per bucket.
+        setting = [bucket for bucket in buckets if sets.get(bucket)]
+        self._each(
+            setting,
+            self.logins_key,
+            lambda pipe, bucket: pipe.hset(self.logins_key(bucket), items=sets[bucket]),
+        )
+        removing = [bucket for bucket in buckets if removals.get(bucket)]
+        if not removing:
+            return
         for attempt in range(2):
             try:
                 with self.client.pipeline(transaction=False) as cluster_pipe:
-                    for bucket in buckets:
+                    for bucket in removing:
                         keys = [self.logins_key(bucket)]
-                        self._logins(keys=keys, args=args(bucket), client=cluster_pipe)
+                        self._logins(
+                            keys=keys,
+                            args=["0", str(len(removals[bucket]) // 2), *removals[bucket]],
+                            client=cluster_pipe,
+                        )
                     cluster_pipe.execute()
                 return
             except NoScriptError:  # a cluster pipeline does not load scripts: load, once
