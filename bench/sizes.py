@@ -22,6 +22,10 @@ class Size:
     # memory
     memory_users: int
     memory_sample: int
+    # cluster: users written (pages of 2,500 IDs) to one Redis and to clusters of 1-3 primaries,
+    # in blocks of cluster_block IDs (schema.BLOCK by default; smaller spreads fewer users)
+    cluster_users: int
+    cluster_block: int
     # orchestration (None: skipped unless asked for with --only orchestration)
     orchestration_pages: int | None
     orchestration_policies: tuple[int, ...]  # GH_ASSETS_PAGES_PER_RUN values; 1 comes first
@@ -59,6 +63,8 @@ DEFAULT = Size(
     frame_original_sizes=(2_000, 5_000, 10_000),
     memory_users=100_000,
     memory_sample=1_000,
+    cluster_users=1_000_000,  # 10 blocks of schema.BLOCK
+    cluster_block=100_000,
     orchestration_pages=50,
     orchestration_policies=(1, 10, 25),
     redis_benchmark_requests=200_000,
@@ -88,6 +94,8 @@ TINY = Size(
     frame_original_sizes=(200, 500, 1_000),
     memory_users=2_000,
     memory_sample=200,
+    cluster_users=20_000,
+    cluster_block=2_500,  # 8 blocks, one page each: on every one of 3 primaries
     orchestration_pages=None,
     orchestration_policies=(1, 2),
     redis_benchmark_requests=20_000,

@@ -7,8 +7,9 @@ replaced with the page in the same atomic step. ``merge_pages`` reads them for e
 ``summarize`` computes on the full frame. The cost grows with the pages and with the distinct
 values of the counters, not with the users.
 
-What "the same" means, and why it holds (``gh_assets_tests/test_aggregates.py`` proves it against
-pandas on crafted and crawled data):
+What "the same" means, and why it holds (``summary_differences`` checks it;
+``gh_assets_tests/test_aggregates.py`` proves it against pandas on crafted and crawled data, the
+bench at 1,000,000 users):
 
 - **identical**: counts, sums, min, max, the median, p90 and p99, ``by_type`` and
   ``top_followers``. Counters are integers, so the merged histograms are the exact distribution:
@@ -35,7 +36,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, localcontext
 from functools import cached_property
@@ -52,6 +53,11 @@ assert TOP_N <= PAGE_TOP, "the pages' top lists must hold the summary's top acco
 INT64_MAX = int(np.iinfo(np.int64).max)
 COMPACT_AT = 1 << 20  # histogram entries held before they are added up: memory ~ distinct values
 FIRST_FEW = 5
+# What "the same summary" means (the module's docstring, ``summary_differences``).
+EXACT_STATISTICS = ("count", "sum", "median", "p90", "p99", "max")
+CLOSE_STATISTICS = ("mean", "std")
+REL_TOL = 1e-12
+EXACT_FLOAT_SUM = 2**53  # below it pandas' float64 sum of integers is exact: the means are equal
 
 
 class AggregatesError(ValueError):
@@ -182,6 +188,64 @@ class MergedAggregates:
             }
         )
         return UserSummary(counters=counters, by_type=by_type, top_followers=top_followers)
+
+
+def summary_differences(expected: UserSummary, found: UserSummary) -> list[str]:
+    """How ``found`` (``summarize_pages``) differs from ``expected`` (``summarize`` of the frame
+    of the same users), by the module's definition of the same: the counters' dtypes and index,
+    ``EXACT_STATISTICS``, ``by_type`` and ``top_followers`` identical; ``CLOSE_STATISTICS`` to
+    ``math.isclose(rel_tol=REL_TOL)`` (both NaN counts as equal), the mean exactly where the
+    counter's total is below 2**53. Empty when they are the same; one line per difference
+    otherwise (pandas' own message for a table)."""
+    found_dtypes = found.counters.dtypes.to_dict()
+    expected_dtypes = expected.counters.dtypes.to_dict()
+    differences = []
+    if found_dtypes != expected_dtypes:
+        differences.append(f"counters' dtypes {found_dtypes}, expected {expected_dtypes}")
+    differences += _unequal(
+        "counters' index",
+        lambda: pd.testing.assert_index_equal(
+            found.counters.index, expected.counters.index, exact=True
+        ),
+    )
+    if differences:  # the statistics below are looked up by counter and column
+        return differences
+    exact = list(EXACT_STATISTICS)
+    differences += _unequal(
+        "counters",
+        lambda: pd.testing.assert_frame_equal(
+            found.counters[exact], expected.counters[exact], check_exact=True
+        ),
+    )
+    for counter in COUNTERS:
+        for statistic in CLOSE_STATISTICS:
+            want = expected.counters.at[counter, statistic]
+            got = found.counters.at[counter, statistic]
+            if not (math.isnan(want) and math.isnan(got)) and not math.isclose(
+                got, want, rel_tol=REL_TOL
+            ):
+                differences.append(f"{counter} {statistic}: {got!r}, expected {want!r}")
+        stated = expected.counters.at  # count and sum as int64, not upcast with the floats
+        want, got = stated[counter, "mean"], found.counters.at[counter, "mean"]
+        if stated[counter, "count"] and stated[counter, "sum"] < EXACT_FLOAT_SUM and got != want:
+            differences.append(f"{counter} mean: {got!r}, expected exactly {want!r}")
+    for name in ("by_type", "top_followers"):
+        differences += _unequal(
+            name,
+            lambda name=name: pd.testing.assert_frame_equal(
+                getattr(found, name), getattr(expected, name), check_exact=True
+            ),
+        )
+    return differences
+
+
+def _unequal(what: str, check: Callable[[], None]) -> list[str]:
+    """``check``'s assertion as one line naming ``what``; nothing when it holds."""
+    try:
+        check()
+    except AssertionError as error:
+        return [f"{what}: {' '.join(str(error).split())}"]
+    return []
 
 
 def summarize_pages(store: RedisStore) -> UserSummary:

@@ -1,9 +1,9 @@
 """The summary from the pages' partial aggregates equals pandas' on the full frame.
 
-"Equal" is defined in ``gh_assets.aggregates`` and checked by ``assert_same_summary``: counts,
-sums, min, max, median, p90, p99, ``by_type`` and ``top_followers`` identical (values and
-dtypes); mean and std to ``math.isclose(rel_tol=1e-12)``, the mean exactly while the total is
-below 2**53.
+"Equal" is defined in ``gh_assets.aggregates`` and checked by ``assert_same_summary`` (with
+``summary_differences``, which the bench uses too): counts, sums, min, max, median, p90, p99,
+``by_type`` and ``top_followers`` identical (values and dtypes); mean and std to
+``math.isclose(rel_tol=1e-12)``, the mean exactly while the total is below 2**53.
 """
 
 from __future__ import annotations
@@ -17,7 +17,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gh_assets.aggregates import AggregatesError, CounterTotals, merge_pages, summarize_pages
+from gh_assets.aggregates import (
+    REL_TOL,
+    AggregatesError,
+    CounterTotals,
+    merge_pages,
+    summarize_pages,
+    summary_differences,
+)
 from gh_assets.assets import github_user_summary
 from gh_assets.crawl import crawl_pages
 from gh_assets.github import GitHubClient
@@ -31,9 +38,6 @@ from gh_assets.summary import UserSummary, summarize
 
 from .test_storage import P1, key, page, snapshot
 
-EXACT = ("count", "sum", "median", "p90", "p99", "max")
-CLOSE = ("mean", "std")
-REL_TOL = 1e-12
 PNG = b"\x89PNG"
 
 
@@ -54,24 +58,8 @@ def assert_same_summary(store: RedisStore) -> UserSummary:
     """``summarize_pages(store)`` equals ``summarize(store.read_frame())`` as defined above."""
     frame = store.read_frame()
     expected, found = summarize(frame), summarize_pages(store)
-    assert found.counters.dtypes.to_dict() == expected.counters.dtypes.to_dict()
-    pd.testing.assert_index_equal(found.counters.index, expected.counters.index, exact=True)
-    pd.testing.assert_frame_equal(
-        found.counters[list(EXACT)], expected.counters[list(EXACT)], check_exact=True
-    )
-    for counter in COUNTERS:
-        for statistic in CLOSE:
-            want, got = (
-                expected.counters.at[counter, statistic],
-                found.counters.at[counter, statistic],
-            )
-            assert (math.isnan(want) and math.isnan(got)) or math.isclose(
-                got, want, rel_tol=REL_TOL
-            ), (counter, statistic, got, want)
-        if len(frame) and frame[counter].sum() < 2**53:  # pandas' float64 sum is exact: equal
-            assert found.counters.at[counter, "mean"] == expected.counters.at[counter, "mean"]
-    pd.testing.assert_frame_equal(found.by_type, expected.by_type, check_exact=True)
-    pd.testing.assert_frame_equal(found.top_followers, expected.top_followers, check_exact=True)
+    differences = summary_differences(expected, found)
+    assert not differences, "\n".join(differences)
     merged = merge_pages(store)
     for counter in COUNTERS:  # min is kept too (the summary shows no min)
         totals = merged.counters[counter]
@@ -151,6 +139,28 @@ def test_an_empty_store_gives_pandas_empty_summary(store: RedisStore) -> None:
     store.write_page(page([], gone=(1, 2)))  # a page whose users are all gone: no aggregates
     assert store.client.exists(*store.aggregate_keys(P1)) == 0
     assert summarize_pages(store).counters["count"].tolist() == [0, 0, 0, 0]
+
+
+def test_summary_differences_name_each_difference(store: RedisStore) -> None:
+    write_pages(store, [account(i, followers=i % 7, public_repos=i) for i in range(1, 40)])
+    expected, found = summarize(store.read_frame()), summarize_pages(store)
+    assert summary_differences(expected, found) == []
+    counters = found.counters.copy()
+    counters.at["followers", "p90"] += 1  # exact: any change differs
+    counters.at["public_repos", "std"] *= 1 + 1e-9  # beyond REL_TOL
+    counters.at["following", "std"] *= 1 + 1e-14  # within it
+    top = found.top_followers.iloc[::-1].reset_index(drop=True)
+    changed = UserSummary(counters, found.by_type, top)
+    differences = summary_differences(expected, changed)
+    assert [line.split(":")[0] for line in differences] == [
+        "counters",
+        "public_repos std",
+        "top_followers",
+    ]
+    recast = UserSummary(counters.astype({"max": "float64"}), found.by_type, top)
+    assert [line.split(" {")[0] for line in summary_differences(expected, recast)] == [
+        "counters' dtypes"
+    ]
 
 
 def test_a_page_without_aggregates_is_named_in_one_line(store: RedisStore) -> None:

@@ -25,6 +25,7 @@ BENCHMARKS = {
     "writes",
     "frame",
     "memory",
+    "cluster",
     "orchestration",
     "limits",
     "economy",
@@ -113,6 +114,39 @@ def test_memory_figures(results: dict) -> None:
     assert median(results, "memory", "used_per_user") >= median(results, "memory", "hash_bytes")
     assert median(results, "memory", "listpack_share") == 100
     assert median(results, "memory", "github_gb") > 0
+
+
+def test_cluster_figures(results: dict) -> None:
+    section = results["benchmarks"]["cluster"]
+    params = section["params"]
+    assert params["users"] == 20_000 and params["pages"] == 8 and params["primaries"] == [1, 2, 3]
+    assert median(results, "cluster", "writes.single.users_per_s") > 0
+    for primaries in params["primaries"]:
+        assert median(results, "cluster", f"writes.cluster{primaries}.users_per_s") > 0
+        assert median(results, "cluster", f"reads.cluster{primaries}.users_per_s") > 0
+        assert median(results, "cluster", f"reads.cluster{primaries}_vs_single") > 0
+    assert median(results, "cluster", "reads.single.users_per_s") > 0
+    # 8 blocks of 2,500 IDs over 3 primaries: spread as their slots fall, every user counted.
+    assert median(results, "cluster", "spread.primaries_with_users") >= 2
+    fewest = median(results, "cluster", "spread.blocks_fewest")
+    assert 0 <= fewest <= median(results, "cluster", "spread.blocks_most") <= 8 - fewest
+    assert 100 / 3 <= median(results, "cluster", "spread.users_most_share") < 100
+    for spread in section["details"]["spread"].values():
+        assert sum(node["users"] for node in spread) == params["users"]
+        assert sum(node["blocks"] for node in spread) == params["blocks"] == 8
+        assert all(node["keys"] >= node["users"] for node in spread)  # hashes, buckets, indexes
+    # The merged summary: identical to the frame's (the bench fails otherwise).
+    assert median(results, "cluster", "summary.identical") == 1
+    merged = median(results, "cluster", "summary.merged_s")
+    assert merged > 0 and median(results, "cluster", "summary.read_aggregates_s") > 0
+    assert median(results, "cluster", "summary.frame_s") > 0
+    assert median(results, "cluster", "summary.end_to_end_s") > median(
+        results, "cluster", "summary.frame_s"
+    )
+    assert median(results, "cluster", "summary.speedup") > 0
+    assert median(results, "cluster", "summary.speedup_end_to_end") > 0
+    assert median(results, "cluster", "summary.cluster_merged_s") > 0
+    assert any(note.startswith("This machine has") for note in section["notes"])
 
 
 def test_limit_figures(results: dict) -> None:
