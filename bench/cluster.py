@@ -11,9 +11,9 @@ another is measured. The store finds the cluster from one node's URL (``RedisSto
    clusters are written once, to be read). On a cluster a page is more than its block's script:
    its members are read first (the script must declare every key it may delete), then its login
    entries are written (4,096 buckets, each its own slot: one HSET per bucket, pipelined per
-   node) and then its registration (``gh:pages``), each on the node holding it. And where the users went: a block
-   is one hash tag, so one slot, so 10 blocks fall on 3 primaries as their slots do, not
-   evenly (blocks and users per primary, counted on each primary itself).
+   node) and then its registration (``gh:pages``), each on the node holding it. And where the
+   users went: a block is one hash tag, so one slot, so 10 blocks fall on 3 primaries as their
+   slots do, not evenly (blocks and users per primary, counted on each primary itself).
 2. **The frame**: ``read_frame`` users/s, one Redis vs 1, 2 and 3 primaries (a cluster reads
    each primary in a thread of its own); every cluster's frame must equal one Redis's
    (``pd.testing.assert_frame_equal``, the read report in ``attrs`` aside).

@@ -30,9 +30,10 @@ from gh_assets.local.redis_cluster import ClusterHandle, redis_cluster
 from gh_assets.local.standin import Dataset, StandinServer
 from gh_assets.partitions import PageWindow, add_missing_pages
 from gh_assets.resources import GitHubResource, RedisResource
-from gh_assets.storage import READ_REPORT, RedisStore
+from gh_assets.storage import READ_REPORT, PageWrite, RedisStore
 
 from .test_operations import analyse, checks_of, crawl
+from .test_storage import WHEN, user
 
 BLOCK = 200
 WINDOWS = [PageWindow.number(k, 100) for k in range(10)]  # the stand-in's IDs 1-1000
@@ -265,6 +266,59 @@ def test_a_frame_read_while_a_slot_moves_starts_over_and_misses_nothing(
     for frame in frames:
         pd.testing.assert_frame_equal(frame, expected)
         assert frame.attrs[READ_REPORT] == expected.attrs[READ_REPORT]
+
+
+def meta(users: int, gone: int) -> dict[str, str]:
+    return {"listed": str(users + gone), "users": str(users), "gone": str(gone)}
+
+
+def test_a_page_write_cut_short_by_a_slot_move_is_rewritten_whole(
+    cluster: ClusterHandle, cluster_store: RedisStore
+) -> None:
+    window = PageWindow(1, 100)
+    first = PageWrite(window.key, [user(1), user(2), user(3)], [9], meta(3, 1), WHEN)
+    cluster_store.write_page(first)
+    # Every key the write declares exists (else the source answers ASK before the script runs).
+    cluster_store.stage_answers(window.key, {1: user(1)})
+    cluster_store.client.sadd(cluster_store.unpaged_key(0), 99_999)  # a kept user elsewhere
+    slot = cluster_store.client.keyslot(cluster_store.ids_key(0))
+    source = cluster.slot_owner(slot)
+    target = cluster.nodes[(cluster.nodes.index(source) + 1) % 3]
+    with source.redis() as src, target.redis() as dst:  # the slot starts moving, no key moved
+        dst.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", source.node_id)
+        src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", target.node_id)
+    second = PageWrite(window.key, [user(1), user(2, "renamed")], [3], meta(2, 1), WHEN)
+    writer = threading.Thread(target=cluster_store.write_page, args=(second,))
+    writer.start()
+    try:
+        # The script ran on the source, deleted a key, could not write it back ("non local
+        # key"): the page is half written until the retry after the move.
+        services.wait_for(lambda: cluster_store.write_retries >= 1, timeout=10, what="a retry")
+    finally:
+        cluster.move_slots([slot], target)
+        writer.join(timeout=60)
+    assert cluster.slot_owner(slot) == target
+    assert cluster_store.page_members(window.key) == {1, 2}
+    assert cluster_store.read_users([1, 2, 3])[2]["login"] == "renamed"
+    assert set(cluster_store.read_users([1, 2, 3])) == {1, 2}
+    assert cluster_store.ids_between(1, 100) == {1, 2}
+    assert cluster_store.user_id_for_login("renamed") == 2
+    assert page_findings(cluster_store, [window]) == {
+        "counters_valid": {},
+        "users_accounted_for": {},
+        "index_matches_hashes": {},
+    }
+
+
+def test_users_kept_by_forgetting_their_page_are_claimed_on_a_cluster(
+    cluster_store: RedisStore,
+) -> None:
+    narrow, wide = PageWindow(1, 100).key, PageWindow(1, 200).key
+    cluster_store.write_page(PageWrite(narrow, [user(1), user(2)], [], {"users": "2"}, WHEN))
+    cluster_store.forget_pages([narrow])
+    cluster_store.write_page(PageWrite(wide, [user(1)], [], {"users": "1"}, WHEN))
+    assert cluster_store.ids_between(1, 200) == cluster_store.page_members(wide) == {1}
+    assert cluster_store.read_users([2]) == {}
 
 
 def test_the_assets_run_on_a_cluster_named_by_any_node(

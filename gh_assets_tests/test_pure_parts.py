@@ -9,6 +9,7 @@ from gh_assets.partitions import PageWindow, default_page_keys
 from gh_assets.recrawl import choose_pages
 from gh_assets.sensors import pages_up_to
 from gh_assets.settings import Settings
+from gh_assets.storage.store import _masked
 from gh_assets.summary import summarize
 
 FRAME = pd.DataFrame(
@@ -76,3 +77,14 @@ def test_summarize() -> None:
         "share": {"User": 0.75, "Organization": 0.25},
     }
     assert summary.top_followers["login"].tolist() == ["cy", "acme", "ada", "bob"]
+
+
+def test_redis_urls_in_messages_lose_their_passwords() -> None:
+    assert _masked("redis://:s3cret@h:1/0") == "redis://:***@h:1/0"
+    assert _masked("rediss://app:s3cret@h:1/0?ssl_cert_reqs=none") == (
+        "rediss://app:***@h:1/0?ssl_cert_reqs=none"
+    )
+    assert _masked("redis://h:1/0?password=s3cret&db=2") == "redis://h:1/0?password=***&db=2"
+    assert (
+        _masked("unix:///run/redis.sock?Password=s3cret") == "unix:///run/redis.sock?Password=***"
+    )

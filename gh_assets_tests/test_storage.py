@@ -403,6 +403,8 @@ def test_a_page_rewritten_between_its_members_read_and_its_script_is_retried(
     smembers, calls = store.client.smembers, []
 
     def stale_once(key: str) -> set[bytes]:
+        if key != store.page_key(P1, "users"):
+            return smembers(key)
         calls.append(key)
         return set() if len(calls) == 1 else smembers(key)  # user 2 not declared at first
 
@@ -413,6 +415,33 @@ def test_a_page_rewritten_between_its_members_read_and_its_script_is_retried(
     assert store.page_members(P1) == {1}
     assert store.client.exists(store.user_key(2)) == 0
     assert logins(store) == {b"user1": b"1"}
+
+
+def test_users_kept_by_forgetting_their_page_are_claimed_by_the_wider_page(
+    store: RedisStore,
+) -> None:
+    narrow, wide = PageWindow(1, 100).key, PageWindow(1, 1000).key
+    store.write_page(page([user(1), user(2), user(3), user(150)], key=narrow))
+    store.forget_pages([narrow])  # the page width changes: the users stay, held by no page
+    assert store.client.smembers(store.unpaged_key(0)) == {b"1", b"2", b"3", b"150"}
+
+    store.write_page(page([user(1), user(2)], key=wide))  # 3 and 150 were deleted on GitHub
+
+    assert store.ids_between(1, 100_000) == store.page_members(wide) == {1, 2}
+    assert store.client.exists(store.user_key(3), store.user_key(150)) == 0
+    assert store.user_id_for_login("User3") is None
+    assert store.client.exists(store.unpaged_key(0)) == 0  # claimed
+    assert store.user_count() == store.page_user_total() == 2
+
+
+def test_a_user_kept_outside_the_next_pages_window_stays_unpaged(store: RedisStore) -> None:
+    store.write_page(page([user(1), user(150)], key=PageWindow(1, 200).key))
+    store.forget_pages([PageWindow(1, 200).key])
+    store.write_page(page([user(1)], key=PageWindow(1, 100).key))
+    assert store.client.smembers(store.unpaged_key(0)) == {b"150"}  # page 101-200's to claim
+    assert store.ids_between(1, 1000) == {1, 150}
+    store.delete_users([150])
+    assert store.client.exists(store.unpaged_key(0)) == 0
 
 
 def test_data_in_the_old_key_schema_is_refused_in_one_line(

@@ -163,7 +163,7 @@ def _refuse_unplaceable(store: RedisStore, old_pages: str) -> None:
         for key in keys:
             user_id = key[len(store.prefix) + len("user:") :]
             if not (user_id.isascii() and user_id.isdecimal() and int(user_id) > 0):
-                raise MigrationError(f"{key} is not a user hash of the old schema (no id)")
+                raise MigrationError(f"{key!r} is not a user hash of the old schema (no id)")
 
 
 def _scan(client: redis.Redis, prefix: str) -> Iterator[list[str]]:
@@ -171,7 +171,7 @@ def _scan(client: redis.Redis, prefix: str) -> Iterator[list[str]]:
     simply not seen again)."""
     batch: list[str] = []
     for raw in client.scan_iter(match=_GLOB.sub(r"\\\1", prefix) + "*", count=STEP):
-        batch.append(raw.decode())
+        batch.append(raw.decode(errors="backslashreplace"))  # a key in messages: one line
         if len(batch) == STEP:
             yield batch
             batch = []

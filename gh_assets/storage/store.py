@@ -9,6 +9,7 @@ notebook. ``from_url`` finds out on first use whether the URL names a node of a 
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 import zlib
@@ -47,6 +48,7 @@ from gh_assets.storage.schema import (
     iso_utc,
     login_bucket,
     page_block,
+    page_window,
     schema_text,
 )
 
@@ -65,7 +67,9 @@ WRITE_BACKOFF_MAX = 2.0
 MOVE_READ_SECONDS = 60.0
 REDIRECTIONS = (AskError, TryAgainError, ClusterDownError, ClusterError)  # MovedError is an Ask
 STALE_MEMBERS = "GHSTALE"
-NON_LOCAL_KEY = "Attempted to access a non local key in a cluster node script"
+# Valkey: "Attempted to access a non local key in a cluster node script"; Redis 7: "Script
+# attempted to access a non local key in a cluster node script"; Redis 6: "Lua script attempted…".
+NON_LOCAL_KEY = "non local key in a cluster node"
 _WRITE_PAGE = resources.files(__package__).joinpath("write_page.lua").read_text()
 _LOGINS = resources.files(__package__).joinpath("logins.lua").read_text()
 _PAGES_USERS = resources.files(__package__).joinpath("pages_users.lua").read_text()
@@ -79,6 +83,7 @@ for i = 2, #KEYS do
 end
 return found
 """
+_QUERY_PASSWORD = re.compile(r"([?&]password=)[^&#]*", re.IGNORECASE)
 _CLIENT_DEFAULTS = {"socket_timeout": 60, "socket_connect_timeout": 10, "health_check_interval": 30}
 
 
@@ -285,6 +290,11 @@ class RedisStore:
         """The set of the block's written pages."""
         return f"{self.block_tag(block)}pages"
 
+    def unpaged_key(self, block: int) -> str:
+        """The block's users no page holds: kept by ``forget_pages`` for the wider pages that
+        replace theirs; the first write of the page whose window holds one claims it."""
+        return f"{self.block_tag(block)}unpaged"
+
     def logins_key(self, bucket: int) -> str:
         """Login bucket ``bucket``: a hash of lower-cased login -> id."""
         return f"{self.prefix}logins:{{{bucket}}}"
@@ -408,6 +418,7 @@ class RedisStore:
             self.ids_key(block),
             self.block_pages_key(block),
             self.page_key(write.page, "staged"),
+            self.unpaged_key(block),
             *self.aggregate_keys(write.page),
             *finish_keys,
             *(f"{tag}user:{user_id}" for user_id in dict.fromkeys(ids)),
@@ -459,7 +470,9 @@ class RedisStore:
                 self._write_prepared(prepared, removals)
                 return
             except (redis.ResponseError, ClusterError) as error:
-                retry = isinstance(error, REDIRECTIONS) or str(error).startswith(STALE_MEMBERS)
+                # A script cut short by a slot move (a key it deleted has migrated meanwhile)
+                # wrote part of the page: the retry, once the move is over, rewrites it whole.
+                retry = _redirected(error) or str(error).startswith(STALE_MEMBERS)
                 if not retry or time.monotonic() + backoff > deadline:
                     raise
             self.write_retries += 1
@@ -471,9 +484,13 @@ class RedisStore:
         to ``removals`` (a retry after the script ran finds none left to report)."""
         tag = self.block_tag(prepared.block)
         left: list[str] = []
-        if not prepared.finished:  # a cluster: every key declared, the members that left too
-            held = [member.decode() for member in self.client.smembers(prepared.keys[1])]
-            left = [f"{tag}user:{member}" for member in held if member not in prepared.listed]
+        if not prepared.finished:  # a cluster: every key declared, the ids that left too
+            first, last = page_window(prepared.page)
+            members = self.client.smembers(prepared.keys[1])
+            unpaged = self.client.smembers(self.unpaged_key(prepared.block))  # mostly empty
+            held = {m.decode() for m in members}
+            held |= {i.decode() for i in unpaged if i.isdigit() and first <= int(i) <= last}
+            left = [f"{tag}user:{i}" for i in sorted(held) if i not in prepared.listed]
         _, stale = self._write_page(
             keys=[*prepared.keys, *left],
             args=[
@@ -586,8 +603,9 @@ class RedisStore:
             lambda pipe, i: (
                 pipe.delete(self.user_key(i)),
                 pipe.zrem(self.ids_key(self.block_of(i)), i),
+                pipe.srem(self.unpaged_key(self.block_of(i)), i),
             ),
-            replies=2,
+            replies=3,
         )
         removals: dict[int, list[str]] = defaultdict(list)
         for login, user_id in zip(logins, user_ids, strict=True):
@@ -595,24 +613,27 @@ class RedisStore:
                 lower = ascii_lower(login.decode())
                 removals[login_bucket(lower, self.login_buckets)] += [lower, str(user_id)]
         self._update_logins({}, removals)
-        return sum(existed for existed, _ in deleted)
+        return sum(existed for existed, _, _ in deleted)
 
     def forget_pages(self, pages: Sequence[str]) -> None:
         """Delete pages' bookkeeping (``page_keys``) and their entries in their blocks' page
         sets, ``gh:pages`` and ``gh:deferred``. Their users stay (``delete_users`` removes
-        them); so do their blocks in ``gh:blocks``, which the users kept may still be in."""
+        them), recorded as held by no page (``unpaged_key``) until the page whose window holds
+        them is written, which keeps or deletes them as it finds them on GitHub; so do their
+        blocks in ``gh:blocks``, which the users kept may still be in."""
         if not pages:
             return
         self.check_schema()
-        self._each(
-            pages,
-            self.page_key,
-            lambda pipe, page: (
+
+        def forget(pipe: Any, page: str) -> tuple[Any, ...]:
+            unpaged = self.unpaged_key(self.page_block(page))
+            return (
+                pipe.sunionstore(unpaged, [unpaged, self.page_key(page, "users")]),
                 pipe.delete(*self.page_keys(page)),
                 pipe.srem(self.block_pages_key(self.page_block(page)), page),
-            ),
-            replies=2,
-        )
+            )
+
+        self._each(pages, self.page_key, forget, replies=3)
         self.client.zrem(self.pages_key, *pages)
         self.client.zrem(self.deferred_key, *pages)
 
@@ -1009,7 +1030,7 @@ def _redirected(error: Exception) -> bool:
         return True
     # A script reading a key it did not declare (pages_users.lua reads the pages it lists) is
     # refused that key once it has migrated away: the slot is moving.
-    return str(error).startswith(NON_LOCAL_KEY) or str(error).split(" ", 1)[0] in (
+    return NON_LOCAL_KEY in str(error) or str(error).split(" ", 1)[0] in (
         "MOVED",
         "ASK",
         "TRYAGAIN",
@@ -1064,7 +1085,9 @@ def _batches(
 
 
 def _masked(url: str) -> str:
-    """``url`` without its password, for messages."""
+    """``url`` without its password (in its userinfo, or redis-py's ``?password=``), for
+    messages."""
+    url = _QUERY_PASSWORD.sub(r"\1***", url)
     parts = urlsplit(url)
     if parts.password is None:
         return url

@@ -7,11 +7,13 @@
 -- KEYS[1] page bookkeeping hash   KEYS[2] page member set   KEYS[3] page gone set
 -- KEYS[4] the block's id index (sorted set)   KEYS[5] the block's set of pages
 -- KEYS[6] answers a stopped attempt at this page staged for its re-run (now written: dropped)
--- KEYS[7] the page's aggregates hash   KEYS[8 .. 7 + #hist] one value histogram per counter
+-- KEYS[7] the block's users no page holds (forget-pages kept them for wider pages)
+-- KEYS[8] the page's aggregates hash   KEYS[9 .. 8 + #hist] one value histogram per counter
 -- On a single Redis only (payload "finish"), next: KEYS gh:pages, gh:deferred, gh:blocks,
 --         gh:schema, then one login bucket per entry of finish.sets
 -- then the user hashes the write touches: the page's users, its gone ids and (with ARGV[4]
---         "strict") the members it held before, read by the caller just before
+--         "strict") the ids it held before (its members, and KEYS[7]'s ids in its window),
+--         read by the caller just before
 -- ARGV[1] user key prefix of the block   ARGV[2] page key   ARGV[4] "strict" or ""
 -- ARGV[3] JSON {"users": [[field, value, ...]], "gone": [id], "meta": [field, value, ...],
 --         "agg": [field, value, ...], "hist": [[value, accounts, ...], one per histogram],
@@ -33,7 +35,7 @@
 local user_prefix, page, strict = ARGV[1], ARGV[2], ARGV[4] == 'strict'
 local data = cjson.decode(ARGV[3])
 local CHUNK = 1000 -- arguments per batched call: unpack() is bounded by Lua's C stack
-local AGGREGATES = 7
+local AGGREGATES = 8
 
 -- One command over many arguments, CHUNK at a time: one call per page instead of one per user.
 local function batched(command, key, items)
@@ -84,12 +86,28 @@ for _, id in ipairs(data.gone) do
     return redis.error_reply('page ' .. page .. ': user ' .. id .. ' is not declared')
   end
 end
-local left = {}
-for _, id in ipairs(redis.call('SMEMBERS', KEYS[2])) do
-  if not listed[id] then
+-- What the page held: its members, and the block's users no page holds (kept by forget-pages
+-- for the wider pages that replace theirs) within its window; those it no longer lists left.
+local first_id, last_id = string.match(page, '^(%d+)-(%d+)$')
+if not first_id then
+  return redis.error_reply('page ' .. page .. ': not a page key (first-last)')
+end
+first_id, last_id = tonumber(first_id), tonumber(last_id)
+local held, claimed = redis.call('SMEMBERS', KEYS[2]), {}
+for _, id in ipairs(redis.call('SMEMBERS', KEYS[7])) do
+  local number = tonumber(id)
+  if number and number >= first_id and number <= last_id then
+    held[#held + 1] = id
+    claimed[#claimed + 1] = id
+  end
+end
+local left, seen = {}, {}
+for _, id in ipairs(held) do
+  if not listed[id] and not seen[id] then
     if strict and not check_declared(id) then
       return redis.error_reply('GHSTALE page ' .. page .. ' changed since its members were read')
     end
+    seen[id] = true
     left[#left + 1] = id
   end
 end
@@ -145,6 +163,9 @@ redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], unpack(data.meta))
 redis.call('SADD', KEYS[5], page)
 redis.call('DEL', KEYS[6])
+if #claimed > 0 then
+  batched('SREM', KEYS[7], claimed) -- now the page's members, or gone with it
+end
 
 -- The page's aggregates are replaced with it: no reader sees one version's users with another's
 -- aggregates. A page without users leaves none.
