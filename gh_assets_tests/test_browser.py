@@ -15,19 +15,16 @@ from __future__ import annotations
 
 import os
 import re
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import redis
 from playwright.sync_api import Page, expect
 
 from gh_assets.assets import USERS_KEY
 from gh_assets.local.dagster_graphql import SENSOR_TAG, DagsterGraphQL
-from gh_assets.local.deployment import Deployment, clean_environment, running_deployment
-from gh_assets.local.services import standin_server
+from gh_assets.local.deployment import Deployment, standin_deployment
 from gh_assets.local.standin import StandinAdmin
 from gh_assets.partitions import PageWindow
 from gh_assets.storage import COUNTERS, RedisStore
@@ -81,37 +78,19 @@ class Env:
 
 @pytest.fixture(scope="module")
 def env(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
-    tmp = tmp_path_factory.mktemp("browser-deployment")
-    prefix = f"browser-{uuid.uuid4().hex[:12]}:"
-    client = redis.Redis.from_url(redis_url)
-    environ = clean_environment(
-        DAGSTER_HOME=tmp / "dagster_home",
-        REDIS_URL=redis_url,
-        GH_ASSETS_KEY_PREFIX=prefix,
+    with standin_deployment(
+        tmp_path_factory.mktemp("browser"),
+        redis_url,
+        standin_size=STANDIN_SIZE,
+        pages=KEYS,
         GH_ASSETS_PAGE_SIZE=PAGE_SIZE,
         GH_ASSETS_PAGES=PAGE_COUNT,
         GH_ASSETS_SENSOR_INTERVAL=5,
         GH_ASSETS_RECRAWL_AFTER=3600,
         GH_ASSETS_PAGE_RETRIES=0,  # the failing page fails at once
-        GH_ASSETS_RATE_MINUTE=1,  # GitHub's minute, shortened: the budget does not bind here
-    )
-    try:
-        with (
-            standin_server(tmp / "standin", size=STANDIN_SIZE) as standin_url,
-            StandinAdmin(standin_url) as standin,
-            running_deployment(tmp / "logs", environ | {"GITHUB_API_URL": standin_url}) as found,
-        ):
-            store = RedisStore.from_url(redis_url, prefix)
-            try:
-                found.wait_for_partitions(USERS_KEY, KEYS, timeout=120)
-                yield Env(found, standin, store, backfill_with_a_failing_page(found, standin))
-            finally:
-                store.client.close()
-    finally:
-        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
-        if keys:
-            client.delete(*keys)
-        client.close()
+    ) as found:
+        failed = backfill_with_a_failing_page(found.deployment, found.standin)
+        yield Env(found.deployment, found.standin, found.store, failed)
 
 
 def backfill_with_a_failing_page(deployment: Deployment, standin: StandinAdmin) -> str:

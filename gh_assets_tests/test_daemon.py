@@ -11,20 +11,17 @@ page n holds IDs (n-1)*100+1 .. n*100.
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TypeVar
 
 import pytest
-import redis
 import requests
 
 from gh_assets.assets import USERS_KEY
 from gh_assets.local.dagster_graphql import SENSOR_TAG, DagsterGraphQL, Run
-from gh_assets.local.deployment import Deployment, clean_environment, running_deployment
-from gh_assets.local.services import standin_server
+from gh_assets.local.deployment import Deployment, standin_deployment
 from gh_assets.local.standin import StandinAdmin
 from gh_assets.local.standin.data import STORED_FIELDS
 from gh_assets.partitions import PageWindow
@@ -107,13 +104,11 @@ class Env:
 
 @pytest.fixture(scope="module")
 def env(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
-    tmp = tmp_path_factory.mktemp("daemon")
-    prefix = f"daemon-{uuid.uuid4().hex[:12]}:"
-    client = redis.Redis.from_url(redis_url)
-    environ = clean_environment(
-        DAGSTER_HOME=tmp / "dagster_home",
-        REDIS_URL=redis_url,
-        GH_ASSETS_KEY_PREFIX=prefix,
+    with standin_deployment(
+        tmp_path_factory.mktemp("daemon"),
+        redis_url,
+        standin_size=STANDIN_SIZE,
+        pages=KEYS,  # registered by github_pages_sensor's first tick, no more
         GH_ASSETS_PAGE_SIZE=PAGE_SIZE,
         GH_ASSETS_PAGES=PAGE_COUNT,
         GH_ASSETS_SENSOR_INTERVAL=SENSOR_INTERVAL,
@@ -121,26 +116,8 @@ def env(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[En
         GH_ASSETS_RECRAWL_BATCH=10,
         GH_ASSETS_PAGE_RETRIES=PAGE_RETRIES,
         GH_ASSETS_MAX_RATE_LIMIT_WAIT=2,
-        GH_ASSETS_RATE_MINUTE=1,  # GitHub's minute, shortened: the budget does not bind here
-    )
-    try:
-        with (
-            standin_server(tmp / "standin", size=STANDIN_SIZE) as standin_url,
-            StandinAdmin(standin_url) as standin,
-            running_deployment(tmp / "logs", environ | {"GITHUB_API_URL": standin_url}) as found,
-        ):
-            store = RedisStore.from_url(redis_url, prefix)
-            try:
-                keys = found.wait_for_partitions(USERS_KEY, KEYS, timeout=120)
-                assert keys == KEYS  # registered by github_pages_sensor's first tick, no more
-                yield Env(found, standin, store)
-            finally:
-                store.client.close()
-    finally:
-        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
-        if keys:
-            client.delete(*keys)
-        client.close()
+    ) as found:
+        yield Env(found.deployment, found.standin, found.store)
 
 
 @dataclass(frozen=True)

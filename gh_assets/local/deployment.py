@@ -1,5 +1,6 @@
 """A local deployment (``gh-assets dev``: webserver + daemon) that tests and the bench start, drive
-over GraphQL and always stop, and the clean environment any such subprocess gets."""
+over GraphQL and always stop, the clean environment any such subprocess gets, and a deployment
+crawling a stand-in of its own (what the daemon and browser tests share)."""
 
 from __future__ import annotations
 
@@ -7,15 +8,19 @@ import contextlib
 import os
 import subprocess
 import sys
+import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
+import redis
 import requests
 
 from gh_assets.local import services
 from gh_assets.local.dagster_graphql import DagsterGraphQL
+from gh_assets.local.standin import StandinAdmin
+from gh_assets.storage import RedisStore
 
 if TYPE_CHECKING:
     from dagster import AssetKey
@@ -131,3 +136,57 @@ def _answers(url: str) -> bool:
         return requests.get(url, timeout=5).status_code == 200
     except requests.RequestException:
         return False
+
+
+@dataclass
+class StandinDeployment:
+    """A deployment crawling its own stand-in into a fresh key prefix of a Redis."""
+
+    deployment: Deployment
+    standin: StandinAdmin
+    store: RedisStore
+
+
+@contextlib.contextmanager
+def standin_deployment(
+    folder: Path,
+    redis_url: str,
+    *,
+    standin_size: int,
+    pages: Sequence[str],
+    **settings: object,
+) -> Iterator[StandinDeployment]:
+    """A stand-in of ``standin_size`` IDs and ``gh-assets dev`` crawling it into ``redis_url``
+    under a key prefix of its own, with ``settings`` (GH_ASSETS_*) besides, once ``pages`` are
+    registered (by github_pages_sensor: the deployment is checked to register no more). Every
+    key under the prefix is deleted on exit, with the processes stopped, even when the body
+    fails."""
+    prefix = f"{folder.name}-{uuid.uuid4().hex[:12]}:"
+    environ = clean_environment(
+        DAGSTER_HOME=folder / "dagster_home",
+        REDIS_URL=redis_url,
+        GH_ASSETS_KEY_PREFIX=prefix,
+        GH_ASSETS_RATE_MINUTE=1,  # GitHub's minute, shortened: the budget does not bind here
+        **settings,
+    )
+    try:
+        with (
+            services.standin_server(folder / "standin", size=standin_size) as standin_url,
+            StandinAdmin(standin_url) as standin,
+            running_deployment(folder / "logs", environ | {"GITHUB_API_URL": standin_url}) as found,
+        ):
+            store = RedisStore.from_url(redis_url, prefix)
+            try:
+                from gh_assets.assets import USERS_KEY  # Dagster's import: only where needed
+
+                registered = found.wait_for_partitions(USERS_KEY, list(pages), timeout=120)
+                if registered != list(pages):
+                    raise AssertionError(f"pages registered: {registered}, not {list(pages)}")
+                yield StandinDeployment(found, standin, store)
+            finally:
+                store.close()
+    finally:
+        with redis.Redis.from_url(redis_url) as client:
+            keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+            if keys:
+                client.delete(*keys)
