@@ -4,8 +4,9 @@
 # pools.default_limit on its first burst of runs (the limit is read before the pool exists), so
 # the limit is written into the instance's storage on every start; the UI and
 # `dagster instance concurrency set github_api N` change it while running.
-# The limit: GH_ASSETS_POOL_LIMIT, else deploy/dagster.yaml's pools.default_limit (2) -- the rule
-# `gh-assets dev` and `gh-assets demo` follow on one machine (gh_assets.local.cli.pool_limit).
+# The limit: GH_ASSETS_POOL_LIMIT, else the instance's pools.default_limit (deploy/dagster.yaml)
+# -- the rule `gh-assets dev` and `gh-assets demo` follow on one machine, in the same code
+# (gh_assets.local.cli.pool_limit); 0, garbage or no limit at all stop the start in one line.
 set -eu
-dagster instance concurrency set github_api "${GH_ASSETS_POOL_LIMIT:-2}"
+gh-assets set-pool-limit
 exec dagster-daemon run -w "${DAGSTER_WORKSPACE:-deploy/workspace.yaml}"

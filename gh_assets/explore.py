@@ -117,8 +117,9 @@ def read_pages(users: RedisStore | None = None) -> pd.DataFrame:
     users = users or store()
     fetched = users.pages_fetched_at()
     rows = users.pages_meta()
-    frame = pd.DataFrame.from_dict(rows, orient="index", columns=[*PAGE_COLUMNS, "fetched_at"])
-    frame = frame.fillna(0).astype(PAGE_COLUMNS)
+    frame = pd.DataFrame.from_dict(rows, orient="index", columns=list(PAGE_COLUMNS))
+    # Redis holds text: numbers first, then 0 for a field a page does not record.
+    frame = frame.apply(pd.to_numeric).fillna(0).astype(PAGE_COLUMNS)
     frame["fetched_at"] = pd.Series(fetched).reindex(frame.index)
     return frame.rename_axis("page").sort_values("first_id")
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -108,10 +110,61 @@ def test_a_bad_limit_is_one_line_naming_the_variable(
         cli.prepare_instance(tmp_path / "home")
 
 
-def test_the_daemon_falls_back_to_the_deployment_instance_default() -> None:
-    script = (REPO / "deploy" / "daemon.sh").read_text()
-    fallback = re.search(r'concurrency set github_api "\$\{GH_ASSETS_POOL_LIMIT:-(\d+)\}"', script)
-    assert fallback, script
-    assert int(fallback[1]) == default_limit(DEPLOY_CONFIG) == default_limit(LOCAL_CONFIG)
-    compose = (REPO / "docker-compose.yml").read_text()
-    assert f"GH_ASSETS_POOL_LIMIT: ${{GH_ASSETS_POOL_LIMIT:-{fallback[1]}}}" in compose
+def test_a_zero_default_limit_is_refused_too(tmp_path: Path, environment: None) -> None:
+    config = yaml.safe_load(LOCAL_CONFIG.read_text())
+    config["concurrency"]["pools"]["default_limit"] = 0
+    (tmp_path / "dagster.yaml").write_text(yaml.safe_dump(config))
+    with pytest.raises(SettingsError, match=r"^concurrency.pools.default_limit=0 in the instance"):
+        cli.prepare_instance(tmp_path, own_home=False)
+
+
+def daemon_start(home: Path, tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """``deploy/daemon.sh`` on the instance in ``home``, with a stand-in ``dagster-daemon`` that
+    only says it ran (the real one would not return)."""
+    fake = tmp_path / "fake-bin"
+    fake.mkdir(exist_ok=True)
+    daemon = fake / "dagster-daemon"
+    daemon.write_text('#!/bin/sh\necho "dagster-daemon $*"\n')
+    daemon.chmod(0o755)
+    path = os.pathsep.join([str(fake), str(Path(sys.executable).parent), "/usr/bin", "/bin"])
+    return subprocess.run(
+        ["/bin/sh", str(REPO / "deploy" / "daemon.sh")],
+        env={"PATH": path, "HOME": str(tmp_path), "DAGSTER_HOME": str(home), **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+
+
+def test_the_daemon_start_follows_the_instance_default_limit_and_the_variable(
+    tmp_path: Path,
+) -> None:
+    """deploy/daemon.sh by the same rule and code as ``gh-assets dev``/``demo``: an edited
+    ``pools.default_limit`` takes effect; GH_ASSETS_POOL_LIMIT overrides it; 0 stops it."""
+    home = tmp_path / "home"
+    home.mkdir()
+    # The local instance (SQLite; no PostgreSQL here), with the deployment's limit edited.
+    assert default_limit(DEPLOY_CONFIG) == default_limit(LOCAL_CONFIG) == 2
+    config = yaml.safe_load(LOCAL_CONFIG.read_text())
+    config["concurrency"]["pools"]["default_limit"] = 3
+    (home / "dagster.yaml").write_text(yaml.safe_dump(config))
+
+    done = daemon_start(home, tmp_path)
+    assert done.returncode == 0, done
+    assert "Pool github_api: at most 3 page runs at once" in done.stdout
+    assert "dagster-daemon run -w deploy/workspace.yaml" in done.stdout  # then the daemon
+    assert pool(home).slot_count == 3
+
+    done = daemon_start(home, tmp_path, GH_ASSETS_POOL_LIMIT="5")
+    assert done.returncode == 0, done
+    assert pool(home).slot_count == 5
+
+    for bad in ("0", "two"):
+        done = daemon_start(home, tmp_path, GH_ASSETS_POOL_LIMIT=bad)
+        assert done.returncode == 2, done
+        assert done.stderr.strip() == (
+            f"gh-assets: GH_ASSETS_POOL_LIMIT='{bad}': expected a whole number >= 1"
+        )
+        assert "dagster-daemon" not in done.stdout  # the daemon never started
+    assert pool(home).slot_count == 5

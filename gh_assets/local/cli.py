@@ -1,12 +1,15 @@
 """``gh-assets``: run the crawl headless (``demo``), open the Dagster UI (``dev``), forget
 pages before changing their width (``forget-pages``), open the exploration notebook in
-JupyterLab (``notebook``), or convert a store in the old Redis key schema (``migrate``), locally.
+JupyterLab (``notebook``), or convert a store in the old Redis key schema (``migrate``), locally;
+and write the github_api pool's limit into ``DAGSTER_HOME``'s instance (``set-pool-limit``, the
+scale-out daemon's start, ``deploy/daemon.sh``), by the rule ``demo`` and ``dev`` follow.
 
-Each honours ``REDIS_URL``, ``GITHUB_API_URL`` and ``GITHUB_TOKEN``. What is not configured is
-started here: a Redis server persisting under the data folder (shared by the commands running at
-once, stopped by the last), and, when neither ``GITHUB_TOKEN`` nor ``GITHUB_API_URL`` is set, the
-offline GitHub stand-in. Settings and both servers are checked before anything else starts; one
-Ctrl-C or SIGTERM stops the command and what it started, a second forces it.
+The local ones honour ``REDIS_URL``, ``GITHUB_API_URL`` and ``GITHUB_TOKEN``. What is not
+configured is started here: a Redis server persisting under the data folder (shared by the
+commands running at once, stopped by the last), and, when neither ``GITHUB_TOKEN`` nor
+``GITHUB_API_URL`` is set, the offline GitHub stand-in. Settings and both servers are checked
+before anything else starts; one Ctrl-C or SIGTERM stops the command and what it started, a
+second forces it.
 """
 
 from __future__ import annotations
@@ -116,12 +119,19 @@ def prepare_instance(home: Path, *, own_home: bool = True) -> int | None:
 
 
 def pool_limit(instance) -> int | None:
-    """The github_api pool's limit: ``GH_ASSETS_POOL_LIMIT`` when set (deploy/daemon.sh reads
-    the same variable), else the instance's ``concurrency.pools.default_limit`` (locally
-    gh_assets/local/dagster.yaml's); None when neither is set."""
+    """The github_api pool's limit: ``GH_ASSETS_POOL_LIMIT`` when set, else the instance's
+    ``concurrency.pools.default_limit`` (locally gh_assets/local/dagster.yaml's, scaled out
+    deploy/dagster.yaml's: deploy/daemon.sh runs ``set-pool-limit``); None when neither is set.
+    Below 1, either is refused: no page run would ever start."""
     raw = os.environ.get(POOL_LIMIT_VARIABLE, "").strip()
     if not raw:
-        return instance.global_op_concurrency_default_limit
+        configured = instance.global_op_concurrency_default_limit
+        if configured is not None and configured < 1:  # 0 would hold every page run back
+            raise SettingsError(
+                f"concurrency.pools.default_limit={configured} in the instance's dagster.yaml: "
+                f"expected a whole number >= 1 (or set {POOL_LIMIT_VARIABLE})"
+            )
+        return configured
     if not raw.isdigit() or int(raw) < 1:
         raise SettingsError(f"{POOL_LIMIT_VARIABLE}={raw!r}: expected a whole number >= 1")
     return int(raw)
@@ -144,6 +154,33 @@ def _limit_source() -> str:
     if os.environ.get(POOL_LIMIT_VARIABLE, "").strip():
         return POOL_LIMIT_VARIABLE
     return "the instance's pools.default_limit"
+
+
+def set_pool_limit_command() -> int:
+    """``gh-assets set-pool-limit``: the github_api pool's limit written into the instance of
+    ``DAGSTER_HOME`` (``GH_ASSETS_POOL_LIMIT``, else its ``pools.default_limit``), as ``demo`` and
+    ``dev`` do; run by ``deploy/daemon.sh`` before the daemon, on every start. No limit, or a
+    storage without pools, is refused: the scale-out crawl relies on the pool."""
+    import dagster as dg
+
+    from gh_assets.assets import GITHUB_POOL
+
+    if not os.environ.get("DAGSTER_HOME", "").strip():
+        raise SettingsError("DAGSTER_HOME is not set: the instance whose pool to limit")
+    with dg.DagsterInstance.get() as instance:
+        limit = pool_limit(instance)
+        if limit is None:
+            raise SettingsError(
+                f"no limit for the {GITHUB_POOL} pool: set {POOL_LIMIT_VARIABLE} or "
+                "concurrency.pools.default_limit in the instance's dagster.yaml"
+            )
+        if not instance.event_log_storage.supports_global_concurrency_limits:
+            raise SettingsError(
+                f"the instance's storage does not support pools: {GITHUB_POOL} cannot be limited"
+            )
+        set_pool_limit(instance)
+    say(f"Pool {GITHUB_POOL}: at most {limit} page runs at once ({_limit_source()})")
+    return 0
 
 
 def demo(pages: list[str] | None) -> int:
@@ -369,6 +406,11 @@ def main(argv: list[str] | None = None) -> int:
         "the block schema, in place; run it again to finish an interrupted one",
     )
     commands.add_parser(
+        "set-pool-limit",
+        help=f"write the github_api pool's limit ({POOL_LIMIT_VARIABLE}, else the instance's "
+        "pools.default_limit) into the instance of DAGSTER_HOME, as deploy/daemon.sh does",
+    )
+    commands.add_parser(
         "notebook",
         help=f"open {NOTEBOOK} in JupyterLab on the local instance and Redis; other options "
         "go to jupyter lab (e.g. --no-browser)",
@@ -385,6 +427,8 @@ def main(argv: list[str] | None = None) -> int:
             return notebook(lab_args)
         if args.command == "migrate":
             return migrate()
+        if args.command == "set-pool-limit":
+            return set_pool_limit_command()
         return dev(args.port)
     except SettingsError as error:  # a setting, a server that does not answer, a page overlap
         print(f"gh-assets: {error}", file=sys.stderr, flush=True)
