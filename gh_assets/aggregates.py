@@ -2,10 +2,12 @@
 
 Every page write also stores its page's aggregates (``gh:{b…}:page:{page}:agg`` and one value
 histogram per counter, ``gh:{b…}:page:{page}:hist:{counter}``; see ``gh_assets.storage.schema``),
-replaced with the page in the same atomic step. ``merge_pages`` reads them for every page in
-``gh:pages`` and adds them up; ``summarize_pages`` turns the result into the ``UserSummary`` that
+replaced with the page in the same atomic step. ``merge_pages`` reads them for every written page,
+block by block, and adds them up; ``summarize_pages`` turns the result into the ``UserSummary`` that
 ``summarize`` computes on the full frame. The cost grows with the pages and with the distinct
-values of the counters, not with the users.
+values of the counters, not with the users; and each block's merge is kept
+(``gh:{b…}:summary``, with the block's version, ``gh:{b…}:version``, which every page write moves),
+so the next summary reads again only the blocks whose pages were written since.
 
 What "the same" means, and why it holds (``summary_differences`` checks it;
 ``gh_assets_tests/test_aggregates.py`` proves it against pandas on crafted and crawled data, the
@@ -254,12 +256,48 @@ def summarize_pages(store: RedisStore) -> UserSummary:
 
 
 def merge_pages(store: RedisStore, pages: Sequence[str] | None = None) -> MergedAggregates:
-    """Add up the aggregates of ``pages`` (default: every page in ``gh:pages``), each page read
-    whole as its last write left it. Refuses, in one line, pages that hold users but have no
-    aggregates (written before they existed: crawl them again) or aggregates that disagree with
-    the page's members."""
-    merged = _Merger()
-    missing: list[str] = []
+    """Add up the aggregates of ``pages`` (default: every written page), each page read whole as
+    its last write left it. Refuses, in one line, pages that hold users but have no aggregates
+    (written before they existed: crawl them again) or aggregates that disagree with the page's
+    members.
+
+    By default, block by block: a block's pages merged at its current version are reused as
+    stored (``RedisStore.block_summaries``); a block whose version moved since (a page written
+    or forgotten) is merged again from its pages and stored with the version it was read at,
+    when no page of it changed during the read. So a summary reads every page once, and
+    afterwards only the blocks of pages written since.
+    """
+    merged, missing = _Merger(), []
+    if pages is not None:
+        _merge_pages(merged, store, pages, missing)
+    else:
+        blocks = store.blocks()
+        for block, (version, stored) in zip(blocks, store.block_summaries(blocks), strict=True):
+            reused = _reusable(stored, version)
+            if reused is not None:
+                merged.absorb(reused)
+                continue
+            partial, gaps = _Merger(), []
+            _merge_pages(partial, store, store.block_pages(block), gaps)
+            missing += gaps
+            state = partial.state()
+            if not gaps and store.block_version(block) == version:  # no write meanwhile
+                store.store_block_summary(block, json.dumps({"version": version, **state}))
+            merged.absorb(state)
+    if missing:
+        shown = ", ".join(missing[:FIRST_FEW]) + (" …" if len(missing) > FIRST_FEW else "")
+        raise AggregatesError(
+            f"{len(missing)} pages hold users but no aggregates ({shown}): written before the "
+            "pages kept aggregates; crawl them again (unchanged users cost a free 304 each)"
+        )
+    return merged.result()
+
+
+def _merge_pages(
+    merged: _Merger, store: RedisStore, pages: Sequence[str], missing: list[str]
+) -> None:
+    """Add ``pages``' stored aggregates to ``merged``; pages holding users without any go to
+    ``missing``."""
     for stored in store.read_aggregates(pages):
         if not stored.agg:
             if stored.members:
@@ -271,13 +309,19 @@ def merge_pages(store: RedisStore, pages: Sequence[str] | None = None) -> Merged
                 f"page {stored.page}: its aggregates count {merged.last_users} users, its member "
                 f"set {stored.members}; crawl it again"
             )
-    if missing:
-        shown = ", ".join(missing[:FIRST_FEW]) + (" …" if len(missing) > FIRST_FEW else "")
-        raise AggregatesError(
-            f"{len(missing)} pages hold users but no aggregates ({shown}): written before the "
-            "pages kept aggregates; crawl them again (unchanged users cost a free 304 each)"
-        )
-    return merged.result()
+
+
+def _reusable(stored: bytes | None, version: int) -> dict | None:
+    """A block's stored merge, when it was made at ``version`` (else it is out of date)."""
+    if stored is None:
+        return None
+    try:
+        state = json.loads(stored)
+    except ValueError:
+        return None  # unreadable: merged again, and replaced
+    if not isinstance(state, dict) or state.get("version") != version:
+        return None
+    return state
 
 
 class _Merger:
@@ -335,6 +379,50 @@ class _Merger:
         page_top = [(int(i), login, kind, int(f)) for i, login, kind, f in json.loads(agg["top"])]
         self.top = sorted([*self.top, *page_top], key=lambda a: (-a[3], a[0]))[:TOP_N]
 
+    def state(self) -> dict:
+        """Everything added so far, as JSON-ready values (``absorb`` adds it to another)."""
+        histograms = {c: self.histograms[c].merged() for c in COUNTERS}
+        return {
+            "pages": self.pages,
+            "accounts": self.accounts,
+            "count": self.count,
+            "total": {c: str(v) for c, v in self.total.items()},  # beyond int64: exact text
+            "squares": {c: str(v) for c, v in self.squares.items()},
+            "low": self.low,
+            "high": self.high,
+            "kinds": self.kinds,
+            "type_sums": [[c, kind, str(v)] for (c, kind), v in self.type_sums.items()],
+            "top": self.top,
+            "hist": {c: [v.tolist(), a.tolist()] for c, (v, a) in histograms.items()},
+        }
+
+    def absorb(self, state: dict) -> None:
+        """Add what ``state`` (another merge's ``state()``) holds, as if its pages were added."""
+        try:
+            self.pages += state["pages"]
+            self.accounts += state["accounts"]
+            for counter in COUNTERS:
+                self.count[counter] += state["count"][counter]
+                self.total[counter] += int(state["total"][counter])
+                self.squares[counter] += int(state["squares"][counter])
+                if counter in state["low"]:
+                    low, high = state["low"][counter], state["high"][counter]
+                    self.low[counter] = min(self.low.get(counter, low), low)
+                    self.high[counter] = max(self.high.get(counter, high), high)
+                values, accounts = state["hist"][counter]
+                self.histograms[counter].extend(values, accounts)
+            for kind, (accounts, first) in state["kinds"].items():
+                known = self.kinds.setdefault(kind, [0, first])
+                known[0] += accounts
+                known[1] = min(known[1], first)
+            for counter, kind, value in state["type_sums"]:
+                key = (counter, kind)
+                self.type_sums[key] = self.type_sums.get(key, 0) + int(value)
+            top = [(int(i), login, kind, int(f)) for i, login, kind, f in state["top"]]
+        except (KeyError, TypeError, ValueError) as error:
+            raise AggregatesError(f"a block's stored summary is unreadable ({error!r})") from None
+        self.top = sorted([*self.top, *top], key=lambda a: (-a[3], a[0]))[:TOP_N]
+
     def result(self) -> MergedAggregates:
         counters = {}
         for counter in COUNTERS:
@@ -382,6 +470,15 @@ class _Histogram:
         self.pending += len(stored)
         if self.pending >= COMPACT_AT:
             self.merged()
+
+    def extend(self, values: list[int], accounts: list[int]) -> None:
+        """Add a merged histogram (``merged()`` of another), distinct values ascending."""
+        if values:
+            self.values.append(np.array(values, dtype=np.int64))
+            self.accounts.append(np.array(accounts, dtype=np.int64))
+            self.pending += len(values)
+            if self.pending >= COMPACT_AT:
+                self.merged()
 
     def merged(self) -> tuple[np.ndarray, np.ndarray]:
         """(distinct values ascending, accounts per value), kept as the only part from now on."""

@@ -12,6 +12,7 @@ import json
 import math
 import random
 import threading
+from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd
@@ -360,3 +361,91 @@ def test_the_statistics_repeat_pandas_bit_for_bit_on_random_columns() -> None:
             assert math.isclose(totals.std(), pandas["std"], rel_tol=REL_TOL), column
         else:
             assert math.isnan(totals.std()) and math.isnan(pandas["std"])
+
+
+@pytest.fixture
+def blocks_store(redis_url: str, key_prefix: str) -> Iterator[RedisStore]:
+    """A store of 200-ID blocks, so a few pages span several blocks."""
+    small = RedisStore.from_url(redis_url, key_prefix, block=200)
+    yield small
+    small.close()
+
+
+def write_window(store: RedisStore, first: int, users: list[dict[str, str]]) -> None:
+    store.write_page(page(users, key=PageWindow(first, first + 99).key))
+
+
+def pages_read(store: RedisStore, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The pages whose aggregates the store reads from now on."""
+    seen: list[str] = []
+    read = store.read_aggregates
+
+    def counted(pages=None, *args, **kwargs):
+        pages = list(pages) if pages is not None else store.pages()
+        seen.extend(pages)
+        return read(pages, *args, **kwargs)
+
+    monkeypatch.setattr(store, "read_aggregates", counted)
+    return seen
+
+
+def test_a_summary_reads_again_only_the_blocks_of_pages_written_since(
+    blocks_store: RedisStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = blocks_store
+    for first in (1, 101, 201, 301, 401):  # blocks 0, 0, 1, 1, 2
+        users = [account(i, followers=i % 13) for i in range(first, first + 30)]
+        write_window(store, first, users)
+    seen = pages_read(store, monkeypatch)
+    assert_same_summary(store)
+    assert len(seen) == 5  # every page once (assert_same_summary merges twice)
+    assert [
+        json.loads(store.client.get(store.block_summary_key(b)))["version"] for b in (0, 1, 2)
+    ] == [
+        2,
+        2,
+        1,
+    ]
+
+    seen.clear()
+    write_window(store, 301, [account(i, "Organization", followers=99) for i in range(301, 340)])
+    assert_same_summary(store)
+    assert sorted(set(seen)) == [PageWindow(201, 300).key, PageWindow(301, 400).key]
+
+    seen.clear()
+    store.forget_pages([PageWindow(1, 100).key])  # its users stay, counted by no page
+    store.delete_users(list(range(1, 31)))
+    assert_same_summary(store)
+    assert seen == [PageWindow(101, 200).key]
+
+
+def test_a_block_written_during_its_merge_is_not_stored_as_current(
+    blocks_store: RedisStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = blocks_store
+    write_window(store, 1, [account(i) for i in range(1, 20)])
+    read = store.read_aggregates
+
+    def then_a_write(pages=None, *args, **kwargs):
+        found = list(read(pages, *args, **kwargs))
+        write_window(store, 101, [account(150, followers=7)])  # the same block, meanwhile
+        return iter(found)
+
+    monkeypatch.setattr(store, "read_aggregates", then_a_write)
+    assert summarize_pages(store).counters.at["followers", "count"] == 19  # what it read
+    assert store.client.get(store.block_summary_key(0)) is None  # not kept: it is out of date
+    monkeypatch.undo()
+    assert_same_summary(store)  # 20 users, merged again
+
+
+def test_an_unreadable_stored_block_summary_is_merged_again(blocks_store: RedisStore) -> None:
+    store = blocks_store
+    write_window(store, 1, [account(i, followers=i) for i in range(1, 20)])
+    assert_same_summary(store)
+    version = store.block_version(0)
+    store.client.set(store.block_summary_key(0), json.dumps({"version": version, "pages": "x"}))
+    with pytest.raises(AggregatesError, match="a block's stored summary is unreadable"):
+        summarize_pages(store)
+    store.client.set(store.block_summary_key(0), b"\xff not json")
+    assert_same_summary(store)
+    assert json.loads(store.client.get(store.block_summary_key(0)))["version"] == version

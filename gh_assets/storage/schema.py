@@ -11,6 +11,11 @@ so a page's write is one atomic script on one node:
 - ``gh:{b<b>}:ids``: sorted set of the block's stored user ids (score = id).
 - ``gh:{b<b>}:pages``: set of the block's written pages (what a bulk read's snapshot of the
   block sums the pages' users over, atomically with its ids: ``gh:pages`` is in another slot).
+- ``gh:{b<b>}:unpaged``: set of the block's user ids no page holds (``forget-pages`` kept them for
+  the wider pages replacing theirs); the first write of the page whose window holds one claims it.
+- ``gh:{b<b>}:version``: counter every page write (and forgetting a page) moves.
+- ``gh:{b<b>}:summary``: JSON of the block's pages' aggregates merged (``gh_assets.aggregates``)
+  with the version they were merged at: reused by the next summary while the version holds.
 - ``gh:{b<b>}:page:<page>``: hash of page bookkeeping (window, counts, ``fetched_at``).
 - ``gh:{b<b>}:page:<page>:users`` / ``:gone``: sets of the page's user ids and of the ids listed
   but deleted before their details were read.

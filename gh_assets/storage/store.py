@@ -290,6 +290,16 @@ class RedisStore:
         """The set of the block's written pages."""
         return f"{self.block_tag(block)}pages"
 
+    def version_key(self, block: int) -> str:
+        """The block's version: a counter every page write (and forgetting a page) moves, so a
+        summary of the block's pages made at one version is known to be current or not."""
+        return f"{self.block_tag(block)}version"
+
+    def block_summary_key(self, block: int) -> str:
+        """The block's pages' aggregates merged, as JSON, with the version they were merged at
+        (``gh_assets.aggregates``): what the next summary reuses while the version holds."""
+        return f"{self.block_tag(block)}summary"
+
     def unpaged_key(self, block: int) -> str:
         """The block's users no page holds: kept by ``forget_pages`` for the wider pages that
         replace theirs; the first write of the page whose window holds one claims it."""
@@ -419,6 +429,7 @@ class RedisStore:
             self.block_pages_key(block),
             self.page_key(write.page, "staged"),
             self.unpaged_key(block),
+            self.version_key(block),
             *self.aggregate_keys(write.page),
             *finish_keys,
             *(f"{tag}user:{user_id}" for user_id in dict.fromkeys(ids)),
@@ -626,14 +637,16 @@ class RedisStore:
         self.check_schema()
 
         def forget(pipe: Any, page: str) -> tuple[Any, ...]:
-            unpaged = self.unpaged_key(self.page_block(page))
+            block = self.page_block(page)
+            unpaged = self.unpaged_key(block)
             return (
                 pipe.sunionstore(unpaged, [unpaged, self.page_key(page, "users")]),
                 pipe.delete(*self.page_keys(page)),
-                pipe.srem(self.block_pages_key(self.page_block(page)), page),
+                pipe.srem(self.block_pages_key(block), page),
+                pipe.incr(self.version_key(block)),
             )
 
-        self._each(pages, self.page_key, forget, replies=3)
+        self._each(pages, self.page_key, forget, replies=4)
         self.client.zrem(self.pages_key, *pages)
         self.client.zrem(self.deferred_key, *pages)
 
@@ -763,6 +776,28 @@ class RedisStore:
             replies = self._each(chunk, self.page_key, read)
             for page, (members, agg, *histograms) in zip(chunk, replies, strict=True):
                 yield StoredAggregates(page, members, _pairs(agg), [_pairs(h) for h in histograms])
+
+    def block_pages(self, block: int) -> list[str]:
+        """The block's written pages, in ID order."""
+        return sorted(m.decode() for m in self.client.smembers(self.block_pages_key(block)))
+
+    def block_summaries(self, blocks: Sequence[int]) -> list[tuple[int, bytes | None]]:
+        """Per block, its version now and its stored summary (None when none is stored), read
+        together (one slot)."""
+        found = self._each(
+            blocks,
+            self.version_key,
+            lambda pipe, b: (pipe.get(self.version_key(b)), pipe.get(self.block_summary_key(b))),
+            replies=2,
+        )
+        return [(int(version or 0), stored) for version, stored in found]
+
+    def block_version(self, block: int) -> int:
+        return int(self.client.get(self.version_key(block)) or 0)
+
+    def store_block_summary(self, block: int, text: str) -> None:
+        """Keep ``text`` (the block's merged aggregates with their version) for later summaries."""
+        self.client.set(self.block_summary_key(block), text)
 
     def page_user_total(self) -> int:
         """Users stored over all pages, by the pages' own bookkeeping."""

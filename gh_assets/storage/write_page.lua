@@ -8,7 +8,8 @@
 -- KEYS[4] the block's id index (sorted set)   KEYS[5] the block's set of pages
 -- KEYS[6] answers a stopped attempt at this page staged for its re-run (now written: dropped)
 -- KEYS[7] the block's users no page holds (forget-pages kept them for wider pages)
--- KEYS[8] the page's aggregates hash   KEYS[9 .. 8 + #hist] one value histogram per counter
+-- KEYS[8] the block's version: a counter every change of its pages moves (the summary's cache)
+-- KEYS[9] the page's aggregates hash   KEYS[10 .. 9 + #hist] one value histogram per counter
 -- On a single Redis only (payload "finish"), next: KEYS gh:pages, gh:deferred, gh:blocks,
 --         gh:schema, then one login bucket per entry of finish.sets
 -- then the user hashes the write touches: the page's users, its gone ids and (with ARGV[4]
@@ -35,7 +36,7 @@
 local user_prefix, page, strict = ARGV[1], ARGV[2], ARGV[4] == 'strict'
 local data = cjson.decode(ARGV[3])
 local CHUNK = 1000 -- arguments per batched call: unpack() is bounded by Lua's C stack
-local AGGREGATES = 8
+local AGGREGATES = 9
 
 -- One command over many arguments, CHUNK at a time: one call per page instead of one per user.
 local function batched(command, key, items)
@@ -166,6 +167,7 @@ redis.call('DEL', KEYS[6])
 if #claimed > 0 then
   batched('SREM', KEYS[7], claimed) -- now the page's members, or gone with it
 end
+redis.call('INCR', KEYS[8])
 
 -- The page's aggregates are replaced with it: no reader sees one version's users with another's
 -- aggregates. A page without users leaves none.
