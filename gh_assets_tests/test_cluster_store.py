@@ -31,6 +31,7 @@ from gh_assets.local.standin import Dataset, StandinServer
 from gh_assets.partitions import PageWindow, add_missing_pages
 from gh_assets.resources import GitHubResource, RedisResource
 from gh_assets.storage import READ_REPORT, PageWrite, RedisStore
+from gh_assets.storage.schema import HISTORY_KEYS
 
 from .test_operations import analyse, checks_of, crawl
 from .test_storage import WHEN, user
@@ -74,11 +75,13 @@ def primaries(store: RedisStore) -> list[redis.Redis]:
 
 def contents(store: RedisStore) -> dict[str, object]:
     """Every key under the store's prefix, read on each primary, with its value comparable
-    across crawls: hashes without VOLATILE fields, sets and sorted sets as member sets (the
-    scores are ids or times), strings as they are."""
+    across crawls (the blocks' HISTORY_KEYS left out): hashes without VOLATILE fields, sets and
+    sorted sets as member sets (the scores are ids or times), strings as they are."""
     found: dict[str, object] = {}
     for client in primaries(store):
         for raw in client.scan_iter(match=f"{store.prefix}*", count=1000):
+            if raw.decode().rsplit(":", 1)[-1] in HISTORY_KEYS:
+                continue
             kind = client.type(raw)
             value: object
             if kind == b"hash":

@@ -33,6 +33,7 @@ import yaml
 from gh_assets.local import services
 from gh_assets.local.dagster_graphql import LOCATION, REPOSITORY, DagsterGraphQL
 from gh_assets.local.deployment import REPO, _answers, clean_environment
+from gh_assets.storage.schema import HISTORY_KEYS
 
 DEPLOY = REPO / "deploy"
 BIN = Path(sys.executable).parent
@@ -494,11 +495,13 @@ def crawl_in_process(
 def redis_snapshot(redis_url: str, prefix: str) -> dict[str, object]:
     """Every key under ``prefix`` (named without it) with its value, comparable across crawls:
     hashes without VOLATILE_FIELDS, sets and sorted sets as member sets (a sorted set's scores
-    are ids or times), strings as they are."""
+    are ids or times), strings as they are; the blocks' HISTORY_KEYS left out."""
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     snapshot: dict[str, object] = {}
     try:
         for key in client.scan_iter(match=f"{prefix}*", count=1000):
+            if key.rsplit(":", 1)[-1] in HISTORY_KEYS:
+                continue
             kind = client.type(key)
             if kind == "hash":
                 value: object = {

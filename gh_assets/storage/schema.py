@@ -64,6 +64,9 @@ COUNTERS = ("public_repos", "public_gists", "followers", "following")
 FRAME_FIELDS = ("id", "login", "type", *COUNTERS, "fetched_at")
 USER_FIELDS = (*FRAME_FIELDS, "etag", "etag_auth")
 PAGE_TOP = 10  # accounts in a page's ``top`` list: the summary's top list is within their union
+# A block's keys that record how it was written (a write counter) and a cache of its merged
+# aggregates, not its data: two stores holding the same users may differ in them.
+HISTORY_KEYS = ("version", "summary")
 SCHEMA_VERSION = 2
 BLOCK = 100_000  # user IDs per block: 2,500 blocks for GitHub's 250 M IDs
 # Login buckets: enough to spread evenly over any number of shards a crawl needs (4,096 of the
