@@ -9,7 +9,6 @@ notebook. ``from_url`` finds out on first use whether the URL names a node of a 
 from __future__ import annotations
 
 import json
-import re
 import threading
 import time
 import zlib
@@ -34,6 +33,7 @@ from redis.exceptions import (
     TryAgainError,
 )
 
+from gh_assets.github.urls import safe_url
 from gh_assets.storage import bulk_read
 from gh_assets.storage.bulk_read import FIRST_FEW, READ_BATCH, READ_REPORT, ReadReport
 from gh_assets.storage.frame_builder import frame_from_batches
@@ -83,7 +83,6 @@ for i = 2, #KEYS do
 end
 return found
 """
-_QUERY_PASSWORD = re.compile(r"([?&]password=)[^&#]*", re.IGNORECASE)
 _CLIENT_DEFAULTS = {"socket_timeout": 60, "socket_connect_timeout": 10, "health_check_interval": 30}
 
 
@@ -205,7 +204,7 @@ class RedisStore:
             single.close()
             return RedisCluster.from_url(url, **options)
 
-        store = cls(None, prefix, block=block, connect=connect, where=_masked(url))
+        store = cls(None, prefix, block=block, connect=connect, where=safe_url(url))
         # Replica reads (``read_frame(from_replicas=True)``) go through a client of their own:
         # its connections send READONLY, and nothing else the store does ever uses it.
         store._connect_replicas = lambda: RedisCluster.from_url(
@@ -1117,18 +1116,6 @@ def _batches(
         batches.reverse()
         while batches:
             yield prefix, batches.pop()
-
-
-def _masked(url: str) -> str:
-    """``url`` without its password (in its userinfo, or redis-py's ``?password=``), for
-    messages."""
-    url = _QUERY_PASSWORD.sub(r"\1***", url)
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = f"{parts.username}:***@" if parts.username else ":***@"
-    host = parts.netloc.rsplit("@", 1)[1]
-    return parts._replace(netloc=user + host).geturl()
 
 
 def user_problem(user: Mapping[str, str]) -> str | None:
