@@ -354,30 +354,28 @@ class _Merger:
             self.histograms[counter].add(key, histogram)
 
     def _add(self, agg: dict[str, str]) -> None:
-        self.pages += 1
+        """One page's ``:agg`` hash, as the ``state`` of a merge of that page alone."""
         self.last_users = int(agg["users"])
-        self.accounts += self.last_users
-        for name, value in agg.items():
-            if name.startswith("type:"):
-                kind = name.removeprefix("type:")
-                first = int(agg[f"first:{kind}"])
-                known = self.kinds.setdefault(kind, [0, first])
-                known[0] += int(value)
-                known[1] = min(known[1], first)
-        for counter in COUNTERS:
-            self.count[counter] += int(agg[f"{counter}:count"])
-            self.total[counter] += int(agg[f"{counter}:sum"])
-            self.squares[counter] += int(agg[f"{counter}:sumsq"])
-            low, high = int(agg[f"{counter}:min"]), int(agg[f"{counter}:max"])
-            self.low[counter] = min(self.low.get(counter, low), low)
-            self.high[counter] = max(self.high.get(counter, high), high)
-            prefix = f"{counter}:sum:"
-            for name, value in agg.items():
-                if name.startswith(prefix):
-                    key = (counter, name.removeprefix(prefix))
-                    self.type_sums[key] = self.type_sums.get(key, 0) + int(value)
-        page_top = [(int(i), login, kind, int(f)) for i, login, kind, f in json.loads(agg["top"])]
-        self.top = sorted([*self.top, *page_top], key=lambda a: (-a[3], a[0]))[:TOP_N]
+        kinds = [name.removeprefix("type:") for name in agg if name.startswith("type:")]
+        self._add_totals(
+            {
+                "pages": 1,
+                "accounts": self.last_users,
+                "count": {c: int(agg[f"{c}:count"]) for c in COUNTERS},
+                "total": {c: agg[f"{c}:sum"] for c in COUNTERS},
+                "squares": {c: agg[f"{c}:sumsq"] for c in COUNTERS},
+                "low": {c: int(agg[f"{c}:min"]) for c in COUNTERS},
+                "high": {c: int(agg[f"{c}:max"]) for c in COUNTERS},
+                "kinds": {k: [int(agg[f"type:{k}"]), int(agg[f"first:{k}"])] for k in kinds},
+                "type_sums": [
+                    [c, name.removeprefix(f"{c}:sum:"), value]
+                    for c in COUNTERS
+                    for name, value in agg.items()
+                    if name.startswith(f"{c}:sum:")
+                ],
+                "top": json.loads(agg["top"]),
+            }
+        )
 
     def state(self) -> dict:
         """Everything added so far, as JSON-ready values (``absorb`` adds it to another)."""
@@ -399,28 +397,31 @@ class _Merger:
     def absorb(self, state: dict) -> None:
         """Add what ``state`` (another merge's ``state()``) holds, as if its pages were added."""
         try:
-            self.pages += state["pages"]
-            self.accounts += state["accounts"]
             for counter in COUNTERS:
-                self.count[counter] += state["count"][counter]
-                self.total[counter] += int(state["total"][counter])
-                self.squares[counter] += int(state["squares"][counter])
-                if counter in state["low"]:
-                    low, high = state["low"][counter], state["high"][counter]
-                    self.low[counter] = min(self.low.get(counter, low), low)
-                    self.high[counter] = max(self.high.get(counter, high), high)
-                values, accounts = state["hist"][counter]
-                self.histograms[counter].extend(values, accounts)
-            for kind, (accounts, first) in state["kinds"].items():
-                known = self.kinds.setdefault(kind, [0, first])
-                known[0] += accounts
-                known[1] = min(known[1], first)
-            for counter, kind, value in state["type_sums"]:
-                key = (counter, kind)
-                self.type_sums[key] = self.type_sums.get(key, 0) + int(value)
-            top = [(int(i), login, kind, int(f)) for i, login, kind, f in state["top"]]
+                self.histograms[counter].extend(*state["hist"][counter])
+            self._add_totals(state)
         except (KeyError, TypeError, ValueError) as error:
             raise AggregatesError(f"a block's stored summary is unreadable ({error!r})") from None
+
+    def _add_totals(self, state: dict) -> None:
+        """Everything of ``state`` but its histograms (the one rule for a page and a block)."""
+        self.pages += state["pages"]
+        self.accounts += state["accounts"]
+        for counter in COUNTERS:
+            self.count[counter] += state["count"][counter]
+            self.total[counter] += int(state["total"][counter])
+            self.squares[counter] += int(state["squares"][counter])
+            if counter in state["low"]:
+                low, high = state["low"][counter], state["high"][counter]
+                self.low[counter] = min(self.low.get(counter, low), low)
+                self.high[counter] = max(self.high.get(counter, high), high)
+        for kind, (accounts, first) in state["kinds"].items():
+            known = self.kinds.setdefault(kind, [0, first])
+            known[0] += accounts
+            known[1] = min(known[1], first)
+        for counter, kind, value in state["type_sums"]:
+            self.type_sums[counter, kind] = self.type_sums.get((counter, kind), 0) + int(value)
+        top = [(int(i), login, kind, int(f)) for i, login, kind, f in state["top"]]
         self.top = sorted([*self.top, *top], key=lambda a: (-a[3], a[0]))[:TOP_N]
 
     def result(self) -> MergedAggregates:
