@@ -386,7 +386,9 @@ def main(argv: list[str] | None = None) -> int:
     # started here is stopped by its context manager.
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGINT, _interrupt)
-    parser = argparse.ArgumentParser(prog="gh-assets", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="gh-assets", description="gh_assets: the crawl headless, the Dagster UI, and upkeep"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     run_demo = commands.add_parser("demo", help="crawl the default pages, then print the summary")
     run_demo.add_argument(
