@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
-import zlib
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -24,6 +22,7 @@ from urllib.parse import urlsplit
 import numpy as np
 import pandas as pd
 import redis
+from redis.backoff import ExponentialBackoff
 from redis.cluster import LoadBalancingStrategy, RedisCluster
 from redis.exceptions import (
     AskError,
@@ -32,6 +31,7 @@ from redis.exceptions import (
     NoScriptError,
     TryAgainError,
 )
+from redis.retry import Retry
 
 from gh_assets.github.urls import safe_url
 from gh_assets.storage import bulk_read
@@ -56,14 +56,14 @@ AGGREGATE_PAGES_PER_STEP = 200  # pages whose aggregates one pipelined round tri
 STAGED_SECONDS = 3 * 3600  # longer than GitHub's hourly reset, short enough to stay fresh
 GONE_MARK = "gone"
 # A page write refused while its block's slot moves between Cluster nodes (or rewritten between
-# the read of its members and the script) is tried again for up to WRITE_RETRY_SECONDS, backing
-# off from WRITE_BACKOFF s, doubling up to WRITE_BACKOFF_MAX: a Cluster refuses a multi-key
-# script (TRYAGAIN) for as long as its slot is being moved.
+# the read of its members and the script) is tried again for about WRITE_RETRY_SECONDS, backing
+# off from BACKOFF s, doubling up to BACKOFF_MAX: a Cluster refuses a multi-key script
+# (TRYAGAIN) for as long as its slot is being moved.
 WRITE_RETRY_SECONDS = 30.0
-WRITE_BACKOFF = 0.1
-WRITE_BACKOFF_MAX = 2.0
+BACKOFF = 0.1
+BACKOFF_MAX = 2.0
 # A frame read meeting a slot that moved, or is moving, reads the slot map again and starts over,
-# for up to MOVE_READ_SECONDS (a block's slot stays half moved while its keys are migrated).
+# for about MOVE_READ_SECONDS (a block's slot stays half moved while its keys are migrated).
 MOVE_READ_SECONDS = 60.0
 REDIRECTIONS = (AskError, TryAgainError, ClusterDownError, ClusterError)  # MovedError is an Ask
 STALE_MEMBERS = "GHSTALE"
@@ -395,7 +395,7 @@ class RedisStore:
         logins: dict[int, list[str]] = defaultdict(list)
         for user, user_id in zip(write.users, ids, strict=False):
             lower = ascii_lower(user["login"])
-            logins[zlib.crc32(lower.encode()) % self.login_buckets] += [lower, user_id]
+            logins[login_bucket(lower, self.login_buckets)] += [lower, user_id]
         payload: dict[str, Any] = {
             "users": [_flat(_ordered(user)) for user in write.users],
             "gone": [str(user_id) for user_id in write.gone],
@@ -473,21 +473,19 @@ class RedisStore:
         """
         prepared = self.prepare_page(write)
         self.check_schema()
-        deadline, backoff = time.monotonic() + WRITE_RETRY_SECONDS, WRITE_BACKOFF
         removals: dict[int, list[str]] = defaultdict(list)  # kept across attempts
-        while True:
-            try:
-                self._write_prepared(prepared, removals)
-                return
-            except (redis.ResponseError, ClusterError) as error:
-                # A script cut short by a slot move (a key it deleted has migrated meanwhile)
-                # wrote part of the page: the retry, once the move is over, rewrites it whole.
-                retry = _redirected(error) or str(error).startswith(STALE_MEMBERS)
-                if not retry or time.monotonic() + backoff > deadline:
-                    raise
+
+        def retryable(error: Exception) -> bool:
+            # A script cut short by a slot move (a key it deleted has migrated meanwhile)
+            # wrote part of the page: the retry, once the move is over, rewrites it whole.
+            return _redirected(error) or str(error).startswith(STALE_MEMBERS)
+
+        def refused(error: Exception) -> None:
             self.write_retries += 1
-            time.sleep(backoff)
-            backoff = min(2 * backoff, WRITE_BACKOFF_MAX)
+
+        _slot_move_retry(WRITE_RETRY_SECONDS).call_with_retry(
+            lambda: self._write_prepared(prepared, removals), refused, retryable
+        )
 
     def _write_prepared(self, prepared: PreparedPage, removals: dict[int, list[str]]) -> None:
         """One attempt at ``write_page``; the stale login entries its script reports are added
@@ -830,23 +828,25 @@ class RedisStore:
         its own; the rows are then put in id order, as on one Redis.
         """
         self.check_schema()
-        deadline, backoff = time.monotonic() + MOVE_READ_SECONDS, WRITE_BACKOFF
-        while True:
-            try:
-                return self._read_frame(batch, from_replicas)
-            except redis.ResponseError as error:  # a slot moved since the slot map was read
-                if not (self.cluster and _redirected(error)):
-                    raise
-                if time.monotonic() + backoff > deadline:
-                    raise redis.ResponseError(
-                        f"the frame read met slots moving for {MOVE_READ_SECONDS:.0f} s: {error}"
-                    ) from None
+
+        def moved(error: Exception) -> None:  # read the slot map again
             self.read_retries += 1
-            time.sleep(backoff)
-            backoff = min(2 * backoff, WRITE_BACKOFF_MAX)
             for client in (self.client, self._replicas):
                 if client is not None:
                     client.nodes_manager.initialize()
+
+        try:
+            return _slot_move_retry(MOVE_READ_SECONDS).call_with_retry(
+                lambda: self._read_frame(batch, from_replicas),
+                moved,
+                lambda error: self.cluster and _redirected(error),
+            )
+        except redis.ResponseError as error:
+            if self.cluster and _redirected(error):  # still moving after MOVE_READ_SECONDS
+                raise redis.ResponseError(
+                    f"the frame read met slots moving for {MOVE_READ_SECONDS:.0f} s: {error}"
+                ) from None
+            raise
 
     def _read_frame(self, batch: int, from_replicas: bool) -> pd.DataFrame:
         blocks = self.blocks()
@@ -1055,6 +1055,17 @@ def page_aggregates(
         for found in values.values()
     ]
     return {field: str(value) for field, value in agg.items()}, histograms
+
+
+def _slot_move_retry(seconds: float) -> Retry:
+    """redis-py's ``Retry`` for a step a moving slot refuses: waits from BACKOFF s, doubling up
+    to BACKOFF_MAX, about ``seconds`` in all (the caller says which errors are retried)."""
+    retries, waited = 0, 0.0
+    while waited < seconds:
+        retries += 1
+        waited += min(BACKOFF_MAX, BACKOFF * 2**retries)
+    backoff = ExponentialBackoff(cap=BACKOFF_MAX, base=BACKOFF)
+    return Retry(backoff, retries, supported_errors=(redis.ResponseError, ClusterError))
 
 
 def _redirected(error: Exception) -> bool:
