@@ -156,7 +156,7 @@ class AtScale:
         log = self.logs / f"daemon-{self.daemons}.log"
         with services.running(
             [str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"],
-            lambda: "following daemons" in _text(log),
+            lambda: "following daemons" in services.log_text(log),
             log,
             timeout=timeout,
             env=self.env | extra_env,
@@ -195,10 +195,8 @@ def instance_yaml(postgres: Postgres) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def deployment(
-    root: Path, postgres: Postgres, env: Mapping[str, str], timeout: float
-) -> Iterator[AtScale]:
-    """The code server and the webserver on ``postgres``'s instance, from ``root``."""
+def deployment(root: Path, env: Mapping[str, str], timeout: float) -> Iterator[AtScale]:
+    """The code server and the webserver on the instance ``env`` names, from ``root``."""
     root.mkdir(parents=True, exist_ok=True)
     logs = root / "logs"
     code_port, web_port = services.free_port(), services.free_port()
@@ -215,7 +213,7 @@ def deployment(
                 [str(BIN / "dagster"), "code-server", "start", "-h", "127.0.0.1",
                  "-p", str(code_port), "-m", "gh_assets.definitions",
                  "--location-name", LOCATION],
-                lambda: _port_open(code_port),
+                lambda: services.port_open(code_port),
                 logs / "code-server.log",
                 timeout=timeout, env=env, cwd=root, grace=20,
             )
@@ -232,21 +230,6 @@ def deployment(
         api = stack.enter_context(DagsterGraphQL(url, timeout=600))
         services.wait_for(api.location_loaded, timeout=timeout, what="the code location")
         yield AtScale(root, dict(env), api, logs)
-
-
-def _port_open(port: int) -> bool:
-    import socket
-
-    with socket.socket() as probe:
-        probe.settimeout(1)
-        return probe.connect_ex(("127.0.0.1", port)) == 0
-
-
-def _text(path: Path) -> str:
-    try:
-        return path.read_text(errors="replace")
-    except FileNotFoundError:
-        return ""
 
 
 # -- the steps ---------------------------------------------------------------------------------
@@ -486,7 +469,7 @@ def run(ctx: Context) -> Section:
             GH_ASSETS_ASSET_STORAGE=ctx.tmp / "at-scale-storage",
             PYTHONUNBUFFERED=1,
         )
-        scale = stack.enter_context(deployment(ctx.tmp / "at-scale", postgres, env, timeout))
+        scale = stack.enter_context(deployment(ctx.tmp / "at-scale", env, timeout))
         # 3. the partition status, nothing in flight
         m["status_idle"] = [partition_status(scale.api, pages)[0] for _ in range(ctx.runs)]
         # 2. sensor ticks: the daemon ticks each sensor at its start, then every interval

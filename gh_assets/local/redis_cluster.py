@@ -138,7 +138,8 @@ class ClusterHandle:
 
     def wait_for_replicas(self, timeout: float = 30) -> None:
         """Return once every replica has applied every write its primary had accepted when
-        this was called (``WAIT`` on each primary, then the replicas' offsets compared)."""
+        this was called: the replica's offset reaches its primary's (``WAIT`` would not do, as it
+        waits only for the writes of the connection that calls it)."""
         for primary, replica in zip(self.nodes, self.replicas, strict=False):
             with _connect(primary) as client:
                 offset = int(client.info("replication")["master_repl_offset"])

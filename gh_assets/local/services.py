@@ -64,6 +64,21 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def port_open(port: int) -> bool:
+    """Something accepts connections on loopback ``port`` (a server that is up)."""
+    with socket.socket() as probe:
+        probe.settimeout(1)
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def log_text(path: Path) -> str:
+    """A process's log so far; empty while it has written none."""
+    try:
+        return path.read_text(errors="replace")
+    except FileNotFoundError:
+        return ""
+
+
 def wait_for(
     check: Callable[[], T | None],
     *,

@@ -18,7 +18,6 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -314,12 +313,6 @@ class Topology:
         return tails
 
 
-def _port_open(port: int) -> bool:
-    with socket.socket() as probe:
-        probe.settimeout(1)
-        return probe.connect_ex(("127.0.0.1", port)) == 0
-
-
 def _worker_ready(log: Path) -> bool:
     try:
         return " ready." in log.read_text(errors="replace")
@@ -402,13 +395,13 @@ def running_topology(
             "code",
             [str(BIN / "dagster"), "code-server", "start", "-h", "127.0.0.1",
              "-p", str(code_port), "-m", "gh_assets.definitions", "--location-name", "gh_assets"],
-            lambda: _port_open(code_port),
+            lambda: services.port_open(code_port),
         )  # fmt: skip
         # The start-up step of docker-compose.yml's daemon: the pool's limit, then the daemon.
         processes["daemon"] = start(
             "daemon",
             ["/bin/sh", str(DEPLOY / "daemon.sh")],
-            lambda: "following daemons" in _log_text(hosts["daemon"].log),
+            lambda: "following daemons" in services.log_text(hosts["daemon"].log),
             DAGSTER_WORKSPACE="workspace.yaml",
         )
         web_url = f"http://127.0.0.1:{web_port}"
@@ -450,13 +443,6 @@ def _terminate(processes: Sequence[subprocess.Popen]) -> None:
     for process in processes:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(process.pid, signal.SIGTERM)
-
-
-def _log_text(path: Path) -> str:
-    try:
-        return path.read_text(errors="replace")
-    except FileNotFoundError:
-        return ""
 
 
 # -- what the deployment's crawl is compared with ----------------------------------------------
