@@ -36,6 +36,7 @@ from gh_assets.storage.schema import HISTORY_KEYS
 from .test_operations import analyse, checks_of, crawl
 from .test_storage import WHEN, user
 
+pytestmark = pytest.mark.slow  # about 40 s: a cluster, stand-ins and slow slot moves
 BLOCK = 200
 WINDOWS = [PageWindow.number(k, 100) for k in range(10)]  # the stand-in's IDs 1-1000
 VOLATILE = frozenset({b"fetched_at", b"budget_wait"})  # differ between two crawls of the same
@@ -201,6 +202,7 @@ def test_a_resharding_during_a_crawl_loses_nothing(
         finally:
             stop.set()
             crawler.join(timeout=120)
+    assert not crawler.is_alive()
     assert not errors, errors
     moved = cluster.slot_map()
     assert all(moved[slot] != owners[slot] for slot in slots)
@@ -236,6 +238,7 @@ def test_a_page_write_into_a_slot_being_moved_waits_until_the_move_is_over(
             (report,) = crawl_pages(github, cluster_store, [window])
     finally:
         mover.join(timeout=60)
+    assert not mover.is_alive()
     assert cluster.slot_owner(slot) == target
     assert cluster_store.write_retries >= 1  # refused while the slot moved, then written
     assert report.written == len(dataset.users_between(window.first_id, window.last_id))
@@ -264,6 +267,7 @@ def test_a_frame_read_while_a_slot_moves_starts_over_and_misses_nothing(
             frames.append(cluster_store.read_frame(batch=33))
     finally:
         mover.join(timeout=60)
+    assert not mover.is_alive()
     assert cluster.slot_owner(slot) == target
     assert cluster_store.read_retries >= 1  # a read met the move, and started over
     for frame in frames:
@@ -300,6 +304,7 @@ def test_a_page_write_cut_short_by_a_slot_move_is_rewritten_whole(
     finally:
         cluster.move_slots([slot], target)
         writer.join(timeout=60)
+    assert not writer.is_alive()
     assert cluster.slot_owner(slot) == target
     assert cluster_store.page_members(window.key) == {1, 2}
     assert cluster_store.read_users([1, 2, 3])[2]["login"] == "renamed"

@@ -372,7 +372,7 @@ def as_on_a_cluster(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_the_cluster_write_path_stores_what_the_single_redis_one_does(
-    redis_url: str, monkeypatch: pytest.MonkeyPatch
+    redis_url: str, key_prefix: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     writes = [
         page([user(1, "one"), user(2, "two"), user(3, "three")], gone=(4,)),
@@ -384,16 +384,15 @@ def test_the_cluster_write_path_stores_what_the_single_redis_one_does(
     for split in (False, True):
         if split:
             as_on_a_cluster(monkeypatch)
-        store = RedisStore.from_url(redis_url, f"test:split{split}:")
+        store = RedisStore.from_url(redis_url, f"{key_prefix}split{split}:")  # fixture cleans up
         try:
             for write in writes:
                 store.write_page(write)
-            found.append({k.split(":", 2)[2]: v for k, v in snapshot(store).items()})
+            found.append({k.removeprefix(store.prefix): v for k, v in snapshot(store).items()})
             assert store.user_id_for_login("one") == 900  # taken over, then 1 deleted
             assert store.user_id_for_login("two") is None  # 5 took it, then left the page
             assert logins(store) == {b"one": b"900"}
         finally:
-            store.client.delete(*store.client.keys(f"{store.prefix}*"))
             store.close()
     assert found[0] == found[1]
 
