@@ -21,7 +21,7 @@ from gh_assets.plots import PLOTS
 from gh_assets.preflight import github_failure, redis_failures
 from gh_assets.resources import GitHubResource, RedisResource
 from gh_assets.settings import Settings
-from gh_assets.storage import READ_REPORT, RedisStore, frame_from_batches
+from gh_assets.storage import READ_REPORT, RedisStore, frame_from_batches, iso_utc
 from gh_assets.summary import UserSummary
 
 USERS_KEY = dg.AssetKey("github_users")  # the page asset, built per settings by the factory below
@@ -89,25 +89,21 @@ def _crawl(
     with client:
         try:
             for report in crawl_pages(client, store, windows):
-                context.log.info(
-                    f"page {report.page}: {report.written} users written, {report.gone} gone, "
-                    f"{report.not_modified} unchanged (304), {report.requests} requests, "
-                    f"{report.seconds:.1f} s, {report.budget_wait:.1f} s waiting for rate budget"
-                )
+                context.log.info(_page_line(report))
                 # Each page's own numbers on its own materialization: Plots charts them.
                 context.add_asset_metadata(_page_metadata(report), partition_key=report.page)
                 reports.append(report)
         except RateLimitError as error:
-            failed = len(reports)  # every page before the failed one was reported
-            for left in windows[failed:]:
+            unwritten = _unwritten(windows, reports)  # a page written beside it is not deferred
+            for left in unwritten:
                 store.defer_page(left.key, error.reset_at)
             raise dg.Failure(
-                description=f"{error}. Page {windows[failed].key} was not written; "
+                description=f"{error}. Page {unwritten[0].key} was not written; "
                 "stale_pages_sensor runs it again after the reset.",
                 allow_retries=False,
             ) from error
         except (MalformedResponseError, GitHubHTTPError) as error:
-            page = windows[len(reports)].key
+            page = _unwritten(windows, reports)[0].key
             failure = github_failure(error, github.api_url, github.token, page)
             if failure is not None:  # unreachable, or a refused credential: one line
                 raise failure from None
@@ -121,9 +117,31 @@ def _crawl(
     return reports
 
 
-def _page_metadata(report: PageReport) -> dict[str, int | float]:
+def _unwritten(windows: list[PageWindow], reports: list[PageReport]) -> list[PageWindow]:
+    """The run's pages without a report, in order: the failed one first (``crawl_pages``)."""
+    written = {report.page for report in reports}
+    return [window for window in windows if window.key not in written]
+
+
+def _page_line(report: PageReport) -> str:
+    """The log line of a page the run crawled."""
+    if report.superseded_by:  # not a failure: the page holds newer data than this crawl got
+        return (
+            f"page {report.page}: not written: a crawl of it that started later "
+            f"({report.superseded_by:%Y-%m-%d %H:%M:%S} UTC) wrote it first, and its data is kept"
+        )
+    return (
+        f"page {report.page}: {report.written} users written, {report.gone} gone, "
+        f"{report.not_modified} unchanged (304), {report.requests} requests, "
+        f"{report.seconds:.1f} s, {report.budget_wait:.1f} s waiting for rate budget"
+    )
+
+
+def _page_metadata(report: PageReport) -> dict[str, int | float | str]:
     """One page's bookkeeping, as ``gh:{b…}:page:{page}`` holds it."""
-    return {
+    later = report.superseded_by  # set: this crawl wrote nothing, a later-started one did
+    superseded = {"superseded_by_crawl_started": iso_utc(later)} if later else {}
+    return superseded | {
         "users_written": report.written,
         "users_gone": report.gone,
         "users_listed": report.listed,

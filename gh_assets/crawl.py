@@ -28,6 +28,7 @@ from gh_assets.github import (
 from gh_assets.github.validation import MAX_COUNTER
 from gh_assets.partitions import PageWindow
 from gh_assets.storage import COUNTERS, PageWrite, RedisStore, iso_utc, user_problem
+from gh_assets.storage.crawl_order import crawl_started, started_at
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,9 @@ class PageReport:
     budget_wait: float  # seconds its requests waited for shared rate budget, summed
     rate_limit_remaining: int | None
     seconds: float
+    # When a crawl of the page that started after this one did; it wrote the page first, so
+    # this one wrote nothing (``written`` is 0): its older data would have replaced newer.
+    superseded_by: datetime | None = None
 
 
 def crawl_page(client: GitHubClient, store: RedisStore, window: PageWindow) -> PageReport:
@@ -65,9 +69,12 @@ def crawl_page(client: GitHubClient, store: RedisStore, window: PageWindow) -> P
     is asked without ``If-None-Match`` and the hash is overwritten. When an error (a rate limit)
     stops the page, the answers already paid for are staged in Redis and its re-run reuses them.
     The write (``RedisStore.write_page``) is tried again, for up to 30 s, while a Redis Cluster
-    refuses it because the page's slot is being moved (a resharding).
+    refuses it because the page's slot is being moved (a resharding). A crawl of the same page
+    that started later and has written it already wins: this one then writes nothing
+    (``superseded_by``).
     """
     started = time.monotonic()
+    crawl_start = crawl_started(store, window.key)  # Redis's clock, before anything is asked
     with request_tally() as tally:
         listed = client.list_users(window.first_id, window.last_id)
         staged = store.staged_answers(window.key)  # from an attempt an error stopped
@@ -112,11 +119,13 @@ def crawl_page(client: GitHubClient, store: RedisStore, window: PageWindow) -> P
         "reused": str(len(staged)),
         "budget_wait": f"{tally.budget_wait:.3f}",
     }
-    store.write_page(PageWrite(window.key, users, gone, meta, fetched_at))
+    superseded_by = None
+    if not store.write_page(PageWrite(window.key, users, gone, meta, fetched_at, crawl_start)):
+        superseded_by = started_at(store.page_meta(window.key).get("started", crawl_start))
     return PageReport(
         page=window.key,
         listed=len(listed),
-        written=len(users),
+        written=0 if superseded_by else len(users),
         gone=len(gone),
         not_modified=not_modified,
         reused=len(staged),
@@ -124,6 +133,7 @@ def crawl_page(client: GitHubClient, store: RedisStore, window: PageWindow) -> P
         budget_wait=tally.budget_wait,
         rate_limit_remaining=client.stats.rate_limit_remaining,
         seconds=time.monotonic() - started,
+        superseded_by=superseded_by,
     )
 
 
@@ -140,7 +150,8 @@ def crawl_pages(
     written whole, in its own ``write_page``, as soon as its own details are complete. At the
     first page (in window order) that fails, no new page starts; the pages already running are
     waited for (no thread outlives the call), and that page's error is raised once the reports
-    of the pages before it have been yielded.
+    of the pages before it, then of those written beside it, have been yielded: a page without
+    a report was not written.
     """
     upcoming = enumerate(windows)
     failed = threading.Event()  # set by any page that raises: start nothing after it
@@ -163,12 +174,21 @@ def crawl_pages(
 
         for _ in range(PAGES_IN_FLIGHT):
             start_next()
-        while running:
-            report = running.popleft().result()  # raises that page's error, in window order
+        failure: BaseException | None = None
+        while running and failure is None:
+            try:
+                report = running.popleft().result()  # that page's error, in window order
+            except BaseException as error:
+                failure = error
+                break
             start_next()  # before yielding: a slow consumer must not idle the pipe
             yield report
-    # Leaving the block (a page's error, or the consumer closing the iterator) waits for the
-    # pages still running.
+        for beside in running:  # after a failure: the pages it ran beside, once they end
+            if beside.exception() is None:
+                yield beside.result()
+    # Leaving the block (the consumer closing the iterator) waits for the pages still running.
+    if failure is not None:
+        raise failure
 
 
 def _intact(store: RedisStore, found: dict[int, dict[str, str]]) -> dict[int, dict[str, str]]:

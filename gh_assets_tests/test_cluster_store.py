@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -39,7 +40,7 @@ from .test_storage import WHEN, user
 pytestmark = pytest.mark.slow  # about 40 s: a cluster, stand-ins and slow slot moves
 BLOCK = 200
 WINDOWS = [PageWindow.number(k, 100) for k in range(10)]  # the stand-in's IDs 1-1000
-VOLATILE = frozenset({b"fetched_at", b"budget_wait"})  # differ between two crawls of the same
+VOLATILE = frozenset({b"fetched_at", b"budget_wait", b"started"})  # differ between two crawls
 
 
 @pytest.fixture(scope="module")
@@ -316,6 +317,27 @@ def test_a_page_write_cut_short_by_a_slot_move_is_rewritten_whole(
         "users_accounted_for": {},
         "index_matches_hashes": {},
     }
+
+
+@pytest.mark.parametrize("where", ["single_store", "cluster_store"])
+def test_an_older_crawl_writing_last_writes_nothing(where: str, request: pytest.FixtureRequest):
+    from gh_assets.storage.crawl_order import crawl_started  # new with the ordering of crawls
+
+    store: RedisStore = request.getfixturevalue(where)
+    window = PageWindow(1, 100)
+    newer = crawl_started(store, window.key)  # Redis's clock, on the node of the page's block
+    later = WHEN + timedelta(hours=1)
+    kept = PageWrite(window.key, [user(1), user(2, "newer")], [], meta(2, 0), later, newer)
+    assert store.write_page(kept)
+    old = PageWrite(window.key, [user(1), user(3)], [2], meta(2, 1), WHEN, newer - 1_000_000)
+    assert not store.write_page(old)  # started a second earlier, finishing last
+
+    assert store.page_members(window.key) == store.ids_between(1, 100) == {1, 2}
+    assert store.user_id_for_login("newer") == 2 and store.read_users([3]) == {}
+    assert store.page_gone(window.key) == set()
+    assert store.page_meta(window.key)["started"] == str(newer)
+    assert store.pages_fetched_at() == {window.key: later}  # gh:pages never moves back
+    assert store.write_page(kept)  # the same crawl's write tried again is accepted
 
 
 def test_users_kept_by_forgetting_their_page_are_claimed_on_a_cluster(

@@ -110,6 +110,46 @@ def test_a_failing_page_writes_nothing_and_a_rerun_completes_it(
     assert stored(store, WINDOW)[members[0].id]["followers"] == str(members[0].followers + 1000)
 
 
+def test_of_two_overlapping_crawls_of_a_page_the_later_started_one_is_kept(
+    standin: StandinServer, store: RedisStore, dataset: Dataset
+) -> None:
+    """A crawl that started first but writes last (a backfill beside a sensor's run, a task
+    delivered twice) leaves the newer crawl's data, and gh:pages never moves back."""
+    member = dataset.users_between(WINDOW.first_id, WINDOW.last_id)[0]
+    answered, release = threading.Event(), threading.Event()
+
+    class WritesLate(GitHubClient):
+        def get_details(self, *args: Any, **kwargs: Any) -> Any:
+            found = super().get_details(*args, **kwargs)
+            answered.set()
+            assert release.wait(60), "the newer crawl never finished"
+            return found
+
+    older: dict[str, Any] = {}
+    with WritesLate(standin.url) as slow, GitHubClient(standin.url) as client:
+        thread = threading.Thread(
+            target=lambda: older.update(report=crawl_page(slow, store, WINDOW))
+        )
+        thread.start()
+        assert answered.wait(60)  # the older crawl has its answers, not yet written
+        dataset.update(member.id, followers=member.followers + 1000)
+        newer = crawl_page(client, store, WINDOW)  # starts later, writes first
+        written_at = store.pages_fetched_at()[WINDOW.key]
+        release.set()
+        thread.join(60)
+    assert not thread.is_alive()
+
+    assert stored(store, WINDOW) == truth(dataset, WINDOW)  # the newer crawl's data
+    assert stored(store, WINDOW)[member.id]["followers"] == str(member.followers + 1000)
+    assert store.pages_fetched_at()[WINDOW.key] == written_at  # not moved back
+    assert newer.superseded_by is None and newer.written == len(truth(dataset, WINDOW))
+    from gh_assets.storage.crawl_order import started_at  # new with the ordering of crawls
+
+    report = older["report"]
+    assert report.written == 0  # it wrote nothing, and says which crawl won
+    assert report.superseded_by == started_at(store.page_meta(WINDOW.key)["started"])
+
+
 def test_a_recrawl_is_conditional_for_the_same_credential_only(
     client: GitHubClient, store: RedisStore, dataset: Dataset
 ) -> None:
@@ -233,9 +273,12 @@ def test_a_failing_page_stops_the_run_after_the_pages_before_it(
             for report in pages:
                 reports.append(report)
 
-    assert [r.page for r in reports] == [windows[0].key, windows[1].key]
+    # The pages before it, then page 3 if it ran beside page 2 and was written: every page
+    # written has its report, so the caller knows which pages a failed run still wrote.
+    assert [r.page for r in reports][:2] == [windows[0].key, windows[1].key]
+    assert [r.page for r in reports][2:] in ([], [windows[3].key])
     assert crawl_threads() == threads_before  # the pages running beside it were waited for
-    for window in windows[:2]:
+    for window in [w for w in windows if w.key in {r.page for r in reports}]:
         assert stored(store, window) == truth(dataset, window)
     assert store.page_members(windows[2].key) == set()  # the failed page wrote nothing
     # Page 3 may have started beside page 2; page 4 was never started.

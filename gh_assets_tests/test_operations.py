@@ -1,8 +1,12 @@
 """Operating the crawl in-process: checks, rate-limit deferral, re-crawl sensor, schedules,
 automation of the analysis assets."""
 
+import threading
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dagster as dg
 import pytest
@@ -12,7 +16,8 @@ from gh_assets.asset_storage import storage_resources
 from gh_assets.assets import github_user_summary, github_users_frame
 from gh_assets.checks import frame_checks
 from gh_assets.jobs import crawl_job
-from gh_assets.local.standin import StandinServer
+from gh_assets.local.standin import Dataset, StandinServer
+from gh_assets.local.standin.http_server import Reply, Request
 from gh_assets.partitions import PageWindow, add_missing_pages
 from gh_assets.recrawl import RANGE_END_TAG, RANGE_START_TAG
 from gh_assets.resources import GitHubResource, RedisResource
@@ -160,6 +165,49 @@ def test_a_rate_limit_in_a_multi_page_run_defers_the_failed_page_and_every_later
     assert store.page_meta(KEYS[0])["users"] == "0"  # written, before page 1 failed
     assert set(store.deferred_pages()) == set(KEYS[1:])  # the failed page and every later one
     assert store.page_members(KEYS[1]) == store.page_members(KEYS[2]) == set()
+
+
+class SpendsTheBudgetLate(StandinServer):
+    """The stand-in, holding the first detail request for ``victim`` until ``ready()`` (or a
+    minute), then answering it, and every request after, as GitHub does once the hour's budget
+    is spent (403, remaining 0, the window's reset)."""
+
+    def __init__(self, dataset: Dataset, victim: int, ready: Callable[[], bool]) -> None:
+        super().__init__(dataset)
+        self.victim, self.ready, self.held = victim, ready, threading.Event()
+
+    def answer(self, request: Request) -> Reply:
+        if urlsplit(request.target).path == f"/user/{self.victim}" and not self.held.is_set():
+            self.held.set()
+            deadline = time.monotonic() + 60
+            while not self.ready() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            self.set_rate_limit(limit=0)
+        return super().answer(request)
+
+
+def test_a_page_written_beside_a_rate_limited_one_is_not_deferred(
+    instance, resources, dataset: Dataset, store: RedisStore
+) -> None:
+    windows = [PageWindow.from_key(key) for key in KEYS]
+    for user in dataset.users_between(windows[0].first_id, windows[0].last_id):
+        dataset.delete(user.id)  # page 0 costs one list request: page 2 starts beside page 1
+    victim = dataset.users_between(windows[1].first_id, windows[1].last_id)[-1].id
+    page_2 = set(dataset.truth(windows[2].first_id, windows[2].last_id))
+    with SpendsTheBudgetLate(dataset, victim, lambda: KEYS[2] in store.pages()) as server:
+        github = GitHubResource(api_url=server.url, max_retries=1, max_rate_limit_wait=0)
+        result = dg.materialize(
+            ASSETS, selection=[github_users], instance=instance,
+            resources=resources | {"github": github}, raise_on_error=False,
+            tags={RANGE_START_TAG: KEYS[0], RANGE_END_TAG: KEYS[-1]},  # one run of all 3 pages
+        )  # fmt: skip
+
+    assert server.held.is_set() and not result.success
+    (failure,) = result.get_step_failure_events()
+    assert f"Page {KEYS[1]} was not written" in failure.step_failure_data.error.message
+    assert store.page_members(KEYS[2]) == page_2  # written beside the failed page, whole
+    assert set(store.deferred_pages()) == {KEYS[1]}  # so only the failed page waits for the reset
+    assert store.page_members(KEYS[1]) == set()
 
 
 CRAWL = dg.Definitions(

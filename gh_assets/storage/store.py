@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -37,11 +37,11 @@ from gh_assets.github.urls import safe_url
 from gh_assets.storage import bulk_read
 from gh_assets.storage.bulk_read import FIRST_FEW, READ_BATCH, READ_REPORT, ReadReport
 from gh_assets.storage.frame_builder import frame_from_batches
+from gh_assets.storage.page_aggregates import page_aggregates
 from gh_assets.storage.schema import (
     BLOCK,
     COUNTERS,
     LOGIN_BUCKETS,
-    PAGE_TOP,
     USER_FIELDS,
     ascii_lower,
     block_of,
@@ -105,6 +105,7 @@ class PageWrite:
     gone: Sequence[int]
     meta: Mapping[str, str]
     fetched_at: datetime
+    started: int | None = None  # the crawl's start, Redis's clock (crawl_order): a later one wins
 
 
 class StoredAggregates(NamedTuple):
@@ -391,6 +392,7 @@ class RedisStore:
         if finish is None:
             finish = not self.cluster
         meta = dict(write.meta) | {"fetched_at": iso_utc(write.fetched_at)}
+        meta |= {} if write.started is None else {"started": str(write.started)}
         agg, histograms = page_aggregates(write.users)
         logins: dict[int, list[str]] = defaultdict(list)
         for user, user_id in zip(write.users, ids, strict=False):
@@ -402,6 +404,7 @@ class RedisStore:
             "meta": _flat(meta),
             "agg": _flat(agg),
             "hist": [_flat(histogram) for histogram in histograms],
+            **({} if write.started is None else {"started": str(write.started)}),
         }
         finish_keys: list[str] = []
         if finish:
@@ -444,7 +447,7 @@ class RedisStore:
             finished=finish,
         )
 
-    def write_page(self, write: PageWrite) -> None:
+    def write_page(self, write: PageWrite) -> bool:
         """Replace a page's users, gone ids, bookkeeping and aggregates in one atomic step: one
         script (``write_page.lua``) over its block's keys, every one declared.
 
@@ -470,6 +473,9 @@ class RedisStore:
         ``WRITE_RETRY_SECONDS``, backing off: the write is idempotent, so a retry after a
         half-done attempt finishes it. So is a write whose page was rewritten between its
         members' read and its script (GHSTALE). ``write_retries`` counts them.
+
+        False, writing nothing, when a crawl of the page that started later (``write.started``,
+        ``crawl_order``) has written it already: the older crawl never replaces newer data.
         """
         prepared = self.prepare_page(write)
         self.check_schema()
@@ -483,13 +489,13 @@ class RedisStore:
         def refused(error: Exception) -> None:
             self.write_retries += 1
 
-        _slot_move_retry(WRITE_RETRY_SECONDS).call_with_retry(
+        return _slot_move_retry(WRITE_RETRY_SECONDS).call_with_retry(
             lambda: self._write_prepared(prepared, removals), refused, retryable
         )
 
-    def _write_prepared(self, prepared: PreparedPage, removals: dict[int, list[str]]) -> None:
-        """One attempt at ``write_page``; the stale login entries its script reports are added
-        to ``removals`` (a retry after the script ran finds none left to report)."""
+    def _write_prepared(self, prepared: PreparedPage, removals: dict[int, list[str]]) -> bool:
+        """One attempt at ``write_page`` (False: superseded); the stale login entries its script
+        reports are added to ``removals`` (a retry after the script ran finds none to report)."""
         tag = self.block_tag(prepared.block)
         left: list[str] = []
         if not prepared.finished:  # a cluster: every key declared, the ids that left too
@@ -499,7 +505,7 @@ class RedisStore:
             held = {m.decode() for m in members}
             held |= {i.decode() for i in unpaged if i.isdigit() and first <= int(i) <= last}
             left = [f"{tag}user:{i}" for i in sorted(held) if i not in prepared.listed]
-        _, stale = self._write_page(
+        written, stale = self._write_page(
             keys=[*prepared.keys, *left],
             args=[
                 f"{tag}user:",
@@ -508,21 +514,25 @@ class RedisStore:
                 "" if prepared.finished else "strict",
             ],
         )
+        if written < 0:  # a later-started crawl wrote the page: nothing was written
+            return False
         for login, user_id in zip(stale[::2], stale[1::2], strict=True):
             lower = ascii_lower(login.decode())
             removals[login_bucket(lower, self.login_buckets)] += [lower, user_id.decode()]
         if prepared.finished:  # the entries and the registration are written: the stale ones go
             self._update_logins({}, removals)
-            return
+            return True
         # On a cluster: the page's login entries, then (once they are written) the page's
-        # registration in gh:pages, which completes it.
+        # registration in gh:pages, which completes it; never back in time (GT), should an older
+        # write register after a newer one.
         self._update_logins(prepared.logins, removals)
         with self.client.pipeline(transaction=False) as pipe:
-            pipe.zadd(self.pages_key, {prepared.page: int(prepared.fetched_at)})
+            pipe.zadd(self.pages_key, {prepared.page: int(prepared.fetched_at)}, gt=True)
             pipe.zrem(self.deferred_key, prepared.page)
             pipe.zadd(self.blocks_key, {str(prepared.block): prepared.block})
             pipe.set(self.schema_key, schema_text(self.block, self.login_buckets), nx=True)
             pipe.execute()
+        return True
 
     def _update_logins(
         self, sets: Mapping[int, list[str]], removals: Mapping[int, list[str]]
@@ -1008,53 +1018,6 @@ class RedisStore:
             for client, positions in self._nodes([self.ids_key(b) for b in blocks])
             if positions
         ]
-
-
-def page_aggregates(
-    users: Sequence[Mapping[str, str]],
-) -> tuple[dict[str, str], list[dict[str, str]]]:
-    """A page's partial aggregates as stored (``schema``): the ``:agg`` hash and each counter's
-    value histogram (COUNTERS order), decimal strings of Python integers (a sum of squares
-    outgrows int64 and a Lua double). Empty for a page without users.
-
-    A user listed twice counts once, as its last entry (what the page write stores).
-    """
-    latest = {user["id"]: user for user in users}
-    if not latest:
-        return {}, [{} for _ in COUNTERS]
-    accounts: Counter[str] = Counter()
-    first: dict[str, int] = {}
-    by_type: Counter[tuple[str, str]] = Counter()
-    values: dict[str, list[int]] = {counter: [] for counter in COUNTERS}
-    for user in latest.values():
-        kind, user_id = user["type"], int(user["id"])
-        accounts[kind] += 1
-        first[kind] = min(first.get(kind, user_id), user_id)
-        for counter in COUNTERS:
-            value = int(user[counter])
-            values[counter].append(value)
-            by_type[counter, kind] += value
-    agg = {"users": len(latest)}
-    agg |= {f"type:{kind}": count for kind, count in accounts.items()}
-    agg |= {f"first:{kind}": user_id for kind, user_id in first.items()}
-    for counter, found in values.items():
-        agg |= {
-            f"{counter}:count": len(found),
-            f"{counter}:sum": sum(found),
-            f"{counter}:sumsq": sum(value * value for value in found),
-            f"{counter}:min": min(found),
-            f"{counter}:max": max(found),
-        }
-        agg |= {f"{counter}:sum:{kind}": by_type[counter, kind] for kind in accounts}
-    top = sorted(latest.values(), key=lambda u: (-int(u["followers"]), int(u["id"])))[:PAGE_TOP]
-    agg["top"] = json.dumps(
-        [[str(int(u["id"])), u["login"], u["type"], str(int(u["followers"]))] for u in top]
-    )
-    histograms = [
-        {str(value): str(count) for value, count in sorted(Counter(found).items())}
-        for found in values.values()
-    ]
-    return {field: str(value) for field, value in agg.items()}, histograms
 
 
 def _slot_move_retry(seconds: float) -> Retry:

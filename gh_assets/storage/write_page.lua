@@ -19,15 +19,17 @@
 -- ARGV[3] JSON {"users": [[field, value, ...]], "gone": [id], "meta": [field, value, ...],
 --         "agg": [field, value, ...], "hist": [[value, accounts, ...], one per histogram],
 --         ["finish": {"fetched_at": epoch seconds, "block": b, "schema": gh:schema's value,
---         "sets": [[login, id, ...], one per login bucket]]}, all strings (sums of squares
---         outgrow a Lua number: they stay decimal strings); each user's fields start with id and
---         login, in the order they are stored
+--         "sets": [[login, id, ...], one per login bucket]], ["started": the crawl's start]},
+--         all strings (sums of squares outgrow a Lua number: they stay decimal strings); each
+--         user's fields start with id and login, in the order they are stored
 --
 -- Returns {users written, {login, id, login, id, ...}}: the login entries the write made stale
 -- (users gone, left or renamed), for the caller to remove from the login buckets, each only
--- while it still maps that login to that id. Strict (on a cluster, where the caller declares
--- every key), a member the caller did not declare (the page was rewritten between its read and
--- this call) is refused with GHSTALE before anything is written.
+-- while it still maps that login to that id; {-1, {}}, writing nothing, when the page holds a
+-- crawl that started later than this one ("started", Redis's microseconds: the later wins).
+-- Strict (on a cluster, where the caller declares every key), a member the caller did not
+-- declare (the page was rewritten between its read and this call) is refused with GHSTALE
+-- before anything is written.
 --
 -- On a single Redis the page's login entries and its registration in gh:pages are written here
 -- too, in the same step ("finish"); on a cluster their keys are in other slots, so the caller
@@ -69,6 +71,12 @@ if finish then
     return redis.error_reply('page ' .. page .. ': malformed login entries')
   end
   first_user = first_finish + 4 + #finish.sets
+end
+-- The later-started crawl of a page wins: an older one finishing last writes nothing. Equal
+-- starts are the same crawl's write tried again.
+local stored_start = redis.call('HGET', KEYS[1], 'started')
+if data.started and stored_start and tonumber(stored_start) > tonumber(data.started) then
+  return {-1, {}}
 end
 local declared = {}
 for i = first_user, #KEYS do
