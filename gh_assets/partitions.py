@@ -52,14 +52,29 @@ class PageWindow:
     @classmethod
     def from_key(cls, key: str) -> PageWindow:
         match = PAGE_KEY.match(key)
-        if not match:
-            raise ValueError(f"not a page key: {key!r} (expected like 0000000001-0000000100)")
+        if not match or not 1 <= int(match[1]) <= int(match[2]):
+            raise PageKeyError(
+                f"not a page key: {key!r} (expected its first and last user ID, 10 digits each, "
+                "the first not above the last, like 0000000001-0000000100)"
+            )
         return cls(int(match[1]), int(match[2]))
 
     @classmethod
     def number(cls, k: int, width: int) -> PageWindow:
         """Page ``k`` (from 0) of a crawl with ``width`` IDs per page: IDs k·W+1 .. (k+1)·W."""
         return cls(k * width + 1, (k + 1) * width)
+
+
+class PageKeyError(SettingsError):
+    """A page key that names no window (a command's ``--pages``); one line."""
+
+
+def page_keys(text: str) -> list[str]:
+    """Comma-separated page keys (``--pages``), each checked: a bad one is a ``PageKeyError``."""
+    keys = [key.strip() for key in text.split(",") if key.strip()]
+    if not keys:
+        raise PageKeyError(f"--pages {text!r}: expected page keys like 0000000001-0000000100")
+    return [PageWindow.from_key(key).key for key in keys]
 
 
 def default_page_keys(settings: Settings) -> list[str]:
@@ -72,16 +87,16 @@ class PageOverlapError(SettingsError):
 
 
 def add_missing_pages(
-    instance: dg.DagsterInstance, keys: list[str], chunk: int = 5_000
+    instance: dg.DagsterInstance, keys: list[str], chunk: int = 5_000, *, chosen: bool = False
 ) -> list[str]:
     """Register page keys the instance lacks, in chunks (SQLite refuses ~36k at once); none at all
     when one of them overlaps a registered page or another of them (``PageOverlapError``, one
-    line saying the way out)."""
+    line saying the way out; ``chosen``: the keys were named by ``--pages``, not configured)."""
     known = set(instance.get_dynamic_partitions(github_pages.name))
     missing = [key for key in dict.fromkeys(keys) if key not in known]
     clashes = overlaps(known, missing)
     if clashes:
-        raise PageOverlapError(overlap_message(*next(iter(clashes.items()))))
+        raise PageOverlapError(overlap_message(*next(iter(clashes.items())), chosen=chosen))
     windows = sorted(PageWindow.from_key(key) for key in missing)
     for before, after in itertools.pairwise(windows):
         if after.first_id <= before.last_id:
@@ -109,12 +124,19 @@ def overlaps(known: Iterable[str], keys: Iterable[str]) -> dict[str, list[str]]:
     return clashes
 
 
-def overlap_message(key: str, pages: list[str]) -> str:
-    """Why page ``key`` is refused, overlapping registered ``pages``, and the way out."""
+def overlap_message(key: str, pages: list[str], *, chosen: bool = False) -> str:
+    """Why page ``key`` is refused, overlapping registered ``pages``, and the way out; a key
+    ``chosen`` by ``--pages`` is named as such, not blamed on GH_ASSETS_PAGE_SIZE."""
     width = PageWindow.from_key(key).width
     old = Counter(PageWindow.from_key(page).width for page in pages).most_common(1)[0][0]
     shown = pages[0] + (" …" if len(pages) > 1 else "")
     count = f"{len(pages)} registered page{'s' if len(pages) > 1 else ''}"
+    if old != width and chosen:
+        return (
+            f"--pages {key} is {width} IDs wide and overlaps {count} of {old} IDs ({shown}); "
+            f"name pages of {old} IDs instead, or forget the old pages first: "
+            f"gh-assets forget-pages --width {old}"
+        )
     if old != width:
         return (
             f"GH_ASSETS_PAGE_SIZE={width} gives page {key}, which overlaps {count} of another "

@@ -18,6 +18,7 @@ from gh_assets.github import (
     safe_url,
     url_credentials,
 )
+from gh_assets.github.credentials import split_tokens
 from gh_assets.storage.schema import BLOCK
 
 WEEK = 7 * 24 * 3600
@@ -74,6 +75,13 @@ def _text(raw: str) -> str:
     return raw
 
 
+def _tokens(raw: str) -> str:
+    """One token or several, comma-separated: commas alone would crawl anonymously."""
+    if not split_tokens(raw):
+        raise SettingsError("one or more tokens, comma-separated")
+    return raw
+
+
 def _yes_no(raw: str) -> bool:
     words = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
     if raw.lower() not in words:
@@ -104,7 +112,7 @@ class Settings:
     """The crawl's configuration; defaults are what an unset variable means."""
 
     api_url: str = _env("GITHUB_API_URL", _url("https", "http"), default=DEFAULT_API_URL)
-    token: str | None = _env("GITHUB_TOKEN", _text, default=None, repr=False)  # one or several
+    token: str | None = _env("GITHUB_TOKEN", _tokens, default=None, repr=False)  # one or several
     app_id: int | None = _env("GITHUB_APP_ID", _whole(1), default=None)
     app_private_key: str | None = _env("GITHUB_APP_PRIVATE_KEY", _text, default=None, repr=False)
     app_installation_ids: tuple[int, ...] = _env("GITHUB_APP_INSTALLATION_IDS", _ids, default=())
@@ -152,6 +160,11 @@ class Settings:
             raise SettingsError(
                 f"GH_ASSETS_PAGE_SIZE='{self.page_size}': expected a divisor of {self.block} "
                 f"(a page lies in one block of IDs of the Redis key schema), e.g. {shown}"
+            )
+        if self.pages > self.max_pages:
+            raise SettingsError(
+                f"GH_ASSETS_PAGES='{self.pages}': expected at most GH_ASSETS_MAX_PAGES "
+                f"({self.max_pages}), where the crawl stops adding pages"
             )
         if (self.app_id is None) != (self.app_private_key is None):
             raise SettingsError(

@@ -17,9 +17,9 @@ from gh_assets.local import services
 from gh_assets.local.deployment import clean_environment
 from gh_assets.local.shared_redis import shared_redis
 
+from .commands import GH_ASSETS, gh_assets
 from .conftest import REPO
 
-GH_ASSETS = str(Path(sys.executable).with_name("gh-assets"))
 # Built at run time so no token-shaped literal sits in the repository for scanners to flag.
 FAKE_TOKEN = "ghp" + "_NotARealTokenButSecretAnyway123456"
 
@@ -80,18 +80,6 @@ def test_a_killed_command_gives_its_lease_back(tmp_path: Path) -> None:
         assert not services.redis_answers(url)  # the dead holder no longer counts
     finally:
         services.stop_process_group(holder)
-
-
-def gh_assets(args: list[str], data: Path, **env: object) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [GH_ASSETS, *args],
-        cwd=REPO,
-        env=clean_environment(GH_ASSETS_DATA_DIR=data, **env),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        start_new_session=True,
-    )
 
 
 @pytest.mark.parametrize(

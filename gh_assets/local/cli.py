@@ -30,14 +30,14 @@ from pathlib import Path
 from gh_assets import preflight
 from gh_assets.github import safe_url
 from gh_assets.local import services
+from gh_assets.local.run_failures import SILENT_RUN, failure_line
 from gh_assets.local.shared_redis import shared_redis
-from gh_assets.partitions import PageWindow, default_page_keys
+from gh_assets.partitions import PageWindow, default_page_keys, page_keys
 from gh_assets.settings import Settings, SettingsError
 from gh_assets.storage import SchemaError
 
 INSTANCE_CONFIG = Path(__file__).with_name("dagster.yaml")
 NOTEBOOK = Path("notebooks/explore.ipynb")  # relative to the project's folder, where make runs
-QUIET_RUN = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 STOPPED = 130  # the exit status of a command stopped by a signal, as shells report Ctrl-C
 stopping = False  # set by the first SIGINT/SIGTERM
 
@@ -185,9 +185,7 @@ def set_pool_limit_command() -> int:
 
 def demo(pages: list[str] | None) -> int:
     """Crawl every page in its own run, then refresh the frame and the summary; print them."""
-    keys = pages or default_page_keys(Settings.from_env())
-    for key in keys:
-        PageWindow.from_key(key)  # a clear error before anything starts
+    keys = pages or default_page_keys(Settings.from_env())  # pages: checked by page_keys
     with local_environment() as settings:
         import dagster as dg
 
@@ -198,7 +196,7 @@ def demo(pages: list[str] | None) -> int:
         from gh_assets.partitions import add_missing_pages
 
         instance = dg.DagsterInstance.get()
-        add_missing_pages(instance, keys)
+        add_missing_pages(instance, keys, chosen=bool(pages))
         defs = build_defs(settings)
         crawl = defs.resolve_job_def(crawl_job.name)
         say(f"Crawling {len(keys)} pages ({keys[0]} .. {keys[-1]})")
@@ -206,7 +204,7 @@ def demo(pages: list[str] | None) -> int:
         for number, key in enumerate(keys, 1):
             started = time.monotonic()
             result = crawl.execute_in_process(
-                partition_key=key, instance=instance, raise_on_error=False, run_config=QUIET_RUN
+                partition_key=key, instance=instance, raise_on_error=False, run_config=SILENT_RUN
             )
             if stopping:
                 say(f"Stopped by a signal during page {key}; the pages before it are stored.")
@@ -220,7 +218,7 @@ def demo(pages: list[str] | None) -> int:
                     f"{time.monotonic() - started:.1f} s"
                 )
             else:
-                failed[key] = _failure(result, "github_users")
+                failed[key] = failure_line(result, "github_users", data_dir() / "logs")
                 say(f"{prefix} FAILED: {failed[key]}")
         if failed:
             listed = ",".join(failed)
@@ -232,12 +230,12 @@ def demo(pages: list[str] | None) -> int:
             return 1
         say("Refreshing github_users_frame and github_user_summary")
         result = defs.resolve_job_def(summary_job.name).execute_in_process(
-            instance=instance, raise_on_error=False, run_config=QUIET_RUN
+            instance=instance, raise_on_error=False, run_config=SILENT_RUN
         )
         if stopping:
             return STOPPED
         if not result.success:
-            say(f"Summary FAILED: {_failure(result)}")
+            say(f"Summary FAILED: {failure_line(result, None, data_dir() / 'logs')}")
             return 1
         say("\n" + result.output_for_node("github_user_summary").render())
     say(
@@ -245,21 +243,6 @@ def demo(pages: list[str] | None) -> int:
         "  (then browse http://127.0.0.1:3000)"
     )
     return 0
-
-
-def _failure(result, node: str | None = None) -> str:
-    """The root cause of a failed step, in one line."""
-    for event in result.get_step_failure_events():
-        if node and event.node_name != node:
-            continue
-        failure = event.step_failure_data
-        if failure.user_failure_data and failure.user_failure_data.description:
-            return failure.user_failure_data.description  # the asset's own one-line reason
-        error = failure.error
-        while error.cause is not None:
-            error = error.cause
-        return f"{error.cls_name}: {error.message.strip()}"
-    return "the run failed before any step (see the Dagster UI)"
 
 
 def dev(port: int) -> int:
@@ -391,9 +374,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     commands = parser.add_subparsers(dest="command", required=True)
     run_demo = commands.add_parser("demo", help="crawl the default pages, then print the summary")
-    run_demo.add_argument(
-        "--pages", type=_keys, help="comma-separated page keys to crawl instead of the defaults"
-    )
+    run_demo.add_argument("--pages", help="comma-separated page keys to crawl, not the defaults")
     run_dev = commands.add_parser("dev", help="open the Dagster UI (dagster dev)")
     run_dev.add_argument("--port", type=int, default=int(os.environ.get("DAGSTER_PORT", "3000")))
     run_forget = commands.add_parser(
@@ -401,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     which = run_forget.add_mutually_exclusive_group(required=True)
     which.add_argument("--width", type=int, help="forget every registered page of this width")
-    which.add_argument("--pages", type=_keys, help="comma-separated page keys to forget")
+    which.add_argument("--pages", help="comma-separated page keys to forget")
     commands.add_parser(
         "migrate",
         help="convert the data in REDIS_URL from the old key schema (gh:ids, gh:logins) into "
@@ -421,10 +402,11 @@ def main(argv: list[str] | None = None) -> int:
     if lab_args and args.command != "notebook":
         parser.error(f"unrecognized arguments: {' '.join(lab_args)}")
     try:
+        pages = page_keys(args.pages) if getattr(args, "pages", None) is not None else None
         if args.command == "demo":
-            return demo(args.pages)
+            return demo(pages)
         if args.command == "forget-pages":
-            return forget(args.width, args.pages)
+            return forget(args.width, pages)
         if args.command == "notebook":
             return notebook(lab_args)
         if args.command == "migrate":
@@ -441,10 +423,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         say("Stopped by a signal; every server this command started is stopped.")
         return STOPPED
-
-
-def _keys(text: str) -> list[str]:
-    return [key.strip() for key in text.split(",") if key.strip()]
 
 
 if __name__ == "__main__":
