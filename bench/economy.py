@@ -567,7 +567,7 @@ def acquire_alone(connection: redis.Redis, limits: GovernorLimits) -> list[float
     gate = Governor(connection, replace(limits, rest_points_per_minute=0), PREFIX)
     for _ in range(ALONE_CALLS):
         grant = gate.acquire(["bench:alone"], "core")
-        gate.release(grant, None, charged=False, answered=False)
+        gate.release(grant, None, charged=False)
     return list(gate.acquire_seconds)
 
 

@@ -4,12 +4,15 @@
 --
 -- Per identity: a hash (KEYS[2i-1]) and a sorted set of leases (KEYS[2i]).
 -- Hash fields, per resource R ("core" for REST, "graphql"):
---   R:limit, R:remaining, R:reset  the primary budget as GitHub's headers last said (limit -1:
---                                  the server has no rate limit, e.g. GitHub Enterprise)
---   R:reserved                     primary points held by leases not yet released
+--   R:limit, R:remaining, R:reset  the primary budget as GitHub's headers last said (none: no
+--                                  answer has said, e.g. GitHub Enterprise without limits)
+--   R:ended                        the reset of the last window refilled: answers naming it or
+--                                  an earlier one are of a window that is over by our clock
 --   R:tat                          the theoretical arrival time of the next point (pacing)
--- and, for the identity: block_started, block_until, block_level, lowered_until.
--- A lease is "R|cost|id", scored by its expiry: a process killed mid-request frees it then.
+-- and, for the identity: since (when its pacing state began), block_started, block_until,
+-- block_level, lowered_until.
+-- A lease is "R|cost|id", scored by its expiry: a process killed mid-request frees it then. The
+-- leases are the one record of reserved primary points: nothing else can outlive them.
 
 local function now()
   local t = redis.call('TIME')
@@ -26,37 +29,58 @@ local function num(hash, field)
   return tonumber(redis.call('HGET', hash, field))
 end
 
--- Release the leases that expired (their holder died), giving back their reservations.
-local function expire(hash, leases, t)
-  local dead = redis.call('ZRANGEBYSCORE', leases, '-inf', fmt(t))
-  for _, lease in ipairs(dead) do
-    local resource, cost = string.match(lease, '^([^|]+)|([^|]+)|')
-    redis.call('HINCRBYFLOAT', hash, resource .. ':reserved', -tonumber(cost))
-  end
-  if #dead > 0 then
-    redis.call('ZREMRANGEBYSCORE', leases, '-inf', fmt(t))
-  end
+-- Release the leases that expired (their holder died): their reservations go with them.
+local function expire(leases, t)
+  redis.call('ZREMRANGEBYSCORE', leases, '-inf', fmt(t))
 end
 
--- The primary budget of `resource` now: remaining (nil: unknown or unlimited), reset.
-local function primary(hash, resource, t)
+-- Primary points of `resource` reserved by the live leases.
+local function reserved(leases, resource)
+  local total = 0
+  for _, lease in ipairs(redis.call('ZRANGE', leases, 0, -1)) do
+    local kind, cost = string.match(lease, '^([^|]+)|([^|]+)|')
+    if kind == resource then
+      total = total + tonumber(cost)
+    end
+  end
+  return total
+end
+
+-- The primary budget of `resource` now: remaining (nil: unknown, or unlimited), reset. The
+-- window is over only `margin` seconds after its reset: GitHub's clock may be behind Redis's.
+local function primary(hash, resource, t, margin)
   local limit = num(hash, resource .. ':limit')
-  if limit == nil or limit < 0 then
+  if limit == nil or limit < 0 then  -- below 0: stored by an older release, meaning unknown
     return nil, nil
   end
   local reset = num(hash, resource .. ':reset')
-  if reset ~= nil and t >= reset then
+  if reset ~= nil and t >= reset + margin then
     -- A new window: GitHub starts it full; its reset is known from the next answer.
-    redis.call('HSET', hash, resource .. ':remaining', limit)
+    redis.call('HSET', hash, resource .. ':remaining', limit, resource .. ':ended', reset)
     redis.call('HDEL', hash, resource .. ':reset')
     return limit, nil
   end
   return num(hash, resource .. ':remaining'), reset
 end
 
+-- A pacing state that is new, or was lost (FLUSHDB, a restart without persistence) while GitHub
+-- still counts the last minute: slots already granted may lie up to `horizon` ahead, so pacing
+-- starts past them, at the lowered rate for one `minute`.
+local function begin(hash, t, horizon, minute)
+  if redis.call('HSETNX', hash, 'since', fmt(t)) == 0 then
+    return
+  end
+  for _, resource in ipairs({'core', 'graphql'}) do
+    local tat = num(hash, resource .. ':tat') or 0
+    redis.call('HSET', hash, resource .. ':tat', fmt(math.max(tat, t + horizon)))
+  end
+  local lowered_until = num(hash, 'lowered_until') or 0
+  redis.call('HSET', hash, 'lowered_until', fmt(math.max(lowered_until, t + minute)))
+end
+
 -- acquire: KEYS = hash, leases of each candidate identity.
 -- ARGV: resource, points, cost, interval, max_in_flight, lease_ttl, horizon, lease_id,
---       preferred (1-based index, 0 none), floor, lowered_factor
+--       preferred (1-based index, 0 none), floor, lowered_factor, reset_margin, minute
 -- Returns {1, index, delay, lease, now} for a grant (send after `delay` seconds), else
 -- {0, wait, reason, now}: no identity can send for `wait` seconds (reason says which limit).
 local function acquire(keys, argv)
@@ -64,6 +88,7 @@ local function acquire(keys, argv)
   local interval, max_in_flight = tonumber(argv[4]), tonumber(argv[5])
   local lease_ttl, horizon, lease_id = tonumber(argv[6]), tonumber(argv[7]), argv[8]
   local preferred, floor, lowered = tonumber(argv[9]), tonumber(argv[10]), tonumber(argv[11])
+  local margin, minute = tonumber(argv[12]), tonumber(argv[13])
   local t = now()
   local best, best_reset, best_slot = nil, nil, nil
   local wait, reason = nil, nil
@@ -74,22 +99,19 @@ local function acquire(keys, argv)
   end
   for i = 1, #keys / 2 do
     local hash, leases = keys[2 * i - 1], keys[2 * i]
+    begin(hash, t, horizon, minute)
     local block_until = num(hash, 'block_until') or 0
     if block_until > t then
       hold(block_until - t, 'secondary')
     else
-      expire(hash, leases, t)
-      local remaining, reset = primary(hash, resource, t)
-      local reserved = num(hash, resource .. ':reserved') or 0
-      local step = interval
-      if (num(hash, 'lowered_until') or 0) > t then
-        step = interval * lowered
-      end
+      expire(leases, t)
+      local remaining, reset = primary(hash, resource, t, margin)
       local tat = math.max(num(hash, resource .. ':tat') or 0, t)
       if redis.call('ZCARD', leases) >= max_in_flight then
         hold(math.max(interval, 0.01), 'in_flight')
-      elseif remaining ~= nil and remaining - reserved - floor < cost then
-        hold(math.max((reset or (t + 60)) - t, 0.01), 'primary')
+      elseif remaining ~= nil and remaining - reserved(leases, resource) - floor < cost then
+        local ends = reset and reset + margin or t + 60
+        hold(math.max(ends - t, 0.01), 'primary')
       elseif tat - t > horizon then
         hold(tat - t - horizon, 'pacing')
       elseif i == preferred then
@@ -112,7 +134,6 @@ local function acquire(keys, argv)
     step = interval * lowered
   end
   redis.call('HSET', hash, resource .. ':tat', fmt(best_slot + points * step))
-  redis.call('HINCRBYFLOAT', hash, resource .. ':reserved', cost)
   local lease = resource .. '|' .. cost .. '|' .. lease_id
   redis.call('ZADD', leases, fmt(best_slot + lease_ttl), lease)
   return {1, best, fmt(best_slot - t), lease, fmt(t)}
@@ -121,15 +142,16 @@ end
 -- release: KEYS = hash, leases of the identity that sent.
 -- ARGV: lease, charged (1: the request counts on the primary budget), limit, remaining, reset,
 --       resource of the headers ('' when the answer had none)
--- Ends the lease and corrects the primary budget from GitHub's headers.
+-- Ends the lease and corrects the primary budget from GitHub's headers; an answer without them
+-- changes nothing but the count of a charged request.
 local function release(keys, argv)
   local hash, leases = keys[1], keys[2]
   local lease, charged = argv[1], tonumber(argv[2])
   local limit, remaining, reset, seen = tonumber(argv[3]), tonumber(argv[4]), tonumber(argv[5]),
     argv[6]
   local resource, cost = string.match(lease, '^([^|]+)|([^|]+)|')
-  if resource ~= nil and redis.call('ZREM', leases, lease) == 1 then
-    redis.call('HINCRBYFLOAT', hash, resource .. ':reserved', -tonumber(cost))
+  if resource ~= nil then
+    redis.call('ZREM', leases, lease)
   end
   if seen ~= '' then
     resource = seen
@@ -139,16 +161,25 @@ local function release(keys, argv)
   end
   if limit ~= nil and remaining ~= nil and reset ~= nil then
     local stored = num(hash, resource .. ':reset')
-    if stored == nil or reset > stored then
+    local ended = num(hash, resource .. ':ended')
+    if ended ~= nil and reset <= ended then
+      -- A window refilled already. Unless a later one has been seen, GitHub still counts it
+      -- (its clock is behind ours by more than the margin): hold its count a margin longer,
+      -- by Redis's clock, rather than take its passed reset again and refill at once.
+      if stored == nil then
+        local known = num(hash, resource .. ':remaining') or remaining
+        redis.call('HSET', hash, resource .. ':remaining', math.min(known, remaining),
+          resource .. ':reset', fmt(now()))
+      end
+    elseif stored == nil or reset > stored then
       redis.call('HSET', hash, resource .. ':limit', limit, resource .. ':remaining', remaining,
         resource .. ':reset', reset)
     elseif reset == stored then
       -- Answers overtake each other: the lowest count is the latest.
       local known = num(hash, resource .. ':remaining') or remaining
-      redis.call('HSET', hash, resource .. ':remaining', math.min(known, remaining))
+      redis.call('HSET', hash, resource .. ':limit', limit, resource .. ':remaining',
+        math.min(known, remaining))
     end
-  elseif limit ~= nil and limit < 0 then
-    redis.call('HSET', hash, resource .. ':limit', -1)
   elseif charged == 1 then
     local known = num(hash, resource .. ':remaining')
     if known ~= nil then

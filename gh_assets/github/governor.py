@@ -30,6 +30,9 @@ Resource = Literal["core", "graphql"]
 _SCRIPT = resources.files(__package__).joinpath("governor.lua").read_text()
 RECENT = 100_000  # acquire timings and slots kept for inspection
 DOOR_POLL_MAX = 1.0  # longest sleep between two acquire attempts: new budget is noticed by then
+# Seconds a primary window is held past its reset: GitHub's clock may be a few seconds behind
+# Redis's, and a refill at the reset by Redis's clock would send into the old window.
+RESET_MARGIN = 5.0
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,7 @@ class GovernorLimits:
     forget_minutes: float = 60.0  # a block this long after the last one starts at one minute
     lowered_factor: float = 2.0
     primary_floor: int = 0  # primary points no request may take (e.g. kept for a person)
+    reset_margin: float = RESET_MARGIN  # clock skew, not scaled by ``minute``
 
     def interval(self, resource: Resource) -> float:
         """Seconds per point at the configured rate; 0 when the rate is 0 (no pacing)."""
@@ -145,6 +149,8 @@ class Governor:
                         preferred,
                         limits.primary_floor,
                         limits.lowered_factor,
+                        limits.reset_margin,
+                        limits.minute,
                     )
                     self.acquire_seconds.append(time.perf_counter() - tick)  # thread-safe
                     assert isinstance(answer, list)
@@ -165,30 +171,26 @@ class Governor:
             # Blocked while waiting for the slot: send nothing, wait with everyone else.
             self._call("release", self.keys(identity), lease, 0, "", "", "", "")
 
-    def release(
-        self,
-        grant: Grant,
-        headers: Mapping[str, str] | None,
-        *,
-        charged: bool,
-        answered: bool = True,
-    ) -> None:
+    def release(self, grant: Grant, headers: Mapping[str, str] | None, *, charged: bool) -> None:
         """End ``grant``'s lease and correct the primary budget from the answer's ``headers``
-        (None: no answer); ``charged`` says the request counts (a 304 does not). An answer from
-        the API (``answered``: not an edge error) without rate-limit headers means the server
-        has no rate limit (GitHub Enterprise can be run so)."""
-        budget = _budget(headers, answered)
+        (None: no answer); ``charged`` says the request counts (a 304 does not). An answer
+        without rate-limit headers (a proxy's, an edge error's) says nothing of the budget: a
+        server without limits (GitHub Enterprise can be run so) never sends any, so none is
+        ever known and none is kept."""
+        budget = _budget(headers)
         self._call("release", self.keys(grant.identity), grant.lease, int(charged), *budget)
 
     def observe(self, identity: str, headers: Mapping[str, str]) -> None:
         """Learn an identity's primary budget from an answer sent outside a lease."""
-        self._call("observe", self.keys(identity), *_budget(headers, answered=True))
+        self._call("observe", self.keys(identity), *_budget(headers))
 
     def exhausted(self, identity: str, resource: Resource, reset_at: datetime) -> None:
         """A primary-limit refusal without headers (GraphQL's RATE_LIMITED): nothing is left
         until ``reset_at``."""
         headers = {
-            "X-RateLimit-Limit": str(int(self.state(identity).get(f"{resource}:limit", 1))),
+            "X-RateLimit-Limit": _text(
+                self._redis.hget(self.keys(identity)[0], f"{resource}:limit") or 1
+            ),
             "X-RateLimit-Remaining": "0",
             "X-RateLimit-Reset": str(int(reset_at.timestamp())),
             "X-RateLimit-Resource": resource,
@@ -227,21 +229,27 @@ class Governor:
         self._redis.set(f"{self._tag}:credential:{credential}", identity, ex=int(seconds))
 
     def state(self, identity: str) -> dict[str, float]:
-        """The identity's stored fields (for tests, the bench and operators)."""
-        raw = self._redis.hgetall(self.keys(identity)[0])
-        return {_text(k): float(_text(v)) for k, v in raw.items()}
+        """The identity's stored fields, and ``R:reserved``: the primary points its live leases
+        hold per resource R (for tests, the bench and operators)."""
+        hash_key, leases = self.keys(identity)
+        raw = self._redis.hgetall(hash_key)
+        state = {_text(k): float(_text(v)) for k, v in raw.items()}
+        state["core:reserved"] = state["graphql:reserved"] = 0.0
+        seconds, micros = self._redis.time()
+        for lease in self._redis.zrangebyscore(leases, f"({seconds}.{micros:06d}", "+inf"):
+            resource, cost, _ = _text(lease).split("|", 2)
+            state[f"{resource}:reserved"] += float(cost)
+        return state
 
 
-def _budget(headers: Mapping[str, str] | None, answered: bool) -> tuple[str, str, str, str]:
+def _budget(headers: Mapping[str, str] | None) -> tuple[str, str, str, str]:
     """``limit, remaining, reset, resource`` as the release script reads them: empty strings
-    when the answer had no rate-limit headers, a limit of -1 when the API has none."""
+    unless the answer had all three rate-limit headers."""
     if headers is None:
         return "", "", "", ""
     limit = _int_header(headers, "X-RateLimit-Limit")
     remaining = _int_header(headers, "X-RateLimit-Remaining")
     reset = _int_header(headers, "X-RateLimit-Reset")
-    if limit is None and remaining is None and answered:
-        return "-1", "", "", ""
     if limit is None or remaining is None or reset is None:
         return "", "", "", ""
     resource = headers.get("X-RateLimit-Resource", "core").strip().lower() or "core"

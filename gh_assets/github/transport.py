@@ -355,7 +355,6 @@ class Transport:
                         grant,
                         None if answered is None else answered.headers,
                         charged=answered is None or answered.status_code != 304,
-                        answered=answered is not None and answered.status_code < 500,
                     )
         return resp, b"".join(chunks), credential, None if grant is None else grant.slot
 
