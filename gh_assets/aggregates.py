@@ -46,6 +46,7 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
+from gh_assets.block_merges import cache_text, reusable
 from gh_assets.storage import COUNTERS, RedisStore, frame_from_batches
 from gh_assets.storage.schema import PAGE_TOP
 from gh_assets.summary import TOP_N, UserSummary, summarize
@@ -273,7 +274,7 @@ def merge_pages(store: RedisStore, pages: Sequence[str] | None = None) -> Merged
     else:
         blocks = store.blocks()
         for block, (version, stored) in zip(blocks, store.block_summaries(blocks), strict=True):
-            reused = _reusable(stored, version)
+            reused = reusable(stored, version)
             if reused is not None:
                 merged.absorb(reused)
                 continue
@@ -282,7 +283,7 @@ def merge_pages(store: RedisStore, pages: Sequence[str] | None = None) -> Merged
             missing += gaps
             state = partial.state()
             if not gaps and store.block_version(block) == version:  # no write meanwhile
-                store.store_block_summary(block, json.dumps({"version": version, **state}))
+                store.store_block_summary(block, cache_text(version, state))
             merged.absorb(state)
     if missing:
         shown = ", ".join(missing[:FIRST_FEW]) + (" …" if len(missing) > FIRST_FEW else "")
@@ -309,19 +310,6 @@ def _merge_pages(
                 f"page {stored.page}: its aggregates count {merged.last_users} users, its member "
                 f"set {stored.members}; crawl it again"
             )
-
-
-def _reusable(stored: bytes | None, version: int) -> dict | None:
-    """A block's stored merge, when it was made at ``version`` (else it is out of date)."""
-    if stored is None:
-        return None
-    try:
-        state = json.loads(stored)
-    except ValueError:
-        return None  # unreadable: merged again, and replaced
-    if not isinstance(state, dict) or state.get("version") != version:
-        return None
-    return state
 
 
 class _Merger:

@@ -8,7 +8,7 @@ import pandas as pd
 
 from gh_assets.aggregates import merge_pages
 from gh_assets.asset_storage import COLUMN_SCHEMA, column_schema
-from gh_assets.checks import PAGE_CHECKS, audit_pages
+from gh_assets.checks import PAGE_CHECKS, USERS_KEY, audit_pages
 from gh_assets.crawl import PageReport, crawl_pages
 from gh_assets.github import (
     GitHubConfigError,
@@ -16,6 +16,7 @@ from gh_assets.github import (
     MalformedResponseError,
     RateLimitError,
 )
+from gh_assets.lost_pages import missing_pages
 from gh_assets.partitions import PageWindow, github_pages
 from gh_assets.plots import PLOTS
 from gh_assets.preflight import github_failure, redis_failures
@@ -24,7 +25,6 @@ from gh_assets.settings import Settings
 from gh_assets.storage import READ_REPORT, RedisStore, frame_from_batches, iso_utc
 from gh_assets.summary import UserSummary
 
-USERS_KEY = dg.AssetKey("github_users")  # the page asset, built per settings by the factory below
 GITHUB_POOL = "github_api"  # its limit is the instance's (gh_assets/local/dagster.yaml)
 PERMANENT_STATUSES = {400, 401, 403, 404, 410, 422}  # retrying cannot fix these
 
@@ -199,11 +199,16 @@ def github_users_frame(redis: RedisResource) -> dg.MaterializeResult:
     description="Summary statistics of every stored user (counters, account types, top "
     "followed), merged from the pages' aggregates in Redis: the users themselves are not read.",
 )
-def github_user_summary(redis: RedisResource) -> dg.MaterializeResult:
+def github_user_summary(
+    context: dg.AssetExecutionContext, redis: RedisResource
+) -> dg.MaterializeResult:
     with redis_failures(redis.url):  # one line naming REDIS_URL (the old key schema, too)
         store = redis.get_store()
         merged = merge_pages(store)
         pages = store.pages_meta().values()
+        missing = missing_pages(store, context.instance, USERS_KEY)
+    if missing.pages:  # the summary lacks their users (check materialized_pages_in_redis)
+        context.log.warning(missing.describe())
     summary: UserSummary = merged.summary()
     followers = summary.counters.loc["followers"]
     written, unchanged = (sum(int(p.get(k, 0)) for p in pages) for k in ("users", "not_modified"))
@@ -218,6 +223,9 @@ def github_user_summary(redis: RedisResource) -> dg.MaterializeResult:
             "followers_p99": round(float(followers["p99"]), 3),
             # Of the users the pages' latest crawls wrote, those GitHub answered 304 for.
             "share_not_modified": round(unchanged / max(written, 1), 4),
+            # Pages Dagster holds as materialized (or begun) whose users the summary lacks.
+            "pages_missing": len(missing.pages),
+            "pages_missing_keys": ", ".join(missing.pages[:100]),
             "counters": _table(summary.counters.round(3).rename_axis("counter").reset_index()),
             "by_type": _table(summary.by_type.round(4).reset_index()),
             "top_followers": _table(summary.top_followers),

@@ -6,23 +6,27 @@ from collections.abc import Sequence
 import dagster as dg
 import pandas as pd
 
+from gh_assets.lost_pages import missing_pages
 from gh_assets.partitions import PageWindow
+from gh_assets.preflight import redis_failures
+from gh_assets.resources import RedisResource
 from gh_assets.storage import COUNTERS, READ_REPORT, ReadReport, RedisStore, ascii_lower
 
+USERS_KEY = dg.AssetKey("github_users")  # the page asset (assets.build_github_users)
 PAGE_CHECKS = (
     dg.AssetCheckSpec(
         "counters_valid",
-        asset="github_users",
+        asset=USERS_KEY,
         description="Every user hash of the page has the four counters as integers >= 0.",
     ),
     dg.AssetCheckSpec(
         "users_accounted_for",
-        asset="github_users",
+        asset=USERS_KEY,
         description="Users listed = users written + users gone, for every page of the run.",
     ),
     dg.AssetCheckSpec(
         "index_matches_hashes",
-        asset="github_users",
+        asset=USERS_KEY,
         description="The page's member set equals the stored ids of its ID window.",
     ),
 )
@@ -150,6 +154,29 @@ def _first_few(ids: list[int], count: int) -> str:
     return f"id{'s' if count > 1 else ''} {shown}"
 
 
+@dg.asset_check(
+    asset="github_user_summary",
+    description="Every page Dagster holds as materialized is in Redis, and no page's write was "
+    "left unfinished: else the summary and the frame miss its users (stale_pages_sensor crawls "
+    "it again).",
+)
+def materialized_pages_in_redis(
+    context: dg.AssetCheckExecutionContext, redis: RedisResource
+) -> dg.AssetCheckResult:
+    with redis_failures(redis.url):
+        missing = missing_pages(redis.get_store(), context.instance, USERS_KEY)
+    return dg.AssetCheckResult(
+        passed=not missing.pages,
+        description=missing.describe(),
+        metadata={
+            "pages_lost": len(missing.lost),
+            "pages_unfinished": len(missing.unfinished),
+            "pages_missing": ", ".join(missing.pages[:100]),
+        },
+    )
+
+
+summary_checks = [materialized_pages_in_redis]
 frame_checks = [
     frame_ids_and_logins_unique,
     frame_counters_complete,

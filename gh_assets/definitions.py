@@ -5,7 +5,7 @@ import dagster as dg
 
 from gh_assets.asset_storage import storage_resources
 from gh_assets.assets import build_github_users, github_user_summary, github_users_frame
-from gh_assets.checks import frame_checks
+from gh_assets.checks import frame_checks, summary_checks
 from gh_assets.jobs import crawl_job, summary_job
 from gh_assets.resources import GitHubResource, RedisResource
 from gh_assets.schedules import build_schedules
@@ -20,7 +20,7 @@ def build_defs(settings: Settings) -> dg.Definitions:
         # run on a small machine.
         executor=dg.in_process_executor,
         assets=[build_github_users(settings), github_users_frame, github_user_summary],
-        asset_checks=frame_checks,
+        asset_checks=[*frame_checks, *summary_checks],
         jobs=[crawl_job, summary_job],
         schedules=build_schedules(settings),
         sensors=build_sensors(settings),

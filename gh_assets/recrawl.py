@@ -8,6 +8,7 @@ import dagster as dg
 
 from gh_assets.assets import USERS_KEY
 from gh_assets.jobs import crawl_job
+from gh_assets.lost_pages import missing_pages
 from gh_assets.storage import RedisStore
 
 PARTITION_TAG = "dagster/partition"
@@ -49,13 +50,17 @@ def choose_pages(
     in_flight: list[tuple[str, str]],
     now: datetime,
     limit: int,
+    missing: Sequence[str] = (),
 ) -> list[str]:
-    """At most ``limit`` pages: first the deferred ones whose reset has passed, then ``stale``
-    (oldest first) less those still waiting for a reset; never one a run already covers."""
-    chosen = not_in_flight([page for page, due in deferred.items() if due <= now], in_flight)
-    waiting = set(deferred)  # however old its data, a page waiting for its reset is not stale
-    fresh = [page for page in not_in_flight(stale, in_flight) if page not in waiting]
-    return (chosen + fresh)[:limit]
+    """At most ``limit`` pages: first the ``missing`` ones (written, but Redis lacks them), then
+    the deferred ones whose reset has passed, then ``stale`` (oldest first), less those still
+    waiting for a reset; never one a run already covers."""
+    ready = [page for page, due in deferred.items() if due <= now]
+    waiting = set(deferred) - set(ready)  # however old or lost its data, it waits for its reset
+    chosen = not_in_flight([page for page in missing if page not in waiting], in_flight)
+    chosen += not_in_flight(ready, in_flight)
+    fresh = [page for page in not_in_flight(stale, in_flight) if page not in deferred]
+    return list(dict.fromkeys(chosen + fresh))[:limit]
 
 
 class Due(NamedTuple):
@@ -76,19 +81,23 @@ def pages_due(
 ) -> Due:
     """``choose_pages`` over what Redis and the instance hold now.
 
-    Candidates are read oldest first, as many as the batch needs plus those the deferred pages
-    and runs may hold; a run of several pages holds more than one, so while the batch is not
-    full and Redis has more stale pages, four times as many are read again.
+    Pages Dagster holds as materialized that Redis lacks, or whose write never completed
+    (``missing_pages``), come first. Stale candidates are read oldest first, as many as the
+    batch needs plus those the deferred pages and runs may hold; a run of several pages holds
+    more than one, so while the batch is not full and Redis has more stale pages, four times as
+    many are read again.
     """
     in_flight = pages_in_flight(instance)
     deferred = store.deferred_pages()
+    missing = missing_pages(store, instance, USERS_KEY).pages
     count = limit + len(deferred) + len(in_flight)
     while True:
         stale = store.stale_pages(now - older_than, count)
-        chosen = choose_pages(deferred, stale, in_flight, now, limit)
+        chosen = choose_pages(deferred, stale, in_flight, now, limit, missing)
         if len(chosen) >= limit or len(stale) < count:
             break
         count *= 4
     ready = {page for page, due in deferred.items() if due <= now}
-    candidates = ready | (set(stale) - set(deferred))
+    waiting = set(deferred) - ready
+    candidates = ready | (set(stale) - set(deferred)) | (set(missing) - waiting)
     return Due(chosen, len(candidates) - len(not_in_flight(candidates, in_flight)))

@@ -189,10 +189,11 @@ def _stale_pages_sensor(settings: Settings) -> dg.SensorDefinition:
         settings,
         "stale_pages_sensor",
         (
-            "Re-crawls the pages last written more than GH_ASSETS_RECRAWL_AFTER seconds ago, "
-            "oldest first, GH_ASSETS_RECRAWL_BATCH per tick, and pages whose rate-limit reset "
-            "has passed; never a page whose run is queued or running. Unchanged users cost no "
-            "rate limit (304)."
+            "Re-crawls the pages Redis lost or never finished writing (materialized in "
+            "Dagster, absent from gh:pages), the pages last written more than "
+            "GH_ASSETS_RECRAWL_AFTER seconds ago, oldest first, GH_ASSETS_RECRAWL_BATCH per "
+            "tick, and pages whose rate-limit reset has passed; never a page whose run is "
+            "queued or running. Unchanged users cost no rate limit (304)."
         ),
     )
     def stale_pages_sensor(
@@ -214,7 +215,8 @@ def _stale_pages_sensor(settings: Settings) -> dg.SensorDefinition:
             )
         if not pages:
             return dg.SkipReason(
-                f"no page older than {settings.recrawl_after} s or past its rate-limit reset"
+                f"no page missing from Redis, older than {settings.recrawl_after} s or past "
+                "its rate-limit reset"
             )
         return dg.SensorResult(
             run_requests=[

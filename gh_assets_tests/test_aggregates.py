@@ -14,6 +14,7 @@ import random
 import threading
 from collections.abc import Iterator
 
+import dagster as dg
 import numpy as np
 import pandas as pd
 import pytest
@@ -293,7 +294,9 @@ def test_the_summary_asset_reads_the_aggregates_and_plots_them(
         account(4, "Organization", followers=40, public_repos=7),
     ]
     write_pages(store, users, per_page=3)
-    result = github_user_summary(redis=RedisResource(url=redis_url, key_prefix=store.prefix))
+    with dg.instance_for_test() as instance:
+        context = dg.build_asset_context(instance=instance)
+        result = github_user_summary(context, RedisResource(url=redis_url, key_prefix=store.prefix))
     assert isinstance(result.value, UserSummary)
     assert result.metadata["accounts"] == 4
     assert result.metadata["organizations"] == 1
@@ -443,9 +446,25 @@ def test_an_unreadable_stored_block_summary_is_merged_again(blocks_store: RedisS
     write_window(store, 1, [account(i, followers=i) for i in range(1, 20)])
     assert_same_summary(store)
     version = store.block_version(0)
-    store.client.set(store.block_summary_key(0), json.dumps({"version": version, "pages": "x"}))
+    kept = json.loads(store.client.get(store.block_summary_key(0)))  # current: reused as it is
+    store.client.set(store.block_summary_key(0), json.dumps(kept | {"pages": "x"}))
     with pytest.raises(AggregatesError, match="a block's stored summary is unreadable"):
         summarize_pages(store)
     store.client.set(store.block_summary_key(0), b"\xff not json")
     assert_same_summary(store)
     assert json.loads(store.client.get(store.block_summary_key(0)))["version"] == version
+
+
+def test_a_block_merge_kept_by_an_older_release_is_merged_again(blocks_store: RedisStore) -> None:
+    """A release whose merge differs (here a top list of 3, and no format) kept a block's merge
+    at the block's current version: the summary merges the block again, not serve the old."""
+    store = blocks_store
+    write_window(store, 1, [account(i, followers=i) for i in range(1, 40)])
+    assert_same_summary(store)
+    kept = json.loads(store.client.get(store.block_summary_key(0)))
+    old = {name: value for name, value in kept.items() if name != "format"}
+    store.client.set(store.block_summary_key(0), json.dumps(old | {"top": kept["top"][:3]}))
+
+    summary = assert_same_summary(store)  # pandas' top 10, not the old release's 3
+    assert summary.top_followers["followers"].tolist() == list(range(39, 29, -1))
+    assert len(json.loads(store.client.get(store.block_summary_key(0)))["top"]) == 10

@@ -371,6 +371,10 @@ def test_after_forgetting_the_old_pages_the_new_width_counts_each_user_once(
             instance, store, pages_of_width(instance, 100), keep=[PageWindow.from_key(wide)]
         )
         assert dropped == len(dataset.users_between(201, 300))  # no page would hold them
+        # Held by no page now: the users the new page will claim, not those just deleted (every
+        # later write of the block would read them).
+        kept = {str(u.id).encode() for u in dataset.users_between(1, 200)}
+        assert store.client.smembers(store.unpaged_key(0)) == kept
         orphan = dataset.users_between(201, 300)[0]
         assert store.user_id_for_login(orphan.login) is None  # its login entry went with it
         assert registered(instance) == []

@@ -14,7 +14,8 @@ from dagster import DagsterRunStatus
 
 from gh_assets.asset_storage import storage_resources
 from gh_assets.assets import github_user_summary, github_users_frame
-from gh_assets.checks import frame_checks
+from gh_assets.checks import frame_checks, summary_checks
+from gh_assets.crawl import crawl_page
 from gh_assets.jobs import crawl_job
 from gh_assets.local.standin import Dataset, StandinServer
 from gh_assets.local.standin.http_server import Reply, Request
@@ -29,7 +30,7 @@ from gh_assets.storage import RedisStore
 from .conftest import TEST_SETTINGS, github_users
 
 KEYS = [PageWindow.number(k, 100).key for k in range(3)]
-ASSETS = [github_users, github_users_frame, github_user_summary, *frame_checks]
+ASSETS = [github_users, github_users_frame, github_user_summary, *frame_checks, *summary_checks]
 
 
 @pytest.fixture
@@ -108,6 +109,7 @@ def test_a_failing_frame_check_blocks_the_frame_not_the_summary(
         "frame_counters_complete": True,
         "frame_rows_match_pages": True,
         "frame_every_indexed_user_read": True,
+        "materialized_pages_in_redis": True,
     }
 
     store.client.hincrby(store.page_key(KEYS[1]), "users", 1)  # pages now claim one user more
@@ -292,6 +294,67 @@ def test_stale_pages_sensor_looks_past_the_pages_a_queued_multi_page_run_holds(
     assert skipped.skip_message == (
         "no page to request: 25 stale or due pages, every one already queued or running"
     )
+
+
+def delete_data(store: RedisStore) -> None:
+    """What FLUSHDB (or a restart without persistence) does to the crawl's keys."""
+    keys = list(store.client.scan_iter(match=f"{store.prefix}*", count=1000))
+    assert keys and store.client.delete(*keys) == len(keys)
+
+
+def summary_evaluation(result: dg.ExecuteInProcessResult) -> tuple[dict, dg.AssetCheckEvaluation]:
+    """The summary's metadata and its check ``materialized_pages_in_redis``."""
+    (summary,) = result.asset_materializations_for_node("github_user_summary")
+    (check,) = [
+        e
+        for e in result.get_asset_check_evaluations()
+        if e.check_name == "materialized_pages_in_redis"
+    ]
+    return summary.metadata, check
+
+
+def test_pages_lost_with_the_datas_redis_are_named_and_crawled_again(
+    instance, resources, store: RedisStore
+) -> None:
+    for key in KEYS[:2]:
+        assert crawl(instance, resources, key).success
+    delete_data(store)  # mid-crawl: Dagster still holds pages 0 and 1 as materialized
+    assert crawl(instance, resources, KEYS[2]).success
+    assert instance.get_materialized_partitions(github_users.key) == set(KEYS)
+
+    metadata, check = summary_evaluation(analyse(instance, resources))
+    assert not check.passed
+    assert f"2 materialized in Dagster but not in Redis ({KEYS[0]}, {KEYS[1]})" in check.description
+    assert metadata["pages_missing"].value == 2
+    assert metadata["pages_missing_keys"].value == f"{KEYS[0]}, {KEYS[1]}"
+    assert metadata["accounts"].value == store.user_count()  # page 2's users only
+
+    context = dg.build_sensor_context(instance=instance, resources=resources)
+    requested = stale_pages_sensor(TEST_SETTINGS)(context)
+    assert [r.partition_key for r in requested.run_requests] == KEYS[:2]
+    for key in KEYS[:2]:
+        assert crawl(instance, resources, key).success
+    metadata, check = summary_evaluation(analyse(instance, resources))
+    assert check.passed and metadata["pages_missing"].value == 0
+    assert isinstance(stale_pages_sensor(TEST_SETTINGS)(context), dg.SkipReason)
+
+
+def test_a_page_whose_first_write_never_completed_is_named_and_crawled_again(
+    instance, resources, store: RedisStore
+) -> None:
+    assert crawl(instance, resources, KEYS[0]).success
+    with resources["github"].get_client() as client:
+        crawl_page(client, store, PageWindow.from_key(KEYS[1]))
+    # A cluster's write of a new page crashed between its script and its registration.
+    store.client.zrem(store.pages_key, KEYS[1])
+
+    metadata, check = summary_evaluation(analyse(instance, resources))
+    assert not check.passed
+    assert f"1 whose write never completed ({KEYS[1]})" in check.description
+    assert metadata["pages_missing_keys"].value == KEYS[1]
+    context = dg.build_sensor_context(instance=instance, resources=resources)
+    requested = stale_pages_sensor(TEST_SETTINGS)(context)
+    assert [r.partition_key for r in requested.run_requests] == [KEYS[1]]
 
 
 def test_schedules(instance, resources, store: RedisStore) -> None:

@@ -446,6 +446,13 @@ def test_a_user_kept_outside_the_next_pages_window_stays_unpaged(store: RedisSto
     assert store.client.exists(store.unpaged_key(0)) == 0
 
 
+def test_users_deleted_before_their_page_is_forgotten_are_not_kept(store: RedisStore) -> None:
+    store.write_page(page([user(1), user(2), user(150)], key=PageWindow(1, 200).key))
+    store.delete_users([2, 150])  # forget-pages: the users no configured page will hold
+    store.forget_pages([PageWindow(1, 200).key])
+    assert store.client.smembers(store.unpaged_key(0)) == {b"1"}  # not the deleted ones
+
+
 def test_data_in_the_old_key_schema_is_refused_in_one_line(
     store: RedisStore, redis_url: str
 ) -> None:

@@ -638,22 +638,37 @@ class RedisStore:
         sets, ``gh:pages`` and ``gh:deferred``. Their users stay (``delete_users`` removes
         them), recorded as held by no page (``unpaged_key``) until the page whose window holds
         them is written, which keeps or deletes them as it finds them on GitHub; so do their
-        blocks in ``gh:blocks``, which the users kept may still be in."""
+        blocks in ``gh:blocks``, which the users kept may still be in. Members without a hash
+        (``delete_users`` removed them first) are not kept: every later write of the block would
+        read them."""
         if not pages:
             return
         self.check_schema()
+        members = self._each(
+            pages, self.page_key, lambda p, page: p.smembers(self.page_key(page, "users"))
+        )
+        ids = sorted({int(i) for found in members for i in found})
+        exists = self._each(ids, self.user_key, lambda pipe, i: pipe.exists(self.user_key(i)))
+        alive = {i for i, found in zip(ids, exists, strict=True) if found}
+        kept = {
+            p: [i for i in found if int(i) in alive]
+            for p, found in zip(pages, members, strict=True)
+        }
+        self._each(
+            [page for page in pages if kept[page]],
+            self.page_key,
+            lambda pipe, page: pipe.sadd(self.unpaged_key(self.page_block(page)), *kept[page]),
+        )
 
         def forget(pipe: Any, page: str) -> tuple[Any, ...]:
             block = self.page_block(page)
-            unpaged = self.unpaged_key(block)
             return (
-                pipe.sunionstore(unpaged, [unpaged, self.page_key(page, "users")]),
                 pipe.delete(*self.page_keys(page)),
                 pipe.srem(self.block_pages_key(block), page),
                 pipe.incr(self.version_key(block)),
             )
 
-        self._each(pages, self.page_key, forget, replies=4)
+        self._each(pages, self.page_key, forget, replies=3)
         self.client.zrem(self.pages_key, *pages)
         self.client.zrem(self.deferred_key, *pages)
 
