@@ -30,6 +30,11 @@ class ParquetSchemaError(ValueError):
     """A Parquet file is not what its asset declares; one line naming the path and the column."""
 
 
+class ParquetReadError(ValueError):
+    """A file that is no whole Parquet file (truncated, empty, another format); one line naming
+    it, instead of pyarrow's traceback."""
+
+
 def column_schema(frame: pd.DataFrame) -> dg.TableSchema:
     """The schema of ``frame`` as Dagster shows it: each column's pandas dtype."""
     return dg.TableSchema(
@@ -53,11 +58,17 @@ def check_schema(frame: pd.DataFrame, schema: dg.TableSchema, path: object) -> N
 
 def read_frame(path: UPath | str, schema: dg.TableSchema | None = None) -> pd.DataFrame:
     """One Parquet file as a DataFrame (its ``attrs`` restored), checked against ``schema``."""
+    import pyarrow as pa
     from upath import UPath
 
     path = UPath(path)
-    with path.open("rb") as file:
-        frame = pd.read_parquet(file)
+    try:
+        with path.open("rb") as file:
+            frame = pd.read_parquet(file)
+    except pa.ArrowException as error:
+        reason = str(error).rpartition("': ")[2]  # without "Could not open ... '<Buffer>'"
+        text = " ".join(reason.split())
+        raise ParquetReadError(f"{path}: not a whole Parquet file ({text})") from None
     if schema is not None:
         check_schema(frame, schema, path)
     return frame

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import redis
 
-from gh_assets.asset_storage import column_schema, read_frame
+from gh_assets.asset_storage import ParquetReadError, column_schema, read_frame
 from gh_assets.checks import page_findings
 from gh_assets.partitions import PageWindow
 from gh_assets.preflight import redis_fault
@@ -42,11 +42,19 @@ class ExploreError(RuntimeError):
 
 
 def dagster_home() -> Path:
-    """``DAGSTER_HOME``, or the folder ``gh-assets demo/dev`` use when it is unset."""
+    """``DAGSTER_HOME``, or, when it is unset, the instance ``gh-assets demo/dev`` made under
+    ``GH_ASSETS_DATA_DIR`` (``.data``) in the folder ``make`` ran in: the working directory or
+    the nearest one above it holding such an instance (Jupyter and VS Code start a notebook's
+    kernel in ``notebooks/``), else the checkout this package was installed from."""
     home = os.environ.get("DAGSTER_HOME")
     if home:
         return Path(home)
-    return Path(os.environ.get("GH_ASSETS_DATA_DIR", ".data")).resolve() / "dagster_home"
+    data = Path(os.environ.get("GH_ASSETS_DATA_DIR", ".data")) / "dagster_home"
+    here = Path.cwd()
+    for folder in (here, *here.parents, Path(__file__).resolve().parents[1]):
+        if (folder / data / "dagster.yaml").is_file():
+            return (folder / data).resolve()
+    return (here / data).resolve()
 
 
 def asset_path(asset: str = FRAME_ASSET) -> str:
@@ -77,6 +85,8 @@ def load_users_frame(path: str | None = None) -> pd.DataFrame:
         return read_frame(path, column_schema(frame_from_batches([])))
     except FileNotFoundError:
         raise ExploreError(f"{path} does not exist: materialize {FRAME_ASSET} again") from None
+    except ParquetReadError as error:
+        raise ExploreError(f"{error}: materialize {FRAME_ASSET} again") from None
 
 
 def load_summary(path: str | None = None) -> UserSummary:
@@ -88,6 +98,8 @@ def load_summary(path: str | None = None) -> UserSummary:
         )
     except FileNotFoundError:
         raise ExploreError(f"{path} is incomplete: materialize {SUMMARY_ASSET} again") from None
+    except ParquetReadError as error:
+        raise ExploreError(f"{error}: materialize {SUMMARY_ASSET} again") from None
 
 
 def store(settings: Settings | None = None) -> RedisStore:

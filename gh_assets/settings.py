@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 from urllib.parse import urlsplit
 
+from gh_assets.asset_storage_check import storage_fault
 from gh_assets.github import (
     CREDENTIALS_CONFLICT,
     DEFAULT_API_URL,
@@ -91,8 +92,12 @@ def _yes_no(raw: str) -> bool:
 
 def _storage(raw: str) -> str:
     """A base URI (``s3://bucket/prefix``) as given; a local path made absolute, since runs may
-    start in another working directory."""
-    return raw if "://" in raw else os.path.abspath(raw)
+    start in another working directory. Either refused now if it cannot hold the files."""
+    base = raw if "://" in raw else os.path.abspath(raw)
+    fault = storage_fault(base)
+    if fault:
+        raise SettingsError(fault)
+    return base
 
 
 def _ids(raw: str) -> tuple[int, ...]:

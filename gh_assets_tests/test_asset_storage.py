@@ -113,6 +113,27 @@ def test_a_parquet_file_that_does_not_match_the_schema_is_refused_with_path_and_
         explore.load_users_frame()
 
 
+def test_a_damaged_parquet_file_is_one_line_naming_it_and_what_to_do(crawled) -> None:
+    _, base = crawled
+    frame = base / "github_users_frame.parquet"
+    frame.write_bytes(frame.read_bytes()[:200])  # truncated, as by a full disk or a killed copy
+    with pytest.raises(explore.ExploreError) as truncated:
+        explore.load_users_frame()
+    message = str(truncated.value)
+    assert message.startswith(f"{frame}: not a whole Parquet file (Parquet magic bytes not found")
+    assert message.endswith("): materialize github_users_frame again") and "\n" not in message
+
+    counters = base / "github_user_summary" / "counters.parquet"
+    counters.write_bytes(b"")
+    with pytest.raises(explore.ExploreError) as empty:
+        explore.load_summary()
+    assert str(empty.value) == (
+        f"{counters}: not a whole Parquet file (Parquet file size is 0 bytes): materialize "
+        "github_user_summary again"
+    )
+    assert empty.value._render_traceback_() == [f"ExploreError: {empty.value}"]
+
+
 def test_any_fsspec_uri_is_a_base(standin, redis_url: str, key_prefix: str) -> None:
     """An object-store URI works as well as a folder (fsspec's in-memory filesystem here)."""
     base = f"memory://gh-assets-test/{key_prefix.strip(':')}"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import sys
 from pathlib import Path
@@ -170,6 +171,22 @@ def test_the_notebook_explores_the_crawl_from_its_assets_and_redis(
     assert str(victim) in results["failures"][0]["detail"]
     assert "3 pages checked: 1 fail" in printed(nb, "failures")
     assert results["top_account"] == most("followers")  # the asset itself is unharmed
+
+
+def test_the_notebook_run_from_its_own_folder_finds_the_instance_make_demo_made(
+    crawled, store: RedisStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Jupyter and VS Code start the kernel in ``notebooks/``; after ``make demo`` the instance is
+    ``.data/dagster_home`` in the project's folder, and DAGSTER_HOME is unset."""
+    project = tmp_path / "project"
+    shutil.copytree(os.environ["DAGSTER_HOME"], project / ".data" / "dagster_home")
+    (project / "notebooks").mkdir()
+    monkeypatch.delenv("DAGSTER_HOME")
+    monkeypatch.delenv("GH_ASSETS_DATA_DIR", raising=False)
+    results, _ = run_notebook(project / "notebooks")
+    assert results["rows"] == results["redis_rows"] == store.user_count() > 150
+    assert results["frames_agree"] is True
+    assert results["pages"] == [window.key for window in WINDOWS]
 
 
 def test_with_nothing_to_explore_the_loading_cells_say_so_in_one_line(

@@ -3,6 +3,7 @@ keys, a GITHUB_TOKEN of commas, more pages than GH_ASSETS_MAX_PAGES."""
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from pathlib import Path
 
@@ -56,6 +57,34 @@ def test_a_bad_page_key_or_setting_is_one_line_before_anything_starts(
     assert result.returncode == 2, result.stdout + result.stderr
     assert result.stdout == ""  # nothing started: no banner, no server
     assert result.stderr.splitlines() == [f"gh-assets: {line}"]
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("{file}/assets", "a folder ({file} is a file, not a folder)"),
+        pytest.param(
+            "s3://bucket/prefix",
+            "an fsspec URI this host can open (s3:// needs the s3fs package: pip install s3fs)",
+            marks=pytest.mark.skipif(
+                importlib.util.find_spec("s3fs") is not None, reason="s3fs is installed here"
+            ),
+        ),
+    ],
+    ids=["under-a-file", "s3-without-s3fs"],
+)
+def test_asset_storage_that_cannot_hold_the_files_is_refused_before_the_crawl(
+    tmp_path: Path, value: str, expected: str
+) -> None:
+    file = tmp_path / "a-file"
+    file.write_text("")
+    value, expected = value.format(file=file), expected.format(file=file)
+    result = gh_assets(["demo"], tmp_path / "data", GH_ASSETS_ASSET_STORAGE=value)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [
+        f"gh-assets: GH_ASSETS_ASSET_STORAGE={value!r}: expected {expected}"
+    ]
 
 
 def test_pages_of_another_width_name_the_pages_not_an_unset_variable(tmp_path: Path) -> None:
