@@ -43,6 +43,10 @@ BACKEND_VARIABLE = "CELERY_RESULT_BACKEND"
 VISIBILITY_VARIABLE = "GH_ASSETS_CELERY_VISIBILITY_TIMEOUT"
 DEFAULT_VISIBILITY_TIMEOUT = 7200  # seconds: twice deploy/dagster.yaml's max_runtime_seconds
 QUEUE = "dagster"  # the CeleryRunLauncher's default queue
+# The only broker tested: the delivery settings below (visibility timeout, BRPOP polling) are
+# Kombu's Redis transport's; RabbitMQ would need others (consumer_timeout), so it is refused.
+BROKER_SCHEMES = ("redis://", "rediss://", "redis+socket://")
+BROKER_ONLY = "redis:// or rediss://; RabbitMQ and other brokers are not supported"
 BRPOP_SECONDS = 10
 RESULT_EXPIRES = 0  # task states never expire (as deploy/dagster.yaml's launcher)
 POSTGRES = "the instance's PostgreSQL, which deploy/dagster.yaml reads"
@@ -72,6 +76,8 @@ def missing_settings(environ: Mapping[str, str] | None = None) -> str | None:
             grouped.setdefault(REQUIRED[name], []).append(name)
         listed = "; ".join(f"{', '.join(names)} ({why})" for why, names in grouped.items())
         return f"gh_assets worker: refusing to start without {listed}"
+    if not environ[BROKER_VARIABLE].strip().startswith(BROKER_SCHEMES):
+        return f"gh_assets worker: {BROKER_VARIABLE} must be a standalone Redis ({BROKER_ONLY})"
     raw = environ.get(VISIBILITY_VARIABLE, "").strip()
     if raw and not (raw.isdecimal() and int(raw) >= 1):
         return f"gh_assets worker: {VISIBILITY_VARIABLE}={raw!r}: expected a whole number >= 1"

@@ -147,7 +147,7 @@ def test_the_instance_runs_on_postgres_and_celery() -> None:
 
 
 def test_a_worker_without_redis_url_refuses_to_start() -> None:
-    assert missing_settings(dict.fromkeys(REQUIRED, "x")) is None
+    assert missing_settings(dict.fromkeys(REQUIRED, "x") | {BROKER_VARIABLE: "redis://b"}) is None
     problem = missing_settings({"GH_ASSETS_ASSET_STORAGE": "/shared", "DAGSTER_HOME": "/h"})
     assert problem and "\n" not in problem and "REDIS_URL" in problem
     env = {"PATH": "/usr/bin:/bin", "DAGSTER_HOME": "/nonexistent", "CELERY_BROKER_URL": "x"}
@@ -161,6 +161,19 @@ def test_a_worker_without_redis_url_refuses_to_start() -> None:
     assert done.returncode == 2, done
     (line,) = done.stderr.strip().splitlines()
     assert line.startswith("gh_assets worker: refusing to start without REDIS_URL"), line
+
+
+def test_a_worker_refuses_a_broker_other_than_redis() -> None:
+    """RabbitMQ is not tested, and the workers' delivery settings are the Redis transport's."""
+    settings = dict.fromkeys(REQUIRED, "x")
+    secret = "amqp://guest:s3cr3t@rabbit:5672//"
+    problem = missing_settings(settings | {BROKER_VARIABLE: secret})
+    assert problem == (
+        "gh_assets worker: CELERY_BROKER_URL must be a standalone Redis (redis:// or rediss://; "
+        "RabbitMQ and other brokers are not supported)"
+    )
+    for url in ("redis://broker:6379/0", "rediss://:pw@broker:6380/0"):
+        assert missing_settings(settings | {BROKER_VARIABLE: url}) is None
 
 
 def test_a_started_run_keeps_its_state_in_the_result_backend(
@@ -203,7 +216,7 @@ def test_a_worker_needs_the_broker_backend_and_instance_of_the_daemon(
     read = env_names(yaml.safe_load((REPO / "deploy" / "dagster.yaml").read_text()))
     assert {BROKER_VARIABLE, BACKEND_VARIABLE, "DAGSTER_POSTGRES_HOST"} <= read
     assert read <= set(REQUIRED)
-    complete = dict.fromkeys(REQUIRED, "x")
+    complete = dict.fromkeys(REQUIRED, "x") | {BROKER_VARIABLE: "redis://broker"}
     for name in read:
         problem = missing_settings({k: v for k, v in complete.items() if k != name})
         assert problem and "\n" not in problem and name in problem, (name, problem)
