@@ -40,8 +40,8 @@ class GitHubResource(dg.ConfigurableResource):
     budget_redis_url: str | None = Field(
         default=None,
         repr=False,
-        description="Redis holding the rate budget shared by every process (REDIS_URL); "
-        "without it each client keeps to itself.",
+        description="Redis holding the rate budget shared by every process "
+        "(GH_ASSETS_BUDGET_REDIS_URL, else REDIS_URL); without it each client keeps to itself.",
     )
     budget_key_prefix: str = Field(default="gh:", description="Prefix of the budget's keys.")
     rest_points_per_minute: int = Field(
@@ -92,7 +92,9 @@ class GitHubResource(dg.ConfigurableResource):
             app_id=settings.app_id,
             app_private_key=settings.secret("app_private_key"),
             app_installation_ids=list(settings.app_installation_ids),
-            budget_redis_url=settings.secret("redis_url"),
+            budget_redis_url=settings.secret(
+                "budget_redis_url" if settings.budget_redis_url else "redis_url"
+            ),
             budget_key_prefix=settings.key_prefix,
             rest_points_per_minute=settings.rest_points_per_minute,
             graphql_points_per_minute=settings.graphql_points_per_minute,

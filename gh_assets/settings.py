@@ -31,6 +31,7 @@ SECRETS = {
     "token": "GITHUB_TOKEN",
     "app_private_key": "GITHUB_APP_PRIVATE_KEY",
     "redis_url": "REDIS_URL",
+    "budget_redis_url": "GH_ASSETS_BUDGET_REDIS_URL",
     "api_url": "GITHUB_API_URL",
 }
 HIDDEN = ("token", "app_private_key")  # never shown, not even in a refusal
@@ -135,6 +136,11 @@ class Settings:
     max_in_flight: int = _env("GH_ASSETS_MAX_IN_FLIGHT", _whole(1), default=50)
     rate_minute: int = _env("GH_ASSETS_RATE_MINUTE", _whole(1), default=60)  # tests shorten it
     redis_url: str = _env("REDIS_URL", _url(*REDIS_SCHEMES), default=DEFAULT_REDIS_URL, repr=False)
+    # The shared rate budget's own Redis (e.g. one that never waits behind page writes, or is
+    # kept apart from a data store that may be flushed); unset: the data's, REDIS_URL.
+    budget_redis_url: str | None = _env(
+        "GH_ASSETS_BUDGET_REDIS_URL", _url(*REDIS_SCHEMES), default=None, repr=False
+    )
     key_prefix: str = _env("GH_ASSETS_KEY_PREFIX", _text, default="gh:")
     # On a Redis Cluster, the frame reads each shard from a replica (checks never do).
     frame_from_replicas: bool = _env("GH_ASSETS_FRAME_FROM_REPLICAS", _yes_no, default=False)

@@ -26,6 +26,7 @@ def main() -> int:
     parser.add_argument("--api-url", required=True)
     parser.add_argument("--token", required=True, help="one or several, comma-separated")
     parser.add_argument("--redis-url", required=True)
+    parser.add_argument("--budget-redis-url", help="the budget's own Redis (default: --redis-url)")
     parser.add_argument("--prefix", required=True)
     parser.add_argument("--pages", required=True, help="page keys, comma-separated")
     parser.add_argument("--limits", required=True, help="GovernorLimits fields as JSON")
@@ -34,7 +35,8 @@ def main() -> int:
     args = parser.parse_args()
 
     connection = redis.Redis.from_url(args.redis_url)
-    governor = Governor(connection, GovernorLimits(**json.loads(args.limits)), args.prefix)
+    budget = redis.Redis.from_url(args.budget_redis_url or args.redis_url)
+    governor = Governor(budget, GovernorLimits(**json.loads(args.limits)), args.prefix)
     store = RedisStore(connection, args.prefix)
     windows = [PageWindow.from_key(key) for key in args.pages.split(",")]
     result: dict[str, object] = {"pages": []}

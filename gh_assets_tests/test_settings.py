@@ -53,6 +53,11 @@ def test_unset_variables_mean_the_defaults_and_set_ones_are_parsed() -> None:
         ("GITHUB_API_URL", "not-a-url", "GITHUB_API_URL='not-a-url': expected a https:// or "),
         ("REDIS_URL", "http://x", "REDIS_URL='http://x': expected a redis:// or rediss:// or "),
         ("REDIS_URL", "redis://:hunter2@h:port/0", "REDIS_URL='redis://h:port/0': expected"),
+        (
+            "GH_ASSETS_BUDGET_REDIS_URL",
+            "http://:hunter2@h/0",
+            "GH_ASSETS_BUDGET_REDIS_URL='http://h/0': expected a redis:// or rediss:// or ",
+        ),
         ("GH_ASSETS_MAX_IN_FLIGHT", "0", "GH_ASSETS_MAX_IN_FLIGHT='0': expected a whole number"),
         ("GITHUB_APP_INSTALLATION_IDS", "1,x", "GITHUB_APP_INSTALLATION_IDS='1,x': expected whole"),
         (
@@ -99,6 +104,10 @@ def test_secrets_are_bound_by_name_never_by_value() -> None:
     assert resources["github"].app_private_key == dg.EnvVar("GITHUB_APP_PRIVATE_KEY")
     assert resources["github"].budget_redis_url == dg.EnvVar("REDIS_URL")
     assert resources["redis"].url == dg.EnvVar("REDIS_URL")
+    apart = Settings.from_env(environ | {"GH_ASSETS_BUDGET_REDIS_URL": "redis://:pw2@b:6379/1"})
+    assert ":pw2@" not in repr(apart)
+    bound = build_defs(apart).resources["github"].budget_redis_url
+    assert bound == dg.EnvVar("GH_ASSETS_BUDGET_REDIS_URL")
     assert build_defs(Settings()).resources["github"].token is None  # anonymous
     assert resources["github"].api_url == "https://api.github.com"  # no secret in it: shown
 

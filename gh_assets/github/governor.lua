@@ -9,8 +9,8 @@
 --   R:ended                        the reset of the last window refilled: answers naming it or
 --                                  an earlier one are of a window that is over by our clock
 --   R:tat                          the theoretical arrival time of the next point (pacing)
--- and, for the identity: since (when its pacing state began), block_started, block_until,
--- block_level, lowered_until.
+--   R:since                        when its pacing state began (absent: new, or lost)
+-- and, for the identity: block_started, block_until, block_level, lowered_until.
 -- A lease is "R|cost|id", scored by its expiry: a process killed mid-request frees it then. The
 -- leases are the one record of reserved primary points: nothing else can outlive them.
 
@@ -64,16 +64,14 @@ local function primary(hash, resource, t, margin)
 end
 
 -- A pacing state that is new, or was lost (FLUSHDB, a restart without persistence) while GitHub
--- still counts the last minute: slots already granted may lie up to `horizon` ahead, so pacing
--- starts past them, at the lowered rate for one `minute`.
-local function begin(hash, t, horizon, minute)
-  if redis.call('HSETNX', hash, 'since', fmt(t)) == 0 then
+-- still counts the last minute: slots already granted may lie up to `horizon` (and one step,
+-- perhaps lowered) ahead, so pacing starts past them, at the lowered rate for one `minute`.
+local function begin(hash, resource, t, horizon, step, minute)
+  if redis.call('HSETNX', hash, resource .. ':since', fmt(t)) == 0 then
     return
   end
-  for _, resource in ipairs({'core', 'graphql'}) do
-    local tat = num(hash, resource .. ':tat') or 0
-    redis.call('HSET', hash, resource .. ':tat', fmt(math.max(tat, t + horizon)))
-  end
+  local tat = num(hash, resource .. ':tat') or 0
+  redis.call('HSET', hash, resource .. ':tat', fmt(math.max(tat, t + horizon + step)))
   local lowered_until = num(hash, 'lowered_until') or 0
   redis.call('HSET', hash, 'lowered_until', fmt(math.max(lowered_until, t + minute)))
 end
@@ -99,7 +97,7 @@ local function acquire(keys, argv)
   end
   for i = 1, #keys / 2 do
     local hash, leases = keys[2 * i - 1], keys[2 * i]
-    begin(hash, t, horizon, minute)
+    begin(hash, resource, t, horizon, interval * lowered, minute)
     local block_until = num(hash, 'block_until') or 0
     if block_until > t then
       hold(block_until - t, 'secondary')
