@@ -462,7 +462,8 @@ class RedisStore:
         ``gh:blocks``) in the same step all the same; on a cluster they follow the script, the
         login entries first (pipelined, one call per bucket), then the registration. A crash
         in between leaves the page's users written but its login entries or its ``gh:pages``
-        time behind: the page is crawled again (its failed run's retry, or as stale) and its
+        time behind: the page is crawled again (its failed run's retry, or as stale; a first
+        write, never in ``gh:pages``, as unfinished: ``registration.write_begun``) and its
         write completes then. Login entries a write makes stale (renamed, deleted users) are
         removed right after the script, each only where its bucket still maps the login to that
         user, so a crash can leave one behind: ``user_id_for_login`` checks every entry against
