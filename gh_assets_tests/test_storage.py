@@ -453,6 +453,15 @@ def test_users_deleted_before_their_page_is_forgotten_are_not_kept(store: RedisS
     assert store.client.smembers(store.unpaged_key(0)) == {b"1"}  # not the deleted ones
 
 
+def test_a_damaged_crawl_start_orders_nothing(store: RedisStore) -> None:
+    store.write_page(page([user(1)]))
+    store.client.hset(store.page_key(P1), "started", "abc")
+    later = page([user(1, "renamed")])
+    assert store.write_page(PageWrite(later.page, later.users, [], later.meta, WHEN, 10**15))
+    assert store.page_meta(P1)["started"] == str(10**15)
+    assert store.user_id_for_login("renamed") == 1
+
+
 def test_data_in_the_old_key_schema_is_refused_in_one_line(
     store: RedisStore, redis_url: str
 ) -> None:

@@ -73,9 +73,9 @@ if finish then
   first_user = first_finish + 4 + #finish.sets
 end
 -- The later-started crawl of a page wins: an older one finishing last writes nothing. Equal
--- starts are the same crawl's write tried again.
-local stored_start = redis.call('HGET', KEYS[1], 'started')
-if data.started and stored_start and tonumber(stored_start) > tonumber(data.started) then
+-- starts are the same crawl's write tried again; a damaged stored start orders nothing.
+local stored_start = tonumber(redis.call('HGET', KEYS[1], 'started'))
+if data.started and stored_start and stored_start > tonumber(data.started) then
   return {-1, {}}
 end
 local declared = {}
