@@ -15,8 +15,11 @@ so a page's write is one atomic script on one node:
   the wider pages replacing theirs); the first write of the page whose window holds one claims it.
 - ``gh:{b<b>}:version``: counter every page write (and forgetting a page) moves.
 - ``gh:{b<b>}:summary``: JSON of the block's pages' aggregates merged (``gh_assets.aggregates``)
-  with the version they were merged at: reused by the next summary while the version holds.
-- ``gh:{b<b>}:page:<page>``: hash of page bookkeeping (window, counts, ``fetched_at``).
+  with the version they were merged at and the ``format`` of the release that merged them
+  (``gh_assets.block_merges``): reused by the next summary while both hold.
+- ``gh:{b<b>}:page:<page>``: hash of page bookkeeping (window, counts, ``fetched_at``, and
+  ``started``: when the crawl that wrote it started, microseconds by Redis's clock; a write of a
+  crawl that started earlier is refused, ``storage.crawl_order``).
 - ``gh:{b<b>}:page:<page>:users`` / ``:gone``: sets of the page's user ids and of the ids listed
   but deleted before their details were read.
 - ``gh:{b<b>}:page:<page>:staged``: hash id -> the user's hash as JSON (or ``gone``), answers a
