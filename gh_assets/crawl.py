@@ -52,7 +52,8 @@ class PageReport:
     rate_limit_remaining: int | None
     seconds: float
     # When a crawl of the page that started after this one did; it wrote the page first, so
-    # this one wrote nothing (``written`` is 0): its older data would have replaced newer.
+    # this one wrote nothing (``written``, ``gone``, ``not_modified`` 0): its older data would
+    # have replaced newer.
     superseded_by: datetime | None = None
 
 
@@ -122,10 +123,11 @@ def crawl_page(client: GitHubClient, store: RedisStore, window: PageWindow) -> P
     superseded_by = None
     if not store.write_page(PageWrite(window.key, users, gone, meta, fetched_at, crawl_start)):
         superseded_by = started_at(store.page_meta(window.key).get("started", crawl_start))
+        users, gone, not_modified = [], [], 0  # what this crawl wrote: nothing
     return PageReport(
         page=window.key,
         listed=len(listed),
-        written=0 if superseded_by else len(users),
+        written=len(users),
         gone=len(gone),
         not_modified=not_modified,
         reused=len(staged),
