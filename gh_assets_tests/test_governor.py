@@ -6,6 +6,7 @@ import itertools
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import pytest
 import redis
@@ -253,6 +254,18 @@ def test_an_answer_without_rate_limit_headers_changes_nothing_it_does_not_know(
     assert grants(gov, headers(5000, 0, reset), tries=20) == 0
     state = gov.state("user:1")
     assert (state["core:limit"], state["core:remaining"]) == (5000, 0)
+
+
+def test_a_limit_switched_off_by_an_older_release_is_restored_by_the_next_answer(
+    connection: redis.Redis, key_prefix: str
+) -> None:
+    gov = governor(connection, key_prefix)
+    reset = int(time.time()) + 600
+    connection.hset(gov.keys("user:1")[0], mapping={"core:limit": -1, "core:reset": reset})
+    gov.observe("user:1", headers(5000, 0, reset))  # the same window, headers again
+    assert grants(gov, headers(5000, 0, reset), tries=20) == 0
+    gov.exhausted("user:1", "core", datetime.fromtimestamp(reset, UTC))
+    assert gov.state("user:1")["core:limit"] == 5000
 
 
 def test_a_reset_past_by_redis_clock_is_held_a_margin_and_never_refilled_again(

@@ -187,10 +187,10 @@ class Governor:
     def exhausted(self, identity: str, resource: Resource, reset_at: datetime) -> None:
         """A primary-limit refusal without headers (GraphQL's RATE_LIMITED): nothing is left
         until ``reset_at``."""
+        known = self._redis.hget(self.keys(identity)[0], f"{resource}:limit")
+        limit = max(int(float(_text(known))), 1) if known else 1  # below 1: an older release's
         headers = {
-            "X-RateLimit-Limit": _text(
-                self._redis.hget(self.keys(identity)[0], f"{resource}:limit") or 1
-            ),
+            "X-RateLimit-Limit": str(limit),
             "X-RateLimit-Remaining": "0",
             "X-RateLimit-Reset": str(int(reset_at.timestamp())),
             "X-RateLimit-Resource": resource,
