@@ -59,9 +59,11 @@ def check_redis(
     *,
     prefix: str | None = "gh:",
     block: int = BLOCK,
+    variable: str = "REDIS_URL",
 ) -> None:
-    """PING the Redis at ``url``; with a ``prefix``, refuse data under it in the old key schema
-    or of another block size (``RedisStore.check_schema``: one EXISTS per old global key)."""
+    """PING the Redis at ``url`` (named ``variable`` in the refusal); with a ``prefix``, refuse
+    data under it in the old key schema or of another block size (``RedisStore.check_schema``:
+    one EXISTS per old global key)."""
     try:
         store = RedisStore.from_url(
             url,
@@ -78,7 +80,7 @@ def check_redis(
         finally:
             store.close()
     except (redis.RedisError, ValueError, SchemaError) as error:
-        raise PreflightError(redis_fault(url, error)) from None
+        raise PreflightError(redis_fault(url, error, variable)) from None
 
 
 def check_github(settings: Settings, timeout: float = TIMEOUT) -> None:
@@ -98,9 +100,9 @@ def check_github(settings: Settings, timeout: float = TIMEOUT) -> None:
         raise PreflightError(fault or f"{where}: {error}") from None
 
 
-def redis_fault(url: str, error: Exception) -> str:
-    """``error`` from the Redis at ``url`` as one line naming REDIS_URL, its password masked."""
-    where = f"REDIS_URL={safe_url(url)!r}"
+def redis_fault(url: str, error: Exception, variable: str = "REDIS_URL") -> str:
+    """``error`` from the Redis at ``url`` as one line naming ``variable``, its password masked."""
+    where = f"{variable}={safe_url(url)!r}"
     if isinstance(error, SchemaError):
         return f"{where} {error.detail}"
     text = " ".join(str(error).split())

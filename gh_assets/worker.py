@@ -34,9 +34,17 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 
-from celery import signals
-from dagster_celery.make_app import make_app
-from dagster_celery.tasks import create_execute_job_task
+from gh_assets.worker_checks import missing_extra, service_fault
+
+try:
+    from celery import signals
+    from dagster_celery.make_app import make_app
+    from dagster_celery.tasks import create_execute_job_task
+except ModuleNotFoundError as missing:  # installed without the scale extra
+    if __name__ != "__main__":
+        raise
+    print(missing_extra(missing), file=sys.stderr)
+    sys.exit(2)
 
 BROKER_VARIABLE = "CELERY_BROKER_URL"
 BACKEND_VARIABLE = "CELERY_RESULT_BACKEND"
@@ -137,10 +145,16 @@ def build_app(environ: Mapping[str, str] | None = None):
 app = build_app()
 
 
+def startup_problem() -> str | None:
+    """``missing_settings``, then each service tried once, within seconds (``service_fault``):
+    Celery alone would retry a dead broker for minutes and never check the others."""
+    return missing_settings() or service_fault(os.environ, (BROKER_VARIABLE, BACKEND_VARIABLE))
+
+
 @signals.worker_init.connect
 def _refuse_without_settings(**_: object) -> None:
     """``celery -A gh_assets.worker worker`` started directly: the same refusal as ``main``."""
-    problem = missing_settings()
+    problem = startup_problem()
     if problem:
         print(problem, file=sys.stderr, flush=True)
         os._exit(2)  # Celery's signal dispatch would log and swallow an exception
@@ -148,7 +162,7 @@ def _refuse_without_settings(**_: object) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m gh_assets.worker [celery worker options]``: one run at a time by default."""
-    problem = missing_settings()
+    problem = startup_problem()
     if problem:
         print(problem, file=sys.stderr)
         return 2
