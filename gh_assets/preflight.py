@@ -25,7 +25,7 @@ from gh_assets.github import (
     url_credentials,
 )
 from gh_assets.resources import RedisURLError
-from gh_assets.settings import Settings, SettingsError
+from gh_assets.settings import SECRETS, Settings, SettingsError
 from gh_assets.storage import BLOCK, RedisStore, SchemaError
 
 TIMEOUT = 3.0  # seconds per service: a host that drops packets must not hold a command long
@@ -50,6 +50,9 @@ def check(settings: Settings, timeout: float = TIMEOUT) -> None:
     ``GET /rate_limit`` to GitHub, neither retried; raises ``PreflightError`` for the first that
     does not answer as it must."""
     check_redis(settings.redis_url, timeout, prefix=settings.key_prefix, block=settings.block)
+    if settings.budget_redis_url:  # the shared budget's own Redis
+        variable = SECRETS["budget_redis_url"]
+        check_redis(settings.budget_redis_url, timeout, prefix=None, variable=variable)
     check_github(settings, timeout)
 
 

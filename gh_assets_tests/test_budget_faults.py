@@ -17,6 +17,7 @@ import dagster as dg
 import pytest
 import redis
 
+from gh_assets import preflight
 from gh_assets.definitions import build_defs
 from gh_assets.github import GitHubClient, GitHubError, RateLimitError
 from gh_assets.github.governor import Governor, GovernorLimits
@@ -126,6 +127,18 @@ def test_the_budget_kept_in_its_own_redis_named_by_gh_assets_budget_redis_url(
             assert list(budget.scan_iter(match=governed))  # the budget is kept there
             assert not list(data.scan_iter(match=governed))  # and not beside the data
             assert list(data.scan_iter(match=f"{key_prefix}*"))  # which is here
+
+
+def test_the_preflight_names_a_budget_redis_that_does_not_answer(
+    standin: StandinServer, redis_url: str, tmp_path: Path
+) -> None:
+    socket_url = f"unix://{tmp_path}/budget.sock"
+    settings = Settings(api_url=standin.url, redis_url=redis_url, budget_redis_url=socket_url)
+    with pytest.raises(preflight.PreflightError) as refused:
+        preflight.check(settings)
+    assert str(refused.value) == (
+        f"GH_ASSETS_BUDGET_REDIS_URL='{socket_url}': nothing answers there (no such socket file)"
+    )
 
 
 @pytest.mark.slow
