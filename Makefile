@@ -1,5 +1,6 @@
 # gh_assets: `make demo` crawls and summarises offline, `make dev` opens the Dagster UI,
-# `make test` runs the whole suite (CI), `make check` lint and the fast tests (the edit loop).
+# `make test` runs the whole suite (CI), `make check` lint and the fast tests (the edit loop),
+# `make test-compose` docker-compose.yml built and run on a Docker engine (in `make test` too).
 # The first call creates the virtualenv in $(VENV).
 PYTHON ?= python3
 VENV ?= .venv
@@ -7,7 +8,7 @@ BIN := $(VENV)/bin
 RUNTIME := $(VENV)/.installed-runtime
 TESTING := $(VENV)/.installed-test
 
-.PHONY: install demo dev test check lint format clean
+.PHONY: install demo dev test test-compose prerequisites check lint format clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
@@ -39,8 +40,18 @@ format: $(TESTING)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-test: lint
+# The system packages the tests need (Chromium, PostgreSQL's binaries, Docker): installed from
+# apt as root, else named in one line (.ci/prerequisites).
+prerequisites:
+	@.ci/prerequisites
+
+test: lint prerequisites
 	$(BIN)/python -m pytest
+
+# The compose stack alone: base images made locally if they cannot be pulled, the project's
+# image, two workers, a backfill, a worker killed (gh_assets_tests/test_compose.py).
+test-compose: $(TESTING) prerequisites
+	$(BIN)/python -m pytest gh_assets_tests/test_compose.py -v -s
 
 # Under 2 minutes on 2 cores: every test but those marked slow (pyproject.toml).
 check: lint

@@ -73,3 +73,17 @@ def standin(dataset: Dataset) -> Iterator[StandinServer]:
 def client(standin: StandinServer) -> Iterator[GitHubClient]:
     with GitHubClient(standin.url, backoff_base=0.01, backoff_max=0.05) as github:
         yield github
+
+
+@pytest.fixture(scope="session")
+def app_key_pem() -> str:
+    """A GitHub App's private key as GitHub hands it out (PEM, PKCS#1), made once a session."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    ).decode()

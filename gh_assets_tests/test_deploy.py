@@ -66,7 +66,9 @@ def test_dagster_packages_ride_one_release_train() -> None:
     for extra in ("scale", "test"):
         libraries = pins(project["optional-dependencies"][extra])
         assert libraries == {"dagster-celery": library, "dagster-postgres": library}, extra
-    assert '".[scale]"' in (REPO / "Dockerfile").read_text()
+    dockerfile = (REPO / "Dockerfile").read_text()
+    assert "ARG GH_ASSETS_EXTRAS=scale\n" in dockerfile
+    assert '"/src[${GH_ASSETS_EXTRAS}]"' in dockerfile
 
 
 def test_compose_runs_the_scale_out_topology() -> None:
