@@ -1,9 +1,10 @@
 """The shared budget on real paths when GitHub's answers or the budget's Redis misbehave (issue
-19): answers without rate-limit headers, a reset already past by Redis's clock (both through a
-real proxy in front of the stand-in). ``test_governor`` holds the same faults script by script.
+19): answers without rate-limit headers and a reset already past by Redis's clock (through a real
+proxy in front of the stand-in), the budget in a Redis of its own (GH_ASSETS_BUDGET_REDIS_URL),
+and that Redis flushed mid-crawl. ``test_governor`` holds the same faults script by script.
 
-Each test prints the requests sent while GitHub said remaining 0 (the closing note's figure):
-``pytest gh_assets_tests/test_budget_faults.py -s``.
+Each fault test prints the requests sent while GitHub said remaining 0, or blocked (the closing
+note's figure): ``pytest gh_assets_tests/test_budget_faults.py -s``.
 """
 
 from __future__ import annotations
