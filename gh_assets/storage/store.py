@@ -36,6 +36,7 @@ from redis.retry import Retry
 from gh_assets.github.urls import safe_url
 from gh_assets.storage import bulk_read
 from gh_assets.storage.bulk_read import FIRST_FEW, READ_BATCH, READ_REPORT, ReadReport
+from gh_assets.storage.failover import NODE_FAULTS, FailoverWait
 from gh_assets.storage.frame_builder import frame_from_batches
 from gh_assets.storage.page_aggregates import page_aggregates
 from gh_assets.storage.schema import (
@@ -470,7 +471,8 @@ class RedisStore:
         the user's hash and ignores it.
 
         On Redis Cluster, a write refused because its block's slot is moving (TRYAGAIN, ASK,
-        MOVED, CLUSTERDOWN, once redis-py's own redirections are spent) is tried again for up to
+        MOVED, CLUSTERDOWN, once redis-py's own redirections are spent) or its primary stops
+        answering (a failover, logged once: ``FailoverWait``) is tried again for up to
         ``WRITE_RETRY_SECONDS``, backing off: the write is idempotent, so a retry after a
         half-done attempt finishes it. So is a write whose page was rewritten between its
         members' read and its script (GHSTALE). ``write_retries`` counts them.
@@ -487,11 +489,9 @@ class RedisStore:
             # wrote part of the page: the retry, once the move is over, rewrites it whole.
             return _redirected(error) or str(error).startswith(STALE_MEMBERS)
 
-        def refused(error: Exception) -> None:
-            self.write_retries += 1
-
-        return _slot_move_retry(WRITE_RETRY_SECONDS).call_with_retry(
-            lambda: self._write_prepared(prepared, removals), refused, retryable
+        hooks = FailoverWait(self, write.page, prepared.keys[0], retryable, WRITE_RETRY_SECONDS)
+        return _slot_move_retry(WRITE_RETRY_SECONDS, NODE_FAULTS).call_with_retry(
+            lambda: self._write_prepared(prepared, removals), hooks.refused, hooks.retryable
         )
 
     def _write_prepared(self, prepared: PreparedPage, removals: dict[int, list[str]]) -> bool:
@@ -1036,15 +1036,15 @@ class RedisStore:
         ]
 
 
-def _slot_move_retry(seconds: float) -> Retry:
-    """redis-py's ``Retry`` for a step a moving slot refuses: waits from BACKOFF s, doubling up
-    to BACKOFF_MAX, about ``seconds`` in all (the caller says which errors are retried)."""
+def _slot_move_retry(seconds: float, also: tuple[type[Exception], ...] = ()) -> Retry:
+    """redis-py's ``Retry`` for a step a moving slot (or ``also``) refuses: waits from BACKOFF s,
+    doubling up to BACKOFF_MAX, about ``seconds`` in all (the caller says which are retried)."""
     retries, waited = 0, 0.0
     while waited < seconds:
         retries += 1
         waited += min(BACKOFF_MAX, BACKOFF * 2**retries)
     backoff = ExponentialBackoff(cap=BACKOFF_MAX, base=BACKOFF)
-    return Retry(backoff, retries, supported_errors=(redis.ResponseError, ClusterError))
+    return Retry(backoff, retries, supported_errors=(redis.ResponseError, ClusterError, *also))
 
 
 def _redirected(error: Exception) -> bool:
