@@ -1,40 +1,49 @@
 # One image for every process of gh_assets: the code location, webserver, daemon, Celery workers
 # and the stand-in (docker-compose.yml). The `scale` extra adds dagster-celery and
 # dagster-postgres, on the dagster release train pinned in pyproject.toml (1.13.N -> 0.29.N),
-# with psycopg2. Two stages: the first installs into a virtualenv and drops what no process runs
-# (pip, the libraries' own tests, headers, the UI's source maps); the second keeps only that
-# virtualenv and deploy/'s runtime files (no pip cache, no build tools, no CA bundle).
+# with psycopg2. Two stages: the first installs uv.lock's versions into a virtualenv (without
+# pip) and drops what no process runs; the second keeps only that virtualenv and deploy/'s
+# runtime files (no cache, no uv, no build tools, no CA bundle).
 #
 # Build arguments (all optional):
 #   GH_ASSETS_EXTRAS  the extras installed (default: scale); `scale,s3` adds s3fs for s3:// asset
 #                     storage (GH_ASSETS_ASSET_STORAGE=s3://bucket/prefix)
-#   PIP_INDEX_URL     a PyPI mirror
+#   PIP_INDEX_URL     a PyPI mirror (pip and uv)
 # Behind a TLS-intercepting proxy: put the proxy's CA certificate (PEM, *.crt or *.pem) in
-# deploy/certs/ (ignored by git); pip in the first stage trusts it beside its own bundle.
+# deploy/certs/ (ignored by git); pip and uv in the first stage trust it beside pip's bundle.
 FROM python:3.11-slim AS build
 ARG GH_ASSETS_EXTRAS=scale
 ARG PIP_INDEX_URL=
-ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
-RUN python -m venv /opt/venv
+ARG UV_VERSION=0.13.9
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore \
+    UV_NO_CACHE=1 UV_COMPILE_BYTECODE=1 \
+    PIP_CERT=/tmp/ca-bundle.pem SSL_CERT_FILE=/tmp/ca-bundle.pem
+# The CA bundle pip and uv use here: pip's own, plus deploy/certs/*.crt|*.pem if any.
 COPY deploy/certs/ /tmp/certs/
-COPY pyproject.toml README.md /src/
-COPY gh_assets /src/gh_assets
 RUN set -eu; \
-    extra=$(find /tmp/certs -type f \( -name '*.crt' -o -name '*.pem' \)); \
-    if [ -n "$extra" ]; then \
-        bundle=$(/opt/venv/bin/python -c 'import pip._vendor.certifi as c; print(c.where())'); \
-        cat "$bundle" $extra > /tmp/ca-bundle.pem; \
-        export PIP_CERT=/tmp/ca-bundle.pem; \
-    fi; \
-    /opt/venv/bin/pip install ${PIP_INDEX_URL:+--index-url "$PIP_INDEX_URL"} \
-        "/src[${GH_ASSETS_EXTRAS}]"; \
-    /opt/venv/bin/pip uninstall -y pip setuptools wheel >/dev/null 2>&1 || true; \
-    rm -f /tmp/ca-bundle.pem; \
+    cat "$(python -c 'import pip._vendor.certifi as c; print(c.where())')" > /tmp/ca-bundle.pem; \
+    find /tmp/certs -type f \( -name '*.crt' -o -name '*.pem' \) -exec cat {} + >> /tmp/ca-bundle.pem; \
+    python -m pip install --quiet "uv==${UV_VERSION}"; \
+    python -m venv --without-pip /opt/venv
+# The dependencies, at uv.lock's versions (a layer kept while the lock and extras are unchanged),
+# then what no process runs dropped: the libraries' own tests, headers, the UI's source maps,
+# Arrow Flight (an RPC framework; Parquet and pandas do not load it).
+COPY pyproject.toml uv.lock /src/
+RUN set -eu; \
+    extras=$(echo "$GH_ASSETS_EXTRAS" | tr ',' '\n' | sed -n 's/^ *\([a-z0-9_-]\{1,\}\) *$/--extra \1/p'); \
+    uv export --project /src --locked --no-emit-project --no-hashes $extras -o /tmp/requirements.txt; \
+    uv pip install --python /opt/venv/bin/python ${PIP_INDEX_URL:+--index-url "$PIP_INDEX_URL"} \
+        -r /tmp/requirements.txt; \
     cd "$(/opt/venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"; \
-    rm -rf pandas/tests pyarrow/tests pyarrow/include pyarrow/src matplotlib/tests; \
+    rm -rf pandas/tests pyarrow/tests pyarrow/include pyarrow/src matplotlib/tests \
+        pyarrow/libarrow_flight.so* pyarrow/libarrow_python_flight.so* pyarrow/_flight*.so; \
     find numpy -type d -name tests -prune -exec rm -rf {} +; \
     find . \( -name '*.map' -o -name '*.pyx' -o -name '*.pxd' -o -name '*.pyi' -o -name '*.h' \) \
         -type f -delete
+COPY README.md /src/
+COPY gh_assets /src/gh_assets
+RUN uv pip install --python /opt/venv/bin/python ${PIP_INDEX_URL:+--index-url "$PIP_INDEX_URL"} \
+        --no-deps /src
 
 FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 DAGSTER_HOME=/opt/dagster/home \

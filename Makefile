@@ -1,12 +1,22 @@
 # gh_assets: `make demo` crawls and summarises offline, `make dev` opens the Dagster UI,
 # `make test` runs the whole suite (CI), `make check` lint and the fast tests (the edit loop),
 # `make test-compose` docker-compose.yml built and run on a Docker engine (in `make test` too).
-# The first call creates the virtualenv in $(VENV).
+# The first call creates the virtualenv in $(VENV). Every install takes the versions in uv.lock
+# (one lock for every extra: what CI tested), through uv; after editing pyproject.toml's
+# dependencies run `$(VENV)/bin/uv lock` and commit uv.lock with it.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 RUNTIME := $(VENV)/.installed-runtime
 TESTING := $(VENV)/.installed-test
+UV := $(BIN)/uv
+UV_VERSION := 0.13.9
+# `uv sync` into $(VENV), refusing a uv.lock that no longer matches pyproject.toml, leaving the
+# other extras' packages in place; uv trusts the system's CA store (a TLS-intercepting proxy's
+# CA installed there works, as for pip).
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+export UV_SYSTEM_CERTS ?= 1
+SYNC := $(UV) sync --locked --inexact --quiet
 
 .PHONY: install demo dev test test-compose prerequisites check lint format clean
 
@@ -14,14 +24,16 @@ $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
 		|| { echo "gh_assets needs Python 3.11 or newer (PYTHON=$(PYTHON))"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(RUNTIME): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e .
+$(UV): | $(BIN)/python
+	$(BIN)/python -m pip install --quiet "uv==$(UV_VERSION)"
+
+$(RUNTIME): pyproject.toml uv.lock | $(UV)
+	$(SYNC)
 	@touch $@
 
-$(TESTING): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e ".[test]"
+$(TESTING): pyproject.toml uv.lock | $(UV)
+	$(SYNC) --extra test
 	@touch $@ $(RUNTIME)
 
 install: $(RUNTIME)
@@ -66,8 +78,8 @@ clean:
 NOTEBOOKING := $(VENV)/.installed-notebook
 .PHONY: notebook
 
-$(NOTEBOOKING): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e ".[notebook]"
+$(NOTEBOOKING): pyproject.toml uv.lock | $(UV)
+	$(SYNC) --extra notebook
 	@touch $@ $(RUNTIME)
 
 notebook: $(NOTEBOOKING)
@@ -79,8 +91,8 @@ notebook: $(NOTEBOOKING)
 BENCHING := $(VENV)/.installed-bench
 .PHONY: bench
 
-$(BENCHING): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e ".[bench]"
+$(BENCHING): pyproject.toml uv.lock | $(UV)
+	$(SYNC) --extra bench
 	@touch $@ $(RUNTIME)
 
 bench: $(BENCHING)

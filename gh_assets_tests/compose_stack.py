@@ -27,7 +27,15 @@ from gh_assets.local.services import running
 
 REPO = Path(__file__).resolve().parents[1]
 # The image's build context: what the Dockerfile copies (and .dockerignore lets through).
-CONTEXT = ("Dockerfile", ".dockerignore", "pyproject.toml", "README.md", "gh_assets", "deploy")
+CONTEXT = (
+    "Dockerfile",
+    ".dockerignore",
+    "pyproject.toml",
+    "uv.lock",
+    "README.md",
+    "gh_assets",
+    "deploy",
+)
 HOST_CA = Path(os.environ.get("GH_ASSETS_BUILD_CA", "/etc/ssl/certs/ca-certificates.crt"))
 IMAGE = "gh-assets"
 
