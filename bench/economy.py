@@ -1,8 +1,8 @@
 """Benchmark 7: what one identity's budgets buy under GitHub's real limits, on a faster clock.
 
 Against github.com the crawl is bounded by GitHub's limits per account, not by latency, so the
-figures that decide how long "all of GitHub" takes are users per hour per identity (README,
-"Crawling all of GitHub"). The stand-in enforces GitHub's limits per account (100 requests in
+figures that decide how long "all of GitHub" takes are users per hour per identity
+(docs/crawling-all-of-github.md). The stand-in enforces GitHub's limits per account (100 requests in
 flight, 900 REST and 2,000 GraphQL points per rolling minute, 5,000 REST requests and 5,000
 GraphQL points per hour), with time shortened ``k`` times (a minute of 60/k s, an hour of
 3600/k s; k is chosen so the machine is not what binds), and the crawl keeps to the project's

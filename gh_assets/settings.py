@@ -1,6 +1,6 @@
 """Every setting of the code location, read from its environment once, where the definitions are
-built (``gh_assets.definitions``), and handed to what needs it. README's Configuration table
-lists them."""
+built (``gh_assets.definitions``), and handed to what needs it. docs/configuration.md lists
+them (gh_assets_tests/test_docs.py keeps it complete)."""
 
 from __future__ import annotations
 

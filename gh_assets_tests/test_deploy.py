@@ -35,7 +35,8 @@ from .conftest import REPO
 SERVICES = {"postgres", "redis", "broker", "standin", "code", "webserver", "daemon", "worker"}
 DAGSTER_SERVICES = ("code", "webserver", "daemon", "worker")
 # Read where runs execute beside gh_assets/settings.py's own: the pool's limit (the daemon's
-# start), the workers' visibility timeout, and Dagster's flag for very wide runs (README).
+# start), the workers' visibility timeout, and Dagster's flag for very wide runs
+# (docs/configuration.md).
 MORE_SETTINGS = {
     POOL_LIMIT_VARIABLE,
     VISIBILITY_VARIABLE,
@@ -96,8 +97,8 @@ def test_compose_runs_the_scale_out_topology() -> None:
 
 
 def test_compose_passes_every_setting_to_every_dagster_service() -> None:
-    """README: every GH_ASSETS_* reaches the containers. Unset in the shell running compose, a
-    setting arrives empty, which the code reads as unset: its default."""
+    """docs/scaling-out.md: every GH_ASSETS_* reaches the containers. Unset in the shell running
+    compose, a setting arrives empty, which the code reads as unset: its default."""
     names = {spec.metadata["env"] for spec in fields(Settings) if "env" in spec.metadata}
     assert {"GITHUB_TOKEN", "GH_ASSETS_PAGE_SIZE", "GH_ASSETS_FRONTIER_INTERVAL"} <= names
     names |= MORE_SETTINGS
