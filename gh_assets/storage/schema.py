@@ -1,57 +1,11 @@
-"""The Redis key schema, a contract for other tools and notebooks (prefix ``gh:`` by default).
+"""The Redis key schema's constants and arithmetic: blocks of ``BLOCK`` IDs (``block_of``), login
+buckets (``login_bucket``, ``ascii_lower``), page keys (``page_window``) and ``gh:schema``.
 
-One schema for a single Redis and for Redis Cluster. User IDs fall into fixed **blocks** of
-``BLOCK`` (100,000) IDs, block ``b = (id - 1) // BLOCK``; a page's width divides ``BLOCK``, so a
-page lies in one block. Every key of a block shares the hash tag ``{b<b>}`` (one Cluster slot),
-so a page's write is one atomic script on one node:
-
-- ``gh:{b<b>}:user:<id>``: hash ``id login type public_repos public_gists followers following
-  fetched_at [etag etag_auth]``; integers as decimal strings, ``fetched_at`` ISO-8601 UTC,
-  ``etag`` the entity tag without ``W/`` and quotes, ``etag_auth`` which credential got it.
-- ``gh:{b<b>}:ids``: sorted set of the block's stored user ids (score = id).
-- ``gh:{b<b>}:pages``: set of the block's written pages (what a bulk read's snapshot of the
-  block sums the pages' users over, atomically with its ids: ``gh:pages`` is in another slot).
-- ``gh:{b<b>}:unpaged``: set of the block's user ids no page holds (``forget-pages`` kept them for
-  the wider pages replacing theirs); the first write of the page whose window holds one claims it.
-- ``gh:{b<b>}:version``: counter every page write (and forgetting a page) moves.
-- ``gh:{b<b>}:summary``: JSON of the block's pages' aggregates merged (``gh_assets.aggregates``)
-  with the version they were merged at and the ``format`` of the release that merged them
-  (``gh_assets.block_merges``): reused by the next summary while both hold.
-- ``gh:{b<b>}:page:<page>``: hash of page bookkeeping (window, counts, ``fetched_at``, and
-  ``started``: when the crawl that wrote it started, microseconds by Redis's clock; a write of a
-  crawl that started earlier is refused, ``storage.crawl_order``).
-- ``gh:{b<b>}:page:<page>:users`` / ``:gone``: sets of the page's user ids and of the ids listed
-  but deleted before their details were read.
-- ``gh:{b<b>}:page:<page>:staged``: hash id -> the user's hash as JSON (or ``gone``), answers a
-  page got before an error stopped it, reused by its re-run; expires after 3 hours, and the
-  page's write removes it. Not part of the stored users.
-- ``gh:{b<b>}:page:<page>:agg``: hash of the page's partial aggregates, replaced with the page by
-  the same atomic write (absent while the page holds no user): ``users``; per account type
-  ``type:{type}`` (accounts) and ``first:{type}`` (its lowest id); per counter
-  ``{counter}:count``, ``{counter}:sum``, ``{counter}:sumsq`` (sum of squares), ``{counter}:min``,
-  ``{counter}:max`` and per type ``{counter}:sum:{type}``; ``top``, JSON
-  ``[[id, login, type, followers], ...]`` (strings) of the page's ``PAGE_TOP`` most followed
-  accounts, ties to the lower id.
-- ``gh:{b<b>}:page:<page>:hist:<counter>``: hash value -> accounts of the page with that value,
-  one per counter (written and removed with ``:agg``). Merged over the pages in ``gh:pages`` they
-  give the exact distribution, so every statistic of the summary without reading a user.
-
-Outside the blocks, each key its own slot:
-
-- ``gh:logins:{<n>}``: hash login lower-cased in ASCII only (``ascii_lower``) -> id, for the
-  logins whose ``login_bucket`` is ``n`` (``LOGIN_BUCKETS`` buckets by CRC-32). Written right
-  after the page's script; a lookup checks the login against the user's hash.
-- ``gh:pages``: sorted set page -> ``fetched_at`` as epoch seconds (oldest pages first); written
-  after the page's script: a page is complete once it is here with its new time.
-- ``gh:blocks``: sorted set of the blocks holding data (member and score = the block number):
-  what bulk reads visit. Not derived from ``gh:pages``: ``forget-pages`` keeps the users the
-  next pages will hold while no page of their block is registered, and a read need not parse
-  every page key to find 2,500 blocks.
-- ``gh:deferred``: sorted set page -> epoch seconds after which a page that hit a long rate
-  limit may run again; a successful write of the page removes it.
-- ``gh:schema``: string, JSON ``{"version": 2, "block": 100000, "login_buckets": 4096}``: the
-  schema the data was written with; a store of another block size refuses it.
-
+The schema is a contract for other tools and notebooks, stated key by key in docs/key-schema.md
+(change the two together). Every key of a block shares the hash tag ``{b<b>}`` (one Cluster slot),
+so a page's write is one atomic script on one node (``write_page.lua``); the login buckets,
+``gh:pages``, ``gh:blocks``, ``gh:deferred`` and ``gh:schema`` are each in a slot of their own.
+A page's ``started`` is ``crawl_order``'s; a block's kept merge is ``gh_assets.block_merges``'.
 Nothing needs ``KEYS`` or a scan of the keyspace.
 """
 
