@@ -105,7 +105,11 @@ def docker_engine(workdir: Path) -> Iterator[dict[str, str]]:
 def build_base_images(env: Mapping[str, str]) -> None:
     """python:3.11-slim, postgres:16 and redis:7.4: present, pulled, or made here."""
     script = REPO / "deploy" / "base-images" / "build.sh"
-    subprocess.run([str(script)], env=dict(env), check=True, timeout=1800, capture_output=True)
+    done = subprocess.run(
+        [str(script)], env=dict(env), timeout=1800, capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"{script} failed: {done.stderr[-3000:]}")
 
 
 def build_image(env: Mapping[str, str], workdir: Path, ca_bundle: Path | None = HOST_CA) -> None:
