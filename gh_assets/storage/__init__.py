@@ -1,8 +1,12 @@
-"""The Redis key schema (``schema``), every read and write of it on a single Redis or a Redis
-Cluster (``store``), the bulk read of every user into a DataFrame (``bulk_read``, typed by
-``frame_builder``) and the conversion of a store in the old key schema (``migrate``). The atomic
-page write is ``write_page.lua``, the login buckets' update ``logins.lua``; ``pages_users.lua``
-sums a block's pages' users beside a bulk read's snapshot of the block's ids.
+"""The Redis key schema (``schema``, its key names ``keys``) and every read and write of it on a
+single Redis or a Redis Cluster: ``RedisStore`` (``store``) joins the parts, each a module by
+job: ``connection`` and ``cluster_steps`` (the client, commands per node, slot-move retries),
+``schema_check``, ``page_write`` and ``logins`` (the atomic page write, ``write_page.lua``, and
+the login buckets, ``logins.lua``), ``bookkeeping`` and ``registration`` (what is recorded about
+pages), ``user_reads``, ``frame_read`` (every user into a DataFrame: ``bulk_read``, typed by
+``frame_builder``; ``pages_users.lua`` sums a block's pages' users beside its snapshot of ids),
+``aggregate_reads`` (``read_aggregates.lua``), ``forget``, and ``migrate`` (a store in the old key
+schema converted). No Dagster: the Dagster layer (``gh_assets.resources``) wraps it.
 """
 
 from gh_assets.storage.bulk_read import HASH_FIELDS, READ_BATCH, READ_REPORT, ReadReport
