@@ -36,161 +36,41 @@ merge is a different algorithm over the stored aggregates, and the plots take it
 
 from __future__ import annotations
 
-import json
 import math
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
-from decimal import Decimal, localcontext
-from functools import cached_property
+from collections.abc import Callable, Sequence
 
-import numpy as np
 import pandas as pd
 
+from gh_assets.aggregate_merge import Merger
+from gh_assets.aggregate_totals import (
+    AggregatesError,
+    CounterTotals,
+    MergedAggregates,
+    TypeTotals,
+)
 from gh_assets.block_merges import cache_text, reusable
-from gh_assets.storage import COUNTERS, RedisStore, frame_from_batches
-from gh_assets.storage.schema import PAGE_TOP
-from gh_assets.summary import TOP_N, UserSummary, summarize
+from gh_assets.storage import COUNTERS, RedisStore
+from gh_assets.summary import UserSummary
 
-assert TOP_N <= PAGE_TOP, "the pages' top lists must hold the summary's top accounts"
+__all__ = [
+    "CLOSE_STATISTICS",
+    "EXACT_STATISTICS",
+    "REL_TOL",
+    "AggregatesError",
+    "CounterTotals",
+    "MergedAggregates",
+    "TypeTotals",
+    "merge_pages",
+    "summarize_pages",
+    "summary_differences",
+]
 
-INT64_MAX = int(np.iinfo(np.int64).max)
-COMPACT_AT = 1 << 20  # histogram entries held before they are added up: memory ~ distinct values
 FIRST_FEW = 5
 # What "the same summary" means (the module's docstring, ``summary_differences``).
 EXACT_STATISTICS = ("count", "sum", "median", "p90", "p99", "max")
 CLOSE_STATISTICS = ("mean", "std")
 REL_TOL = 1e-12
 EXACT_FLOAT_SUM = 2**53  # below it pandas' float64 sum of integers is exact: the means are equal
-
-
-class AggregatesError(ValueError):
-    """The stored aggregates cannot give the summary (missing, or not what the pages hold)."""
-
-
-@dataclass(frozen=True)
-class CounterTotals:
-    """One counter over every account: exact sums and its whole distribution."""
-
-    count: int
-    total: int
-    squares: int  # sum of squares
-    low: int | None  # min (None without accounts)
-    high: int | None  # max
-    values: np.ndarray  # distinct values, ascending (int64)
-    accounts: np.ndarray  # accounts having each value (int64)
-
-    def value_at(self, rank: int) -> int:
-        """The ``rank``-th smallest value (0-based), as in the sorted column."""
-        return int(self.values[np.searchsorted(self._cumulative, rank, side="right")])
-
-    def quantile(self, q: float) -> float:
-        """numpy's ``quantile(method="linear")`` (pandas' ``quantile``), step by step in float64."""
-        n = self.count
-        virtual = (n - 1) * q
-        if virtual >= n - 1:
-            return float(self.value_at(n - 1))
-        previous = math.floor(virtual)
-        gamma = virtual - previous
-        low, high = self.value_at(previous), self.value_at(previous + 1)
-        difference = float(high - low)
-        if gamma >= 0.5:  # numpy's _lerp: the nearer end, for monotonicity
-            return float(high) - difference * (1 - gamma)
-        return float(low) + difference * gamma
-
-    def median(self) -> float:
-        """pandas' median: the middle value, or the mean of the middle two, in float64."""
-        n = self.count
-        return (float(self.value_at((n - 1) // 2)) + float(self.value_at(n // 2))) / 2
-
-    def mean(self) -> float:
-        return self.total / self.count  # int / int: correctly rounded
-
-    def std(self) -> float:
-        """Sample standard deviation (ddof=1) from the exact sums, correctly rounded."""
-        n = self.count
-        if n < 2:
-            return math.nan
-        numerator, denominator = n * self.squares - self.total * self.total, n * (n - 1)
-        with localcontext() as context:
-            context.prec = 60
-            return float((Decimal(numerator) / Decimal(denominator)).sqrt())
-
-    @cached_property
-    def _cumulative(self) -> np.ndarray:
-        return np.cumsum(self.accounts)
-
-
-@dataclass(frozen=True)
-class TypeTotals:
-    """The accounts of one type: how many, the lowest id, and each counter's sum."""
-
-    accounts: int
-    first_id: int
-    sums: dict[str, int]
-
-    def mean(self, counter: str) -> float:
-        return self.sums[counter] / self.accounts
-
-
-@dataclass(frozen=True)
-class MergedAggregates:
-    """Every page's aggregates added up: what the summary and its plots are made of."""
-
-    pages: int
-    accounts: int
-    counters: dict[str, CounterTotals]  # COUNTERS order
-    by_type: dict[str, TypeTotals]  # by accounts, ties by first appearance (lowest id)
-    top: list[tuple[int, str, str, int]] = field(default_factory=list)  # id, login, type, followers
-
-    def type_accounts(self, kind: str) -> int:
-        found = self.by_type.get(kind)
-        return found.accounts if found else 0
-
-    def summary(self) -> UserSummary:
-        """The ``UserSummary`` that ``summarize`` gives on a frame of the same users."""
-        if self.accounts == 0:
-            return summarize(frame_from_batches([]))  # pandas' own empty result, dtypes and all
-        for counter, totals in self.counters.items():
-            if totals.total > INT64_MAX:
-                raise AggregatesError(
-                    f"{counter}: the sum over every account, {totals.total}, exceeds int64"
-                )
-        index = pd.Index(list(COUNTERS))
-        rows = [self.counters[counter] for counter in COUNTERS]
-
-        def column(values: Iterable[float | int], dtype: str) -> pd.Series:
-            return pd.Series(list(values), index=index, dtype=dtype)
-
-        counters = pd.DataFrame(
-            {
-                "count": column((t.count for t in rows), "int64"),
-                "sum": column((t.total for t in rows), "int64"),
-                "mean": column((t.mean() for t in rows), "float64"),
-                "median": column((t.median() for t in rows), "float64"),
-                "std": column((t.std() for t in rows), "float64"),
-                "p90": column((t.quantile(0.90) for t in rows), "float64"),
-                "p99": column((t.quantile(0.99) for t in rows), "float64"),
-                "max": column((t.high for t in rows), "int64"),
-            }
-        )
-        accounts = pd.Series(
-            [kind.accounts for kind in self.by_type.values()],
-            index=pd.Index(list(self.by_type), name="type"),
-            name="accounts",
-            dtype="int64",
-        )
-        by_type = accounts.to_frame().assign(share=accounts / max(self.accounts, 1))
-        kinds = sorted(self.by_type)
-        ids, logins, types, followers = zip(*self.top[:TOP_N], strict=True)
-        top_followers = pd.DataFrame(
-            {
-                "id": np.array(ids, dtype=np.int64),
-                "login": pd.array(list(logins), dtype="str"),
-                "type": pd.Categorical(list(types), categories=kinds),
-                "followers": np.array(followers, dtype=np.int64),
-            }
-        )
-        return UserSummary(counters=counters, by_type=by_type, top_followers=top_followers)
 
 
 def summary_differences(expected: UserSummary, found: UserSummary) -> list[str]:
@@ -268,7 +148,7 @@ def merge_pages(store: RedisStore, pages: Sequence[str] | None = None) -> Merged
     when no page of it changed during the read. So a summary reads every page once, and
     afterwards only the blocks of pages written since.
     """
-    merged, missing = _Merger(), []
+    merged, missing = Merger(), []
     if pages is not None:
         _merge_pages(merged, store, pages, missing)
     else:
@@ -278,7 +158,7 @@ def merge_pages(store: RedisStore, pages: Sequence[str] | None = None) -> Merged
             if reused is not None:
                 merged.absorb(reused)
                 continue
-            partial, gaps = _Merger(), []
+            partial, gaps = Merger(), []
             _merge_pages(partial, store, store.block_pages(block), gaps)
             missing += gaps
             state = partial.state()
@@ -295,7 +175,7 @@ def merge_pages(store: RedisStore, pages: Sequence[str] | None = None) -> Merged
 
 
 def _merge_pages(
-    merged: _Merger, store: RedisStore, pages: Sequence[str], missing: list[str]
+    merged: Merger, store: RedisStore, pages: Sequence[str], missing: list[str]
 ) -> None:
     """Add ``pages``' stored aggregates to ``merged``; pages holding users without any go to
     ``missing``."""
@@ -310,185 +190,3 @@ def _merge_pages(
                 f"page {stored.page}: its aggregates count {merged.last_users} users, its member "
                 f"set {stored.members}; crawl it again"
             )
-
-
-class _Merger:
-    """Pages' aggregates added up one at a time; histograms compacted as they grow."""
-
-    def __init__(self) -> None:
-        self.pages = 0
-        self.accounts = 0
-        self.last_users = 0
-        self.count = dict.fromkeys(COUNTERS, 0)
-        self.total = dict.fromkeys(COUNTERS, 0)
-        self.squares = dict.fromkeys(COUNTERS, 0)
-        self.low: dict[str, int] = {}
-        self.high: dict[str, int] = {}
-        self.kinds: dict[str, list[int]] = {}  # type -> [accounts, first id]
-        self.type_sums: dict[tuple[str, str], int] = {}
-        self.top: list[tuple[int, str, str, int]] = []
-        self.histograms = {counter: _Histogram() for counter in COUNTERS}
-
-    def add(
-        self, keys: list[str], raw: dict[bytes, bytes], histograms: list[dict[bytes, bytes]]
-    ) -> None:
-        """One page: its ``:agg`` hash and histograms, read from ``keys`` (``aggregate_keys``)."""
-        agg = {key.decode(): value.decode() for key, value in raw.items()}
-        try:
-            self._add(agg)
-        except (KeyError, ValueError) as error:
-            raise AggregatesError(f"{keys[0]}: unreadable aggregates ({error!r})") from None
-        for counter, key, histogram in zip(COUNTERS, keys[1:], histograms, strict=True):
-            self.histograms[counter].add(key, histogram)
-
-    def _add(self, agg: dict[str, str]) -> None:
-        """One page's ``:agg`` hash, as the ``state`` of a merge of that page alone."""
-        self.last_users = int(agg["users"])
-        kinds = [name.removeprefix("type:") for name in agg if name.startswith("type:")]
-        self._add_totals(
-            {
-                "pages": 1,
-                "accounts": self.last_users,
-                "count": {c: int(agg[f"{c}:count"]) for c in COUNTERS},
-                "total": {c: agg[f"{c}:sum"] for c in COUNTERS},
-                "squares": {c: agg[f"{c}:sumsq"] for c in COUNTERS},
-                "low": {c: int(agg[f"{c}:min"]) for c in COUNTERS},
-                "high": {c: int(agg[f"{c}:max"]) for c in COUNTERS},
-                "kinds": {k: [int(agg[f"type:{k}"]), int(agg[f"first:{k}"])] for k in kinds},
-                "type_sums": [
-                    [c, name.removeprefix(f"{c}:sum:"), value]
-                    for c in COUNTERS
-                    for name, value in agg.items()
-                    if name.startswith(f"{c}:sum:")
-                ],
-                "top": json.loads(agg["top"]),
-            }
-        )
-
-    def state(self) -> dict:
-        """Everything added so far, as JSON-ready values (``absorb`` adds it to another)."""
-        histograms = {c: self.histograms[c].merged() for c in COUNTERS}
-        return {
-            "pages": self.pages,
-            "accounts": self.accounts,
-            "count": self.count,
-            "total": {c: str(v) for c, v in self.total.items()},  # beyond int64: exact text
-            "squares": {c: str(v) for c, v in self.squares.items()},
-            "low": self.low,
-            "high": self.high,
-            "kinds": self.kinds,
-            "type_sums": [[c, kind, str(v)] for (c, kind), v in self.type_sums.items()],
-            "top": self.top,
-            "hist": {c: [v.tolist(), a.tolist()] for c, (v, a) in histograms.items()},
-        }
-
-    def absorb(self, state: dict) -> None:
-        """Add what ``state`` (another merge's ``state()``) holds, as if its pages were added."""
-        try:
-            for counter in COUNTERS:
-                self.histograms[counter].extend(*state["hist"][counter])
-            self._add_totals(state)
-        except (KeyError, TypeError, ValueError) as error:
-            raise AggregatesError(f"a block's stored summary is unreadable ({error!r})") from None
-
-    def _add_totals(self, state: dict) -> None:
-        """Everything of ``state`` but its histograms (the one rule for a page and a block)."""
-        self.pages += state["pages"]
-        self.accounts += state["accounts"]
-        for counter in COUNTERS:
-            self.count[counter] += state["count"][counter]
-            self.total[counter] += int(state["total"][counter])
-            self.squares[counter] += int(state["squares"][counter])
-            if counter in state["low"]:
-                low, high = state["low"][counter], state["high"][counter]
-                self.low[counter] = min(self.low.get(counter, low), low)
-                self.high[counter] = max(self.high.get(counter, high), high)
-        for kind, (accounts, first) in state["kinds"].items():
-            known = self.kinds.setdefault(kind, [0, first])
-            known[0] += accounts
-            known[1] = min(known[1], first)
-        for counter, kind, value in state["type_sums"]:
-            self.type_sums[counter, kind] = self.type_sums.get((counter, kind), 0) + int(value)
-        top = [(int(i), login, kind, int(f)) for i, login, kind, f in state["top"]]
-        self.top = sorted([*self.top, *top], key=lambda a: (-a[3], a[0]))[:TOP_N]
-
-    def result(self) -> MergedAggregates:
-        counters = {}
-        for counter in COUNTERS:
-            values, accounts = self.histograms[counter].merged()
-            if int(accounts.sum()) != self.count[counter] or self.count[counter] != self.accounts:
-                raise AggregatesError(
-                    f"{counter}: the pages' histograms hold {int(accounts.sum())} accounts, "
-                    f"their counts {self.count[counter]}, their users {self.accounts}"
-                )
-            counters[counter] = CounterTotals(
-                count=self.count[counter],
-                total=self.total[counter],
-                squares=self.squares[counter],
-                low=self.low.get(counter),
-                high=self.high.get(counter),
-                values=values,
-                accounts=accounts,
-            )
-        # pandas' value_counts: by accounts, ties in order of first appearance (ascending ids).
-        order = sorted(self.kinds, key=lambda kind: (-self.kinds[kind][0], self.kinds[kind][1]))
-        by_type = {
-            kind: TypeTotals(
-                accounts=self.kinds[kind][0],
-                first_id=self.kinds[kind][1],
-                sums={c: self.type_sums.get((c, kind), 0) for c in COUNTERS},
-            )
-            for kind in order
-        }
-        return MergedAggregates(self.pages, self.accounts, counters, by_type, self.top)
-
-
-class _Histogram:
-    """value -> accounts, added up from the pages' histograms with numpy (exact int64)."""
-
-    def __init__(self) -> None:
-        self.values: list[np.ndarray] = [np.empty(0, np.int64)]
-        self.accounts: list[np.ndarray] = [np.empty(0, np.int64)]
-        self.pending = 0
-
-    def add(self, where: str, stored: dict[bytes, bytes]) -> None:
-        if not stored:
-            return
-        self.values.append(_int64(stored.keys(), where))
-        self.accounts.append(_int64(stored.values(), where))
-        self.pending += len(stored)
-        if self.pending >= COMPACT_AT:
-            self.merged()
-
-    def extend(self, values: list[int], accounts: list[int]) -> None:
-        """Add a merged histogram (``merged()`` of another), distinct values ascending."""
-        if values:
-            self.values.append(np.array(values, dtype=np.int64))
-            self.accounts.append(np.array(accounts, dtype=np.int64))
-            self.pending += len(values)
-            if self.pending >= COMPACT_AT:
-                self.merged()
-
-    def merged(self) -> tuple[np.ndarray, np.ndarray]:
-        """(distinct values ascending, accounts per value), kept as the only part from now on."""
-        values, accounts = np.concatenate(self.values), np.concatenate(self.accounts)
-        order = np.argsort(values, kind="stable")
-        values, accounts = values[order], accounts[order]
-        starts = np.flatnonzero(np.r_[True, values[1:] != values[:-1]]) if len(values) else []
-        values = values[starts]
-        accounts = np.add.reduceat(accounts, starts) if len(values) else accounts
-        self.values, self.accounts, self.pending = [values], [accounts], 0
-        return values, accounts
-
-
-def _int64(raw: Iterable[bytes], where: str) -> np.ndarray:
-    """Decimal strings as int64, refusing any that is not one (as the frame read does)."""
-    items = list(raw)
-    try:
-        parsed = np.array(items).astype(np.int64)
-    except (ValueError, OverflowError):
-        bad = next((x for x in items if not (x.isdigit() and int(x) <= INT64_MAX)), items[0])
-        raise AggregatesError(f"{where} holds {bad!r}, not an int64 count or value") from None
-    if (parsed < 0).any():
-        raise AggregatesError(f"{where} holds a negative number")
-    return parsed

@@ -8,7 +8,7 @@ import json
 
 from gh_assets.summary import TOP_N
 
-# The shape of a merge's state (``aggregates._Merger.state``): move the number with any change
+# The shape of a merge's state (``aggregate_merge.Merger.state``): move the number with any change
 # to it; TOP_N, the top list's length, is part of it by itself.
 FORMAT = f"1/top{TOP_N}"
 
