@@ -5,7 +5,7 @@ descriptions of those faults, which the page asset also gives when they happen d
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import dagster as dg
 import redis
@@ -23,6 +23,12 @@ from gh_assets.github import (
     connection_reason,
     safe_url,
     url_credentials,
+)
+from gh_assets.github_identity import (
+    app_installations,
+    blocked_line,
+    budget_governor,
+    quiet_client,
 )
 from gh_assets.resources import RedisURLError
 from gh_assets.settings import SECRETS, Settings, SettingsError
@@ -45,15 +51,23 @@ class PreflightError(SettingsError):
     """A configured service does not answer as it must; one line naming the variable."""
 
 
-def check(settings: Settings, timeout: float = TIMEOUT) -> None:
+class IdentityBlocked(PreflightError):
+    """GitHub blocks the credential's identity for a while: try again after it (EX_TEMPFAIL)."""
+
+    exit_code = 75
+
+
+def check(settings: Settings, timeout: float = TIMEOUT, say: Callable[[str], None] = print) -> None:
     """One PING to Redis (and a look at the key schema its data is in) and one
-    ``GET /rate_limit`` to GitHub, neither retried; raises ``PreflightError`` for the first that
-    does not answer as it must."""
+    ``GET /rate_limit`` to GitHub, neither retried, and a GitHub App's installations (``say``
+    names them); raises ``PreflightError`` for the first that does not answer as it must."""
     check_redis(settings.redis_url, timeout, prefix=settings.key_prefix, block=settings.block)
     if settings.budget_redis_url:  # the shared budget's own Redis
         variable = SECRETS["budget_redis_url"]
         check_redis(settings.budget_redis_url, timeout, prefix=None, variable=variable)
-    check_github(settings, timeout)
+    installations = check_github(settings, timeout)
+    if installations:
+        say(f"GitHub App {settings.app_id}: installations {', '.join(map(str, installations))}")
 
 
 def check_redis(
@@ -86,17 +100,34 @@ def check_redis(
         raise PreflightError(redis_fault(url, error, variable)) from None
 
 
-def check_github(settings: Settings, timeout: float = TIMEOUT) -> None:
-    options = {"timeout": timeout, "max_retries": 0, "max_rate_limit_wait": 0}
+def check_github(settings: Settings, timeout: float = TIMEOUT) -> list[int]:
+    """``GET /rate_limit`` within the shared budget (an identity GitHub blocks is named, and
+    nothing sent for it), then the App's installations; returns their ids ([] without an App)."""
+    options = {"timeout": timeout, "max_retries": 0, "max_rate_limit_wait": timeout}
+    governor = budget_governor(settings, timeout)
     try:
-        with GitHubClient(
-            settings.api_url, settings.token, detail_mode=settings.detail_mode, **options
-        ) as client:  # type: ignore[arg-type]
-            client.check_access()
+        try:
+            with (
+                quiet_client(),
+                GitHubClient(
+                    settings.api_url,
+                    settings.token,
+                    detail_mode=settings.detail_mode,
+                    governor=governor,
+                    **options,  # type: ignore[arg-type]
+                ) as client,
+            ):
+                client.check_access()
+        except RateLimitError as error:  # a spent budget is fine: a run waits or defers
+            if error.secondary:
+                raise IdentityBlocked(blocked_line(settings, error)) from None
+        return app_installations(settings, timeout)
     except GitHubConfigError as error:
         raise PreflightError(str(error)) from None
-    except RateLimitError:
-        return  # it answers and knows the credential; a run waits for the reset or defers
+    except RateLimitError as error:
+        if not error.secondary:  # the budget is spent: a run waits for the reset or defers
+            return app_installations(settings, timeout)
+        raise IdentityBlocked(blocked_line(settings, error)) from None
     except GitHubError as error:
         fault = github_fault(error, settings.api_url, settings.token)
         where = f"GITHUB_API_URL={safe_url(settings.api_url)!r}"
@@ -142,15 +173,23 @@ def github_fault(error: GitHubError, api_url: str, token: str | None) -> str | N
     return f"{where}: the API refuses anonymous requests ({answer}); set GITHUB_TOKEN"
 
 
-def github_target(api_url: str, token: str | None) -> str:
+def github_target(api_url: str, token: str | None, app_id: int | None = None) -> str:
     """Where the crawl goes and with which credential, for a command's banner; no secret."""
-    if token:
+    if app_id is not None:
+        auth = f"as GitHub App {app_id} (GITHUB_APP_ID) on its installations"
+        auth += " and with GITHUB_TOKEN" if token else ""
+    elif token:
         auth = "with GITHUB_TOKEN"
     elif url_credentials(api_url):
         auth = "with the user and password in GITHUB_API_URL"
     else:
         auth = "anonymously"
     return f"{safe_url(api_url)}, {auth}"
+
+
+def banner(settings: Settings) -> str:
+    """``github_target`` of ``settings``."""
+    return github_target(settings.api_url, settings.token, settings.app_id)
 
 
 @contextlib.contextmanager

@@ -2,7 +2,7 @@
 
 import logging
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, as_completed, wait
 from contextlib import contextmanager
 from dataclasses import replace
@@ -15,7 +15,6 @@ from gh_assets.github.app_auth import GitHubApp
 from gh_assets.github.concurrency import DEFAULT_MAX_CONCURRENCY, _submit, _worker_pool
 from gh_assets.github.credentials import Credential, split_tokens, token_credential
 from gh_assets.github.errors import (
-    CredentialRefusedError,
     GitHubConfigError,
     GitHubError,
     GitHubHTTPError,
@@ -32,8 +31,8 @@ from gh_assets.github.graphql import (
     _refused,
     graphql_endpoint,
 )
+from gh_assets.github.identities import Identities
 from gh_assets.github.models import GONE, NOT_MODIFIED, Answer, ListedUser, UserDetail
-from gh_assets.github.transport import Transport, _single_credential
 from gh_assets.github.urls import origin_of, safe_url, url_credentials
 from gh_assets.github.validation import _etag, _listed_user, _parse, _Shape, _user_detail
 
@@ -51,10 +50,9 @@ DETAIL_MODES: tuple[str, ...] = get_args(DetailMode)
 # A stored ETag: the tag alone (sent with any credential) or (tag, digest of the credential
 # that got it), or None.
 StoredETag = str | tuple[str, str | None] | None
-ACCOUNT_TTL = 24 * 3600  # how long a token's account, once found, is remembered in Redis
 
 
-class GitHubClient(Transport):
+class GitHubClient(Identities):
     """Thread-safe GitHub client over one pooled session; also a context manager.
 
     ``max_concurrency`` bounds the HTTP requests in flight from this client, whatever number of
@@ -157,60 +155,6 @@ class GitHubClient(Transport):
     def graphql_url(self) -> str:
         return self._graphql_url
 
-    def _ready_credentials(self) -> list[Credential]:
-        """The credentials to send with, each token's account found once (``GET /user``, then
-        remembered in Redis for a day) so that tokens of one account share its budget; an App's
-        installations, each its own identity."""
-        if self._governor is None and self._app is None:
-            return self._credentials
-        if self._resolved is None:
-            with self._resolving:
-                if self._resolved is None:
-                    self._resolved = self._resolve()
-        return self._resolved
-
-    def _resolve(self) -> list[Credential]:
-        found: list[Credential] = []
-        for number, credential in enumerate(self._unresolved, 1):
-            found.append(self._with_account(number, credential))
-        if self._app is not None:
-            ids = self._installation_ids or self._app.installation_ids()
-            if not ids:
-                raise GitHubConfigError(
-                    "the GitHub App has no installation: install it on an account, or set "
-                    "GITHUB_APP_INSTALLATION_IDS"
-                )
-            for installation in ids:
-                identity = self._app.identity(installation)
-                bearer = _installation_bearer(self._app, installation)
-                found.append(Credential(identity, identity, bearer))
-        if not found:
-            found = [_single_credential(None, self._session.auth)]  # type: ignore[arg-type]
-        return found
-
-    def _with_account(self, number: int, credential: Credential) -> Credential:
-        """``credential`` named by its account's identity (``user:<id>``); a token that cannot
-        read ``/user`` (an installation token) stays an identity of its own."""
-        governor = self._governor
-        known = governor.identity_of(credential.digest) if governor else None
-        if known:
-            return replace(credential, identity=known)
-        url = f"{self._api_url}/user"
-        try:
-            resp, data = self._request("GET", url, passed=(403, 404), credential=credential)
-        except GitHubHTTPError as error:
-            if error.status != 401:
-                raise
-            which = f"GITHUB_TOKEN #{number} ({credential.digest})"
-            raise CredentialRefusedError(error.detail, url=error.url, which=which) from None
-        identity = credential.identity
-        if resp.status_code == 200 and isinstance(data, dict) and type(data.get("id")) is int:
-            identity = f"user:{data['id']}"
-        if governor is not None:
-            governor.remember_identity(credential.digest, identity, ACCOUNT_TTL)
-            governor.observe(identity, resp.headers)
-        return replace(credential, identity=identity)
-
     def list_users(self, first_id: int, last_id: int) -> list[ListedUser]:
         """Every user with ``first_id <= id <= last_id``, following ``Link: rel="next"``."""
         if last_id < first_id:
@@ -261,8 +205,12 @@ class GitHubClient(Transport):
     def check_access(self) -> None:
         """One cheap request that proves the API answers and takes the credential: ``GET
         /rate_limit``, free on GitHub; a server without rate limits (GitHub Enterprise) answers
-        404, which is fine. Raises as any request does (401 for a refused token)."""
-        self._get(f"{self._api_url}/rate_limit")
+        404, which is fine. Raises as any request does (401 for a refused token). With a
+        governor it goes as the first credential, named by its account when that is known (no
+        lookup), within that identity's budget: while GitHub blocks it, RateLimitError and
+        nothing is sent; a block GitHub answers is recorded for every process."""
+        first = self._named(self._credentials[0]) if self._governor and self._credentials else None
+        self._request("GET", f"{self._api_url}/rate_limit", passed=(404,), credential=first)
 
     def get_user(
         self, user_id: int, etag: str | None = None, etag_auth: str | None = None
@@ -403,10 +351,6 @@ def _etag_args(stored: StoredETag) -> tuple[str | None, str | None]:
     if isinstance(stored, tuple):
         return stored
     return stored, None
-
-
-def _installation_bearer(app: GitHubApp, installation: int) -> Callable[[], str]:
-    return lambda: app.installation_token(installation)
 
 
 def _is_http_url(url: str) -> bool:

@@ -1,5 +1,7 @@
 """The errors the client raises; each message names method, URL (credentials removed) and status."""
 
+from __future__ import annotations
+
 import errno
 import math
 import socket
@@ -78,6 +80,11 @@ class RateLimitError(GitHubError):
         )
         self.reset_at = reset_at
         self.secondary = secondary
+
+    @classmethod
+    def of(cls, limit: tuple[float, datetime, bool], **where: object) -> RateLimitError:
+        """The error for ``limit`` (``ratelimit.RateLimitWait``: wait, reset_at, secondary)."""
+        return cls(reset_at=limit[1], secondary=limit[2], **where)  # type: ignore[arg-type]
 
 
 def _in(seconds: float) -> str:

@@ -192,7 +192,7 @@ class Transport:
         ``limited`` recognises a rate limit inside a 200 (GraphQL's), as ``_rate_limit`` does
         for 403/429. With a governor every attempt waits for shared budget and a rate-limit
         answer is reported to it (every process then holds back); ``credential`` sends as that
-        one credential, outside the governor (finding a token's account).
+        one credential, its own identity in the governor (finding a token's account).
         """
         safe = safe_url(url)
         attempt = rate_limit_waits = 0
@@ -241,32 +241,26 @@ class Transport:
                     problem = f"server error {status} {resp.reason}"
                 else:
                     message = self._message(resp, content)
+                    if (
+                        status == 401
+                        and credential is None
+                        and self._drop_refused(sent_as, message)
+                    ):
+                        continue  # that token is dropped: another credential sends it again
                     raise GitHubHTTPError(message, url=safe, status=status, method=method)
-                if limit is not None and self._governor is not None and credential is None:
+                if limit is not None and self._governor is not None:
                     if rate_limit_waits >= MAX_RATE_LIMIT_WAITS:
-                        raise RateLimitError(
-                            url=safe,
-                            status=status,
-                            reset_at=limit[1],
-                            secondary=limit[2],
-                            method=method,
-                        )
+                        raise RateLimitError.of(limit, url=safe, status=status, method=method)
                     rate_limit_waits += 1
                     self._report_limit(resp, limit, sent_as, slot, method, safe)
                     continue
                 if limit is not None:
-                    wait_for, reset_at, secondary = limit
+                    wait_for, _, secondary = limit
                     if (
                         wait_for > self._max_rate_limit_wait
                         or rate_limit_waits >= MAX_RATE_LIMIT_WAITS
                     ):
-                        raise RateLimitError(
-                            url=safe,
-                            status=status,
-                            reset_at=reset_at,
-                            secondary=secondary,
-                            method=method,
-                        )
+                        raise RateLimitError.of(limit, url=safe, status=status, method=method)
                     if secondary and "Retry-After" not in resp.headers:
                         secondary_wait *= 2
                     rate_limit_waits += 1
@@ -316,6 +310,8 @@ class Transport:
         shared budget; counted in ``stats`` and in the caller's ``request_tally``. Reads at most
         MAX_BODY_BYTES (decoded): no OOM. Returns the answer, the credential it was sent as and
         the governor's slot for it (None without a governor)."""
+        if credential is None:
+            self._ready_credentials()  # before taking a slot: finding accounts takes one too
         with self._in_flight:
             grant, credential = self._take_budget(method, safe, cost, etag_auth, credential)
             headers = dict(headers or {})
@@ -368,9 +364,7 @@ class Transport:
     ) -> tuple[Grant | None, Credential]:
         """The credential to send as and, with a governor, the lease that lets it send now (after
         waiting for shared budget, counted in the caller's ``request_tally``)."""
-        if credential is not None:
-            return None, credential
-        credentials = self._ready_credentials()
+        credentials = [credential] if credential else self._ready_credentials()
         if self._governor is None:
             return None, credentials[0]
         identities = list(dict.fromkeys(c.identity for c in credentials))
@@ -399,6 +393,10 @@ class Transport:
     def _ready_credentials(self) -> list[Credential]:
         """The credentials to send with (``GitHubClient`` finds their accounts first)."""
         return self._credentials
+
+    def _drop_refused(self, credential: Credential, detail: str) -> bool:
+        """GitHub answered 401 (``detail``) to ``credential``: whether another one sends instead."""
+        return False
 
     def _report_limit(
         self,

@@ -78,8 +78,8 @@ def local_environment() -> Iterator[Settings]:
             say("Redis: REDIS_URL from the environment")
         else:
             os.environ["REDIS_URL"] = stack.enter_context(shared_redis(root / "redis", say))
-        if os.environ.get("GITHUB_TOKEN") or os.environ.get("GITHUB_API_URL"):
-            say(f"GitHub: {preflight.github_target(configured.api_url, configured.token)}")
+        if any(os.environ.get(f"GITHUB_{name}") for name in ("TOKEN", "API_URL", "APP_ID")):
+            say(f"GitHub: {preflight.banner(configured)}")
         else:
             size = int(os.environ.get("GH_ASSETS_STANDIN_SIZE", "1000"))
             # GitHub's secondary limits, enforced by the stand-in, and the crawl's shared budget
@@ -97,7 +97,7 @@ def local_environment() -> Iterator[Settings]:
                 f"GitHub's secondary limits per {minute} s instead of per minute"
             )
         settings = Settings.from_env()  # now naming the servers started above
-        preflight.check(settings)
+        preflight.check(settings, say=say)
         yield settings
 
 
@@ -416,7 +416,7 @@ def main(argv: list[str] | None = None) -> int:
         return dev(args.port)
     except SettingsError as error:  # a setting, a server that does not answer, a page overlap
         print(f"gh-assets: {error}", file=sys.stderr, flush=True)
-        return 2
+        return getattr(error, "exit_code", 2)  # 75 (EX_TEMPFAIL): GitHub blocks the identity
     except SchemaError as error:  # data this release must not read (another block size)
         print(f"gh-assets: {error}", file=sys.stderr, flush=True)
         return 2

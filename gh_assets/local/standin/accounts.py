@@ -42,8 +42,8 @@ class Identity:
 
     ``kind``: ``anonymous`` (``account`` is ``ip:<address>``), ``user`` (a personal token: a
     registered one's login, or ``token-<digest>``), ``installation``
-    (``installation:<id>``), ``jwt`` (an App's JWT: only the ``/app`` endpoints take it) or
-    ``expired`` (an installation token past its ``expires_at``).
+    (``installation:<id>``), ``jwt`` (an App's JWT: only the ``/app`` endpoints take it),
+    ``expired`` (an installation token past its ``expires_at``) or ``revoked`` (``revoke``).
     """
 
     account: str
@@ -66,6 +66,7 @@ class AccountRegistry:
         self._ids: dict[str, int] = {}  # lower-case login -> account id
         self._digests: dict[str, str] = {}  # unregistered token -> its account's login
         self._installation_tokens: dict[str, tuple[int, float]] = {}  # -> (id, expires at)
+        self._revoked: set[str] = set()  # tokens answered 401 from now on
         if tokens:
             self.add_tokens(tokens)
 
@@ -95,6 +96,15 @@ class AccountRegistry:
         with self._lock:
             return self._id(login)
 
+    def revoke(self, tokens: object) -> int:
+        """Answer 401 to each of ``tokens`` from now on, as GitHub does once its owner revokes
+        it (a token need not be registered); returns how many tokens are revoked in all."""
+        if not isinstance(tokens, list) or not all(isinstance(t, str) and t for t in tokens):
+            raise ValueError("tokens must be a list of non-empty strings")
+        with self._lock:
+            self._revoked.update(tokens)
+            return len(self._revoked)
+
     def mint_installation_token(self, installation_id: int, ttl: float) -> tuple[str, float]:
         """A new ``ghs_`` token for the installation and its expiry (epoch seconds)."""
         token = "ghs_" + "".join(secrets.choice(_TOKEN_CHARS) for _ in range(36))
@@ -113,6 +123,8 @@ class AccountRegistry:
         with self._lock:
             installation = self._installation_tokens.get(token)
             login = self._tokens.get(token)
+            if token in self._revoked:
+                return Identity(login or "revoked", "revoked")
         if installation is not None:
             installation_id, expires_at = installation
             kind = "installation" if time.time() < expires_at else "expired"

@@ -73,6 +73,10 @@ class StandinAdmin(LocalClient):
         """Register ``token -> login`` pairs; returns ``{"accounts": {login: id}}``."""
         return self._call("POST", "tokens", {"tokens": dict(tokens)})
 
+    def revoke_tokens(self, tokens: Iterable[str]) -> dict[str, Any]:
+        """Have GitHub answer 401 to ``tokens`` from now on (``StandinServer.accounts.revoke``)."""
+        return self._call("POST", "revoke", {"tokens": list(tokens)})
+
     def set_secondary_limits(self, **limits: Any) -> dict[str, Any]:
         """``minute``, ``secondary_in_flight``, ``rest_points_per_minute``,
         ``graphql_points_per_minute``, ``secondary_retry_after``, ``secondary_status``,

@@ -53,6 +53,8 @@ def answer_admin(standin: StandinServer, request: Request) -> Reply:
             if not isinstance(tokens, dict):
                 raise ValueError('the body must be {"tokens": {token: login}}')
             return json_reply(200, standin.add_tokens(tokens))
+        if (method, path) == ("POST", "/_standin/revoke"):
+            return json_reply(200, {"revoked": standin.accounts.revoke(data.get("tokens"))})
         if (method, path) == ("POST", "/_standin/secondary-limits"):
             return json_reply(200, standin.set_secondary_limits(**data))
         if (method, path) == ("POST", "/_standin/refuse-next"):

@@ -331,7 +331,7 @@ class StandinServer:
                 request, parts.path, identity, rest_api.base_url(request, self.url)
             )
         graphql = parts.path == GRAPHQL_PATH and request.method == "POST"
-        if identity.kind in ("jwt", "expired"):
+        if identity.kind in ("jwt", "expired", "revoked"):
             self.faults.delay()
             return bad_credentials(graphql=graphql)
         admission = self.secondary.admit(identity.account, "graphql" if graphql else "rest")
