@@ -7,12 +7,12 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 
-from gh_assets.storage.store import RedisStore
+from gh_assets.storage.bookkeeping import PageBookkeeping
 
 CHUNK = 5_000  # page keys per ZMSCORE
 
 
-def unregistered(store: RedisStore, pages: Sequence[str]) -> list[str]:
+def unregistered(store: PageBookkeeping, pages: Sequence[str]) -> list[str]:
     """Those of ``pages`` that ``gh:pages`` lacks, in the order given."""
     store.check_schema()
     lacking: list[str] = []
@@ -23,7 +23,7 @@ def unregistered(store: RedisStore, pages: Sequence[str]) -> list[str]:
     return lacking
 
 
-def write_begun(store: RedisStore, pages: Sequence[str]) -> list[str]:
+def write_begun(store: PageBookkeeping, pages: Sequence[str]) -> list[str]:
     """Those of ``pages`` that their block's page set holds (a write of the page ran), in the
     order given: one SMISMEMBER per block, pipelined per node."""
     store.check_schema()
