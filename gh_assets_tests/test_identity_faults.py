@@ -151,6 +151,34 @@ def test_a_token_revoked_mid_crawl_is_dropped_and_the_other_finishes_the_pages(
     assert not any(kept in r.getMessage() or revoked in r.getMessage() for r in caplog.records)
 
 
+def test_a_token_revoked_between_demos_is_sent_once_and_the_other_writes_the_pages(
+    redis_url: str, key_prefix: str, store: RedisStore, tmp_path: Path
+) -> None:
+    tokens = {"tok-hal-kept": "hal", "tok-ida-revoked": "ida"}
+    pages = windows(4)
+    with StandinServer(Dataset(size=400, seed=5), tokens=tokens) as standin:
+        env = {
+            "GITHUB_API_URL": standin.url,
+            "GITHUB_TOKEN": ",".join(tokens),
+            "REDIS_URL": redis_url,
+            "GH_ASSETS_KEY_PREFIX": key_prefix,
+            "GH_ASSETS_RATE_MINUTE": "5",  # paced enough that both tokens are sent, briefly
+        }
+        first = gh_assets(["demo", "--pages", pages[0].key], tmp_path, **env)
+        used = standin.accounts_report()["ida"]["requests"]["rest"]
+        standin.accounts.revoke(["tok-ida-revoked"])
+        rest = gh_assets(["demo", "--pages", ",".join(w.key for w in pages[1:])], tmp_path, **env)
+        refused = standin.stats()["requests"]["by_status"].get("401", 0)
+        truth = standin.dataset.truth(1, 400)
+    assert first.returncode == 0 and used > 1, first.stdout + first.stderr
+    assert rest.returncode == 0, rest.stdout + rest.stderr
+    assert refused == 1  # one try, then never again in that process
+    assert stored(store, pages) == truth
+    output = rest.stdout + rest.stderr
+    assert output.count(f"GITHUB_TOKEN #2 ({digest('tok-ida-revoked')}): GitHub refused it") == 1
+    assert not any(token in output for token in tokens)
+
+
 def test_the_last_token_revoked_fails_the_page_naming_it(
     redis_url: str, key_prefix: str, store: RedisStore
 ) -> None:

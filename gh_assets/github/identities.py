@@ -2,9 +2,10 @@
 installations, and the tokens GitHub stopped taking.
 
 A token's account is found once (``GET /user``, sent through the shared budget under the token's
-own name, so a block recorded for it holds the lookup too) and remembered in Redis for a day. A
-token GitHub answers 401 after it worked (revoked mid-crawl) is named once in the log and dropped
-for the rest of the process; the request goes again with another credential, so a page keeps the
+own name, so a block recorded for it holds the lookup too) and remembered in Redis for a day; a
+remembered token is tried once per process (``GET /rate_limit``) before it joins a burst. A token
+GitHub answers 401 after it worked (revoked mid-crawl) is named once in the log and dropped for
+the rest of the process; the request goes again with another credential, so a page keeps the
 answers it has paid for. The last credential is never dropped: its 401 fails the page.
 """
 
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 
 ACCOUNT_TTL = 24 * 3600  # how long a token's account, once found, is remembered in Redis
 _dropped: set[str] = set()  # digests of tokens GitHub refused after they worked (this process)
+_taken: set[str] = set()  # digests of tokens GitHub has answered (not 401) in this process
 _dropped_lock = threading.Lock()
 
 
@@ -76,13 +78,14 @@ class Identities(Transport):
         known = self._governor.identity_of(credential.digest) if self._governor else None
         return replace(credential, identity=known) if known else credential
 
-    def _with_account(self, number: int, credential: Credential) -> Credential:
+    def _with_account(self, number: int, credential: Credential) -> Credential | None:
         """``credential`` named by its account's identity (``user:<id>``); a token that cannot
-        read ``/user`` (an installation token) stays an identity of its own."""
+        read ``/user`` (an installation token) stays an identity of its own. None: GitHub no
+        longer takes a remembered token (``_still_taken``)."""
         governor = self._governor
         named = self._named(credential)
         if named is not credential:
-            return named
+            return self._still_taken(number, named)
         url = f"{self._api_url}/user"
         try:
             resp, data = self._request("GET", url, passed=(403, 404), credential=credential)
@@ -91,6 +94,7 @@ class Identities(Transport):
                 raise
             which = _which(number, credential)
             raise CredentialRefusedError(error.detail, url=error.url, which=which) from None
+        _taken.add(credential.digest)
         identity = credential.identity
         if resp.status_code == 200 and isinstance(data, dict) and type(data.get("id")) is int:
             identity = f"user:{data['id']}"
@@ -98,6 +102,26 @@ class Identities(Transport):
             governor.remember_identity(credential.digest, identity, ACCOUNT_TTL)
             governor.observe(identity, resp.headers)
         return replace(credential, identity=identity)
+
+    def _still_taken(self, number: int, credential: Credential) -> Credential | None:
+        """A token remembered from an earlier process, tried once in this one (``GET
+        /rate_limit``, free of primary budget) before it joins a burst of requests: one revoked
+        since is dropped here (None) with a single request, when another token remains."""
+        if credential.digest in _taken:
+            return credential
+        url = f"{self._api_url}/rate_limit"
+        try:
+            self._request("GET", url, passed=(404,), credential=credential)
+        except GitHubHTTPError as error:
+            if error.status != 401:
+                raise
+            if len(self._unresolved) == 1:
+                which = _which(number, credential)
+                raise CredentialRefusedError(error.detail, url=error.url, which=which) from None
+            _drop(number, credential, error.detail)
+            return None
+        _taken.add(credential.digest)
+        return credential
 
     def _drop_refused(self, credential: Credential, detail: str) -> bool:
         """GitHub answered 401 to ``credential`` from the pool: drop it when it is one of
@@ -110,21 +134,27 @@ class Identities(Transport):
             if not kept:
                 return False
             self._resolved = kept
-        with _dropped_lock:
-            first = credential.digest not in _dropped
-            _dropped.add(credential.digest)
-        if first:
-            log.warning(
-                "%s: GitHub refused it (401 %s) after it worked; this process sends nothing more "
-                "with it and goes on with the other credentials",
-                _which(numbers[credential.digest], credential),
-                detail,
-            )
+        _drop(numbers[credential.digest], credential, detail)
         return True
 
 
+def _drop(number: int, credential: Credential, detail: str) -> None:
+    """Send no more with GITHUB_TOKEN's ``number``-th token in this process; the first time,
+    one log line names it (never its secret)."""
+    with _dropped_lock:
+        first = credential.digest not in _dropped
+        _dropped.add(credential.digest)
+    if first:
+        log.warning(
+            "%s: GitHub refused it (401 %s) after it worked; this process sends nothing more "
+            "with it and goes on with the other credentials",
+            _which(number, credential),
+            detail,
+        )
+
+
 def _usable_tokens(
-    tokens: Sequence[Credential], look_up: Callable[[int, Credential], Credential]
+    tokens: Sequence[Credential], look_up: Callable[[int, Credential], Credential | None]
 ) -> list[Credential]:
     """Each token this process has not dropped, named by its account (``look_up``). A token whose
     lookup is held by a rate limit is left out while another token works; when none does, the
@@ -135,9 +165,11 @@ def _usable_tokens(
         if credential.digest in _dropped:
             continue
         try:
-            found.append(look_up(number, credential))
+            named = look_up(number, credential)
         except RateLimitError as error:
             held = held or error
+        else:
+            found += [named] if named else []
     if held is not None and not found:
         raise held
     if tokens and not found:
