@@ -78,6 +78,32 @@ def test_a_blocked_identity_gets_nothing_sent_by_two_demos_in_a_row(
         assert "Crawling" not in run.stdout and token not in run.stdout + run.stderr
 
 
+def test_pages_held_by_a_spent_budget_are_told_to_wait_as_the_sensor_will(
+    redis_url: str, key_prefix: str, store: RedisStore, tmp_path: Path
+) -> None:
+    token = "tok-jo-spent"
+    pages = ",".join(w.key for w in windows(3))
+    with StandinServer(Dataset(size=300, seed=3), tokens={token: "jo"}, rate_limit=40) as standin:
+        env = {
+            "GITHUB_API_URL": standin.url,
+            "GITHUB_TOKEN": token,
+            "REDIS_URL": redis_url,
+            "GH_ASSETS_KEY_PREFIX": key_prefix,
+        }
+        runs = []
+        for _ in range(2):
+            run = gh_assets(["demo", "--pages", pages], tmp_path, **env)
+            runs.append((run, store.deferred_pages(), standin.stats()["requests"]["total"]))
+    assert runs[1][2] == runs[0][2]  # the second run sent nothing: the budget is known spent
+    for run, deferred, _ in runs:
+        assert run.returncode == 1 and deferred, run.stdout + run.stderr
+        until = f"{max(deferred.values()):%Y-%m-%dT%H:%M:%SZ}"
+        assert (
+            f"{len(deferred)} of them wait for GitHub's rate limit until {until}: under make dev, "
+            "stale_pages_sensor runs them then by itself" in run.stdout
+        )
+
+
 def test_a_page_run_sends_no_account_lookup_while_the_token_is_blocked(
     redis_url: str, key_prefix: str
 ) -> None:

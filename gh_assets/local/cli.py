@@ -30,7 +30,7 @@ from pathlib import Path
 from gh_assets import preflight
 from gh_assets.github import safe_url
 from gh_assets.local import services
-from gh_assets.local.run_failures import SILENT_RUN, failure_line
+from gh_assets.local.run_failures import SILENT_RUN, failure_line, rerun_advice
 from gh_assets.local.shared_redis import shared_redis
 from gh_assets.partitions import PageWindow, default_page_keys, page_keys
 from gh_assets.settings import Settings, SettingsError
@@ -221,12 +221,7 @@ def demo(pages: list[str] | None) -> int:
                 failed[key] = failure_line(result, "github_users", data_dir() / "logs")
                 say(f"{prefix} FAILED: {failed[key]}")
         if failed:
-            listed = ",".join(failed)
-            say(
-                f"\n{len(failed)} of {len(keys)} pages failed; the other pages are stored. "
-                f"Re-run only the failed ones with:\n  make demo PAGES={listed}\n"
-                f"(or .venv/bin/gh-assets demo --pages {listed})"
-            )
+            say(rerun_advice(settings, list(failed), len(keys)))
             return 1
         say("Refreshing github_users_frame and github_user_summary")
         result = defs.resolve_job_def(summary_job.name).execute_in_process(

@@ -7,6 +7,9 @@ from pathlib import Path
 
 import dagster as dg
 
+from gh_assets.settings import Settings
+from gh_assets.storage import RedisStore
+
 # The page runs' console shows nothing below CRITICAL: the command prints one line per page.
 SILENT_RUN = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
@@ -45,3 +48,26 @@ def keep_trace(result: dg.ExecuteInProcessResult, folder: Path) -> Path:
 def failure_line(result: dg.ExecuteInProcessResult, node: str | None, folder: Path) -> str:
     """``cause`` and where the full trace is."""
     return f"{cause(result, node)} (full trace: {keep_trace(result, folder)})"
+
+
+def rerun_advice(settings: Settings, failed: list[str], total: int) -> str:
+    """The demo's closing advice for its ``failed`` pages. Those waiting for GitHub's rate limit
+    (``gh:deferred``) are said to wait until its end: stale_pages_sensor runs them then, and
+    nothing sent before would be taken."""
+    store = RedisStore.from_url(settings.redis_url, settings.key_prefix, block=settings.block)
+    try:
+        waiting = [at for page, at in store.deferred_pages().items() if page in failed]
+    finally:
+        store.close()
+    listed = ",".join(failed)
+    advice = f"\n{len(failed)} of {total} pages failed; the other pages are stored. "
+    if waiting:
+        advice += (
+            f"{len(waiting)} of them wait for GitHub's rate limit until "
+            f"{max(waiting):%Y-%m-%dT%H:%M:%SZ}: under make dev, stale_pages_sensor runs them "
+            "then by itself, or re-run them after that time. "
+        )
+    return advice + (
+        f"Re-run only the failed ones with:\n  make demo PAGES={listed}\n"
+        f"(or .venv/bin/gh-assets demo --pages {listed})"
+    )
