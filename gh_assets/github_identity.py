@@ -14,18 +14,17 @@ from gh_assets.github.app_auth import GitHubApp, load_private_key
 from gh_assets.github.credentials import split_tokens, token_credential
 from gh_assets.github.errors import _in
 from gh_assets.github.governor import Governor
-from gh_assets.resources import GitHubResource
+from gh_assets.resources import GitHubResource, RedisResource
 from gh_assets.settings import Settings
 
 
 def budget_governor(settings: Settings, timeout: float) -> Governor | None:
     """The governor a page run would use (the budget in ``GH_ASSETS_BUDGET_REDIS_URL``, else
     ``REDIS_URL``), so the preflight honours and records the same blocks."""
+    url = settings.budget_redis_url or settings.redis_url
+    budget = RedisResource(url=url, key_prefix=settings.key_prefix)
     resource = GitHubResource(
-        budget_redis_url=settings.budget_redis_url or settings.redis_url,
-        budget_key_prefix=settings.key_prefix,
-        rate_minute=settings.rate_minute,
-        timeout=timeout,
+        budget_redis=budget, rate_minute=settings.rate_minute, timeout=timeout
     )
     return resource.get_governor()
 

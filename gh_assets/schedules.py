@@ -11,7 +11,7 @@ from gh_assets.resources import RedisResource
 from gh_assets.settings import Settings
 
 
-def _weekly_recrawl_schedule(settings: Settings) -> dg.ScheduleDefinition:
+def weekly_recrawl_schedule(settings: Settings) -> dg.ScheduleDefinition:
     @dg.schedule(
         name="weekly_recrawl_schedule",
         cron_schedule="0 3 * * 0",
@@ -61,4 +61,4 @@ daily_summary_schedule = dg.ScheduleDefinition(
 
 
 def build_schedules(settings: Settings) -> list[dg.ScheduleDefinition]:
-    return [_weekly_recrawl_schedule(settings), daily_summary_schedule]
+    return [weekly_recrawl_schedule(settings), daily_summary_schedule]

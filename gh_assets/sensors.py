@@ -27,20 +27,26 @@ from gh_assets.settings import Settings
 ADD_CHUNK = 5_000  # page keys per dynamic-partitions request
 
 
+def crawl_sensors(settings: Settings) -> list[dg.SensorDefinition]:
+    """The sensors that launch ``crawl_job``, ticking every ``settings.sensor_interval`` s."""
+    return [_pages_sensor(settings), _stale_pages_sensor(settings)]
+
+
+def refresh_analysis_sensor(settings: Settings) -> dg.SensorDefinition:
+    """Refreshes the analysis after pages change, ticking like the crawl's sensors."""
+    return dg.AutomationConditionSensorDefinition(
+        "refresh_analysis_sensor",
+        target=dg.AssetSelection.assets(github_users_frame, github_user_summary),
+        minimum_interval_seconds=settings.sensor_interval,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Refreshes github_users_frame (with its checks) and github_user_summary "
+        "after pages change: once per batch of page runs, when none is in progress.",
+    )
+
+
 def build_sensors(settings: Settings) -> list[dg.SensorDefinition]:
-    """The three sensors, ticking every ``settings.sensor_interval`` seconds."""
-    return [
-        _pages_sensor(settings),
-        _stale_pages_sensor(settings),
-        dg.AutomationConditionSensorDefinition(
-            "refresh_analysis_sensor",
-            target=dg.AssetSelection.assets(github_users_frame, github_user_summary),
-            minimum_interval_seconds=settings.sensor_interval,
-            default_status=dg.DefaultSensorStatus.RUNNING,
-            description="Refreshes github_users_frame (with its checks) and github_user_summary "
-            "after pages change: once per batch of page runs, when none is in progress.",
-        ),
-    ]
+    """The three sensors (gh_assets/defs/ declares them by concern; tests take them here)."""
+    return [*crawl_sensors(settings), refresh_analysis_sensor(settings)]
 
 
 def _crawl_sensor(

@@ -5,7 +5,9 @@ them (gh_assets_tests/test_docs.py keeps it complete)."""
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field, fields
 from typing import Any
 from urllib.parse import urlsplit
@@ -20,7 +22,8 @@ from gh_assets.github import (
     url_credentials,
 )
 from gh_assets.github.credentials import split_tokens
-from gh_assets.storage.schema import BLOCK
+from gh_assets.github.governor import GovernorLimits
+from gh_assets.storage.schema import BLOCK, KEY_PREFIX
 
 WEEK = 7 * 24 * 3600
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
@@ -35,6 +38,7 @@ SECRETS = {
     "api_url": "GITHUB_API_URL",
 }
 HIDDEN = ("token", "app_private_key")  # never shown, not even in a refusal
+_LIMITS = GovernorLimits()  # the shared budget's defaults live with the governor
 
 
 class SettingsError(ValueError):
@@ -129,19 +133,22 @@ class Settings:
     max_retries: int = _env("GH_ASSETS_MAX_RETRIES", _whole(0), default=5)
     max_rate_limit_wait: int = _env("GH_ASSETS_MAX_RATE_LIMIT_WAIT", _whole(0), default=90)
     # The shared budget per identity (gh_assets.github.governor); 0 points: no pacing.
-    rest_points_per_minute: int = _env("GH_ASSETS_REST_POINTS_PER_MINUTE", _whole(0), default=870)
-    graphql_points_per_minute: int = _env(
-        "GH_ASSETS_GRAPHQL_POINTS_PER_MINUTE", _whole(0), default=1_900
+    rest_points_per_minute: int = _env(
+        "GH_ASSETS_REST_POINTS_PER_MINUTE", _whole(0), default=_LIMITS.rest_points_per_minute
     )
-    max_in_flight: int = _env("GH_ASSETS_MAX_IN_FLIGHT", _whole(1), default=50)
-    rate_minute: int = _env("GH_ASSETS_RATE_MINUTE", _whole(1), default=60)  # tests shorten it
+    graphql_points_per_minute: int = _env(
+        "GH_ASSETS_GRAPHQL_POINTS_PER_MINUTE", _whole(0), default=_LIMITS.graphql_points_per_minute
+    )
+    max_in_flight: int = _env("GH_ASSETS_MAX_IN_FLIGHT", _whole(1), default=_LIMITS.max_in_flight)
+    # Tests shorten it.
+    rate_minute: int = _env("GH_ASSETS_RATE_MINUTE", _whole(1), default=int(_LIMITS.minute))
     redis_url: str = _env("REDIS_URL", _url(*REDIS_SCHEMES), default=DEFAULT_REDIS_URL, repr=False)
     # The shared rate budget's own Redis (e.g. one that never waits behind page writes, or is
     # kept apart from a data store that may be flushed); unset: the data's, REDIS_URL.
     budget_redis_url: str | None = _env(
         "GH_ASSETS_BUDGET_REDIS_URL", _url(*REDIS_SCHEMES), default=None, repr=False
     )
-    key_prefix: str = _env("GH_ASSETS_KEY_PREFIX", _text, default="gh:")
+    key_prefix: str = _env("GH_ASSETS_KEY_PREFIX", _text, default=KEY_PREFIX)
     # On a Redis Cluster, the frame reads each shard from a replica (checks never do).
     frame_from_replicas: bool = _env("GH_ASSETS_FRAME_FROM_REPLICAS", _yes_no, default=False)
     # Where asset values go as Parquet; unset: the Dagster instance's storage folder.
@@ -221,3 +228,24 @@ def _env_var(name: str) -> Any:
     import dagster as dg  # the settings stay importable without Dagster (e.g. by the bench)
 
     return dg.EnvVar(name)
+
+
+# The settings the definitions being loaded read (``load``); unset: the environment's.
+_LOADING: ContextVar[Settings | None] = ContextVar("gh_assets_settings", default=None)
+
+
+@contextmanager
+def loading(settings: Settings) -> Iterator[Settings]:
+    """While the code location loads: ``settings`` is what ``at_load()`` answers (tests build
+    definitions for settings of their own this way, ``definitions.build_defs``)."""
+    token = _LOADING.set(settings)
+    try:
+        yield settings
+    finally:
+        _LOADING.reset(token)
+
+
+def at_load() -> Settings:
+    """The settings of the definitions being loaded: those of ``loading``, else the
+    environment's, read now (never at import, so ``dg check defs`` names a bad one in a line)."""
+    return _LOADING.get() or Settings.from_env()

@@ -132,8 +132,7 @@ def test_a_page_run_waits_for_the_shared_budget_and_says_how_long(
     paced = resources | {
         "github": GitHubResource(
             api_url=resources["github"].api_url,
-            budget_redis_url=redis_url,
-            budget_key_prefix=key_prefix,
+            budget_redis=RedisResource(url=redis_url, key_prefix=key_prefix),
             rest_points_per_minute=600,
             rate_minute=6.0,  # 100 requests a second
         )
@@ -201,8 +200,9 @@ def test_the_pages_sensor_registers_pages_and_follows_growth(standin) -> None:
     with dg.instance_for_test() as instance:
 
         def tick(cursor: str | None) -> dg.SensorResult:
-            context = dg.build_sensor_context(instance=instance, resources=github, cursor=cursor)
-            result = sensor(context)
+            # GitHubResource nests its budget's Redis: its resources open in a context manager.
+            with dg.build_sensor_context(instance=instance, resources=github, cursor=cursor) as cx:
+                result = sensor(cx)
             for request in result.dynamic_partitions_requests:
                 instance.add_dynamic_partitions(github_pages.name, request.partition_keys)
             return result

@@ -112,7 +112,7 @@ def test_the_budget_kept_in_its_own_redis_named_by_gh_assets_budget_redis_url(
             monkeypatch.setenv(name, value)
         settings = Settings.from_env()
         github = build_defs(settings).resources["github"]
-        assert github.budget_redis_url == dg.EnvVar("GH_ASSETS_BUDGET_REDIS_URL")
+        assert github.budget_redis.url == dg.EnvVar("GH_ASSETS_BUDGET_REDIS_URL")
         page = PageWindow.number(0, 100).key
         with dg.instance_for_test() as instance:
             add_missing_pages(instance, [page])

@@ -358,7 +358,9 @@ def test_the_assets_run_on_a_cluster_named_by_any_node(
     preflight.check_redis(url, prefix=key_prefix, block=BLOCK)
     resources = {
         "github": GitHubResource(
-            api_url=standin.url, max_retries=1, budget_redis_url=url, budget_key_prefix=key_prefix
+            api_url=standin.url,
+            max_retries=1,
+            budget_redis=RedisResource(url=url, key_prefix=key_prefix),
         ),
         "redis": RedisResource(url=url, key_prefix=key_prefix, block=BLOCK),
         **storage_resources(str(tmp_path / "storage")),

@@ -329,10 +329,10 @@ def test_the_pages_sensor_warns_and_adds_no_overlapping_page(
     (sensor,) = [s for s in build_sensors(settings) if s.name == "github_pages_sensor"]
     with dg.instance_for_test() as instance:
         add_missing_pages(instance, OLD_WIDTH)
-        context = dg.build_sensor_context(
+        with dg.build_sensor_context(
             instance=instance, resources={"github": GitHubResource(api_url=standin.url)}
-        )
-        result = sensor(context)
+        ) as context:
+            result = sensor(context)
     (added,) = result.dynamic_partitions_requests
     assert added.partition_keys == NEW_WIDTH[1:]  # page 0 overlaps the registered pages
     logged = capsys.readouterr().err.splitlines()

@@ -136,8 +136,8 @@ def test_the_sensor_adds_every_page_up_to_the_newest_within_the_cap(
                 if s.name == "github_pages_sensor"
             ]
             github = {"github": GitHubResource(api_url=standin.url)}
-            context = dg.build_sensor_context(instance=instance, resources=github, cursor=cursor)
-            result = sensor(context)
+            with dg.build_sensor_context(instance=instance, resources=github, cursor=cursor) as cx:
+                result = sensor(cx)
             for request in result.dynamic_partitions_requests:
                 instance.add_dynamic_partitions(github_pages.name, request.partition_keys)
             return result
@@ -172,8 +172,8 @@ def test_a_probe_failing_midway_adds_nothing_and_is_tried_next_time(
     with StandinServer(dataset, fail_ids=[(2_000, 5_000)]) as standin:
         github = {"github": GitHubResource(api_url=standin.url, max_retries=0)}
         with dg.instance_for_test() as instance:
-            context = dg.build_sensor_context(instance=instance, resources=github)
-            (added,) = sensor(context).dynamic_partitions_requests
+            with dg.build_sensor_context(instance=instance, resources=github) as context:
+                (added,) = sensor(context).dynamic_partitions_requests
             assert len(added.partition_keys) == 10  # the configured pages only
             assert list_requests(standin) > 1  # the search got past its first probe
             warned = [line for line in capsys.readouterr().err.splitlines() if "WARNING" in line]
@@ -181,8 +181,8 @@ def test_a_probe_failing_midway_adds_nothing_and_is_tried_next_time(
 
             standin.heal()
             instance.add_dynamic_partitions(github_pages.name, added.partition_keys)
-            context = dg.build_sensor_context(instance=instance, resources=github)
-            (added,) = sensor(context).dynamic_partitions_requests
+            with dg.build_sensor_context(instance=instance, resources=github) as context:
+                (added,) = sensor(context).dynamic_partitions_requests
             assert added.partition_keys == pages_up_to(1_000, newest_of(dataset), 100, 1_000)
 
 
@@ -199,9 +199,8 @@ def test_grown_pages_are_requested_a_batch_at_a_time_while_few_crawls_wait() -> 
 
         def tick(cursor: str) -> dg.SensorResult:
             github = {"github": GitHubResource(api_url="http://127.0.0.1:9")}  # never called
-            return sensor(
-                dg.build_sensor_context(instance=instance, resources=github, cursor=cursor)
-            )
+            with dg.build_sensor_context(instance=instance, resources=github, cursor=cursor) as cx:
+                return sensor(cx)
 
         first = tick(cursor)
         assert [r.partition_key for r in first.run_requests] == pending[:4]

@@ -140,7 +140,7 @@ def test_a_long_rate_limit_fails_the_page_and_defers_it(
 
     standin.set_rate_limit(limit=5000, reset=True)
     store.defer_page(KEYS[0], datetime.now(UTC) - timedelta(seconds=1))  # the reset has passed
-    context = dg.build_sensor_context(instance=instance, resources=resources)
+    context = dg.build_sensor_context(instance=instance, resources=redis_only(resources))
     requested = stale_pages_sensor(TEST_SETTINGS)(context)
     assert [r.partition_key for r in requested.run_requests] == [KEYS[0]]
     assert crawl(instance, resources, KEYS[0]).success
@@ -232,6 +232,12 @@ def add_run(instance: dg.DagsterInstance, page: str, status: DagsterRunStatus) -
     )
 
 
+def redis_only(resources: dict) -> dict:
+    """What the re-crawl sensor and schedule use: GitHubResource nests its budget's Redis, so a
+    context holding it would open only in a ``with`` block."""
+    return {"redis": resources["redis"]}
+
+
 def age(store: RedisStore, page: str, days: float) -> None:
     """Pretend ``page`` was last written ``days`` ago."""
     when = datetime.now(UTC) - timedelta(days=days)
@@ -243,7 +249,7 @@ def test_stale_pages_sensor_requests_the_oldest_not_running_pages(
 ) -> None:
     for key in KEYS:
         assert crawl(instance, resources, key).success
-    sensor_context = dg.build_sensor_context(instance=instance, resources=resources)
+    sensor_context = dg.build_sensor_context(instance=instance, resources=redis_only(resources))
     sensor = stale_pages_sensor(Settings(recrawl_batch=2))  # a week: the default age
     assert isinstance(sensor(sensor_context), dg.SkipReason)  # all fresh
 
@@ -284,7 +290,7 @@ def test_stale_pages_sensor_looks_past_the_pages_a_queued_multi_page_run_holds(
         tags={RANGE_START_TAG: pages[0], RANGE_END_TAG: pages[24]},
         asset_selection={github_users.key},
     )
-    sensor_context = dg.build_sensor_context(instance=instance, resources=resources)
+    sensor_context = dg.build_sensor_context(instance=instance, resources=redis_only(resources))
     requested = stale_pages_sensor(Settings(recrawl_batch=3))(sensor_context)
     assert [r.partition_key for r in requested.run_requests] == pages[25:28]
 
@@ -329,7 +335,7 @@ def test_pages_lost_with_the_datas_redis_are_named_and_crawled_again(
     assert metadata["pages_missing_keys"].value == f"{KEYS[0]}, {KEYS[1]}"
     assert metadata["accounts"].value == store.user_count()  # page 2's users only
 
-    context = dg.build_sensor_context(instance=instance, resources=resources)
+    context = dg.build_sensor_context(instance=instance, resources=redis_only(resources))
     requested = stale_pages_sensor(TEST_SETTINGS)(context)
     assert [r.partition_key for r in requested.run_requests] == KEYS[:2]
     for key in KEYS[:2]:
@@ -352,7 +358,7 @@ def test_a_page_whose_first_write_never_completed_is_named_and_crawled_again(
     assert not check.passed
     assert f"1 whose write never completed ({KEYS[1]})" in check.description
     assert metadata["pages_missing_keys"].value == KEYS[1]
-    context = dg.build_sensor_context(instance=instance, resources=resources)
+    context = dg.build_sensor_context(instance=instance, resources=redis_only(resources))
     requested = stale_pages_sensor(TEST_SETTINGS)(context)
     assert [r.partition_key for r in requested.run_requests] == [KEYS[1]]
 
@@ -365,7 +371,7 @@ def test_schedules(instance, resources, store: RedisStore) -> None:
     # The next tick after the pages were written (a fixed date would age out of the test).
     when = datetime.now(UTC).replace(hour=3, minute=0, second=0, microsecond=0) + timedelta(days=1)
     context = dg.build_schedule_context(
-        instance=instance, resources=resources, scheduled_execution_time=when
+        instance=instance, resources=redis_only(resources), scheduled_execution_time=when
     )
     requests = weekly_recrawl_schedule(context)
     assert [r.partition_key for r in requests] == [KEYS[2], KEYS[0]]

@@ -102,11 +102,11 @@ def test_secrets_are_bound_by_name_never_by_value() -> None:
     resources = build_defs(settings).resources
     assert resources["github"].token == dg.EnvVar("GITHUB_TOKEN")
     assert resources["github"].app_private_key == dg.EnvVar("GITHUB_APP_PRIVATE_KEY")
-    assert resources["github"].budget_redis_url == dg.EnvVar("REDIS_URL")
+    assert resources["github"].budget_redis.url == dg.EnvVar("REDIS_URL")
     assert resources["redis"].url == dg.EnvVar("REDIS_URL")
     apart = Settings.from_env(environ | {"GH_ASSETS_BUDGET_REDIS_URL": "redis://:pw2@b:6379/1"})
     assert ":pw2@" not in repr(apart)
-    bound = build_defs(apart).resources["github"].budget_redis_url
+    bound = build_defs(apart).resources["github"].budget_redis.url
     assert bound == dg.EnvVar("GH_ASSETS_BUDGET_REDIS_URL")
     assert build_defs(Settings()).resources["github"].token is None  # anonymous
     assert resources["github"].api_url == "https://api.github.com"  # no secret in it: shown

@@ -18,7 +18,7 @@ from redis.cluster import LoadBalancingStrategy, RedisCluster
 
 from gh_assets.github.urls import safe_url
 from gh_assets.storage.keys import KeyNames
-from gh_assets.storage.schema import BLOCK
+from gh_assets.storage.schema import BLOCK, KEY_PREFIX
 
 
 def _script(name: str) -> str:
@@ -39,7 +39,7 @@ class Connection(KeyNames):
     def __init__(
         self,
         client: redis.Redis | RedisCluster | None = None,
-        prefix: str = "gh:",
+        prefix: str = KEY_PREFIX,
         *,
         block: int = BLOCK,
         connect: Callable[[], redis.Redis | RedisCluster] | None = None,
@@ -62,7 +62,7 @@ class Connection(KeyNames):
 
     @classmethod
     def from_url(
-        cls, url: str, prefix: str = "gh:", *, block: int = BLOCK, **client_options: Any
+        cls, url: str, prefix: str = KEY_PREFIX, *, block: int = BLOCK, **client_options: Any
     ) -> Self:
         """A store on the redis://, rediss:// or unix:// URL (password or ACL user in it), which
         may name any node of a Redis Cluster. Nothing connects until the first use."""

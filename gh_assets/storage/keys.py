@@ -6,6 +6,7 @@ from __future__ import annotations
 from gh_assets.storage.schema import (
     BLOCK,
     COUNTERS,
+    KEY_PREFIX,
     LOGIN_BUCKETS,
     block_of,
     login_bucket,
@@ -17,7 +18,7 @@ class KeyNames:
     """Key names under ``prefix`` for blocks of ``block`` user ids (``schema.BLOCK`` unless a test
     wants pages spread over a small cluster)."""
 
-    def __init__(self, prefix: str = "gh:", block: int = BLOCK) -> None:
+    def __init__(self, prefix: str = KEY_PREFIX, block: int = BLOCK) -> None:
         if block < 1:
             raise ValueError(f"block must be >= 1, not {block}")
         self.prefix = prefix

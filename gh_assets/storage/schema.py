@@ -25,6 +25,8 @@ PAGE_TOP = 10  # accounts in a page's ``top`` list: the summary's top list is wi
 # aggregates, not its data: two stores holding the same users may differ in them.
 HISTORY_KEYS = ("version", "summary")
 SCHEMA_VERSION = 2
+# Every key's prefix unless GH_ASSETS_KEY_PREFIX names another (one store per prefix).
+KEY_PREFIX = "gh:"
 BLOCK = 100_000  # user IDs per block: 2,500 blocks for GitHub's 250 M IDs
 # Login buckets: enough to spread evenly over any number of shards a crawl needs (4,096 of the
 # Cluster's 16,384 slots), few enough to stay compact: a bucket is a listpack up to
