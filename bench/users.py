@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from functools import cache
 
 from gh_assets.local.standin import Dataset
+from gh_assets.local.standin.data import ground_truth, stored_form
 from gh_assets.partitions import PageWindow
 from gh_assets.storage import PageWrite
 
@@ -22,36 +23,25 @@ CREDENTIAL = "anonymous"
 
 
 @cache
-def _template() -> list[tuple[str, str, str, str, str, str]]:
-    """(handle, type, public_repos, public_gists, followers, following) of generated accounts."""
+def _template() -> list[tuple[str, dict[str, str]]]:
+    """(handle, the stored fields after identity: type and ``user_fields.DETAILS``) of generated
+    accounts."""
     rows = []
     for user in Dataset(size=TEMPLATE_IDS, seed=3).all_users():
         handle = user.login[: len(user.login) - len(str(user.id))]
-        rows.append(
-            (
-                handle,
-                user.type,
-                str(user.public_repos),
-                str(user.public_gists),
-                str(user.followers),
-                str(user.following),
-            )
-        )
+        stored = stored_form([ground_truth(user)])[user.id]
+        rows.append((handle, {k: v for k, v in stored.items() if k not in ("id", "login")}))
     return rows
 
 
 def user_hash(user_id: int, fetched_at: str = "2026-11-27T03:00:00Z") -> dict[str, str]:
     """One user's hash with every field the crawl stores."""
     template = _template()
-    handle, kind, repos, gists, followers, following = template[user_id % len(template)]
+    handle, fields = template[user_id % len(template)]
     return {
         "id": str(user_id),
         "login": f"{handle}{user_id}",
-        "type": kind,
-        "public_repos": repos,
-        "public_gists": gists,
-        "followers": followers,
-        "following": following,
+        **fields,
         "fetched_at": fetched_at,
         "etag": hashlib.sha256(b"%d" % user_id).hexdigest(),
         "etag_auth": CREDENTIAL,

@@ -29,6 +29,7 @@ from gh_assets.github.validation import MAX_COUNTER
 from gh_assets.partitions import PageWindow
 from gh_assets.storage import COUNTERS, PageWrite, RedisStore, iso_utc, user_problem
 from gh_assets.storage.crawl_order import crawl_started, started_at
+from gh_assets.user_fields import DETAIL_NAMES
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,8 @@ def crawl_page(client: GitHubClient, store: RedisStore, window: PageWindow) -> P
     client's ``detail_mode`` decides how counts are read; users answered by GraphQL come without
     an ETag, so their hash is written without one (and their next re-crawl has no 304).
     ``requests`` counts this page's own requests (retries included), even when other pages
-    share the client at the same time. A stored hash that is damaged is never reused: its user
+    share the client at the same time. A stored hash that is damaged, or lacks a field of
+    ``user_fields.DETAILS`` (written by an older release), is never reused: its user
     is asked without ``If-None-Match`` and the hash is overwritten. When an error (a rate limit)
     stops the page, the answers already paid for are staged in Redis and its re-run reuses them.
     The write (``RedisStore.write_page``) is tried again, for up to 30 s, while a Redis Cluster
@@ -198,7 +200,12 @@ def _intact(store: RedisStore, found: dict[int, dict[str, str]]) -> dict[int, di
     (``user_problem``, the client's counter bound, their own id); a damaged one, reused, would
     fail the page on every re-crawl."""
     intact = {}
+    lacking = [user_id for user_id, fields in found.items() if _lacks_detail(fields)]
+    if lacking:  # written before a field joined the registry: a 304 would keep it missing
+        log.info("%d stored users lack a registry field: fetched again in full", len(lacking))
     for user_id, fields in found.items():
+        if user_id in lacking:
+            continue
         problem = user_problem(fields)
         if not problem and fields["id"] != str(user_id):
             problem = f"user {user_id} holds the id {fields['id']!r}"
@@ -211,6 +218,11 @@ def _intact(store: RedisStore, found: dict[int, dict[str, str]]) -> dict[int, di
         else:
             intact[user_id] = fields
     return intact
+
+
+def _lacks_detail(fields: dict[str, str]) -> bool:
+    """Whether a stored hash misses a field of ``user_fields.DETAILS`` (an older release's)."""
+    return any(name not in fields for name in DETAIL_NAMES)
 
 
 def _reusable_etag(stored: dict[str, str] | None) -> tuple[str, str] | None:
@@ -235,7 +247,7 @@ def _stored_form(
 
 def _user_hash(user: UserDetail, fetched_at: str) -> dict[str, str]:
     fields = {"id": str(user.id), "login": user.login, "type": user.type}
-    fields |= {name: str(getattr(user, name)) for name in COUNTERS}
+    fields |= {name: str(getattr(user, name)) for name in DETAIL_NAMES}
     fields["fetched_at"] = fetched_at
     if user.etag and user.etag_auth:
         fields |= {"etag": user.etag, "etag_auth": user.etag_auth}

@@ -5,28 +5,25 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from gh_assets.github.models import UserDetail
-from gh_assets.github.validation import MAX_COUNTER, _integer, _Shape, _string
+from gh_assets.github.validation import MAX_COUNTER, _integer, _Shape, _string, _value
+from gh_assets.user_fields import DETAILS, UserField
 
 GRAPHQL_BATCH = 100  # GitHub: "You may not provide more than 100 node ids"
 
-# About 4 points per 100 users. The REST public_repos counts owned public repositories only:
-# ownerAffiliations defaults to [OWNER, COLLABORATOR], which would add collaborations. An
-# Organization has no followers/following/gists.
+# About 4 points per 100 users (each count is a connection's totalCount). An Organization has
+# no followers/following/gists: REST answers those.
 USER_COUNTS_QUERY = """\
-query GhAssetsUserCounts($ids: [ID!]!) {
-  rateLimit { cost remaining resetAt }
-  nodes(ids: $ids) {
+query GhAssetsUserCounts($ids: [ID!]!) {{
+  rateLimit {{ cost remaining resetAt }}
+  nodes(ids: $ids) {{
     __typename
-    ... on User {
+    ... on User {{
       databaseId
       login
-      followers { totalCount }
-      following { totalCount }
-      gists(privacy: PUBLIC) { totalCount }
-      repositories(privacy: PUBLIC, ownerAffiliations: [OWNER]) { totalCount }
-    }
-  }
-}"""
+{}
+    }}
+  }}
+}}""".format("\n".join(f"      {field.selection()}" for field in DETAILS))
 
 
 def graphql_endpoint(api_url: str) -> str:
@@ -134,18 +131,20 @@ def _graphql_user(node: Any) -> UserDetail | None:
         id=_integer(node, "databaseId", 1, 2**63),
         login=_string(node, "login"),
         type="User",
-        public_repos=_total(node, "repositories"),
-        public_gists=_total(node, "gists"),
-        followers=_total(node, "followers"),
-        following=_total(node, "following"),
+        **{field.name: _at(node, field) for field in DETAILS},
     )
 
 
-def _total(node: dict[str, Any], connection: str) -> int:
-    value = node.get(connection)
-    if not isinstance(value, dict):
-        raise _Shape(f"{connection} must be a connection object, got {reprlib.repr(value)}")
+def _at(node: dict[str, Any], field: UserField) -> int:
+    """The value at ``field``'s GraphQL path in ``node``, checked as REST's would be."""
+    *steps, last = field.graphql
+    where = []
+    for step in steps:
+        node = node.get(step)  # type: ignore[assignment]
+        where.append(step)
+        if not isinstance(node, dict):
+            raise _Shape(f"{step} must be a connection object, got {reprlib.repr(node)}")
     try:
-        return _integer(value, "totalCount", 0, MAX_COUNTER)
+        return _value(field, node, last)
     except _Shape as exc:
-        raise _Shape(f"{connection}.{exc}") from None
+        raise _Shape(".".join(where) + "." + str(exc) if where else str(exc)) from None

@@ -1,7 +1,10 @@
 """What the client answers: listed users, their details, and the answers that are not details."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, make_dataclass
+from dataclasses import field as dataclass_field
 from enum import Enum
+
+from gh_assets.user_fields import DETAILS
 
 
 @dataclass(frozen=True)
@@ -14,19 +17,22 @@ class ListedUser:
     node_id: str | None = None
 
 
-@dataclass(frozen=True)
-class UserDetail:
-    """``GET /user/{id}``: identity, the four public counters and the ETag to revalidate with."""
-
-    id: int
-    login: str
-    type: str
-    public_repos: int
-    public_gists: int
-    followers: int
-    following: int
-    etag: str | None = None  # opaque part only, without ``W/`` and quotes
-    etag_auth: str | None = None  # the digest of the credential that got ``etag``
+# ``GET /user/{id}``: identity, each registry field (``user_fields.DETAILS``: a count, or a time
+# in epoch seconds) and the ETag to revalidate with (its opaque part, without ``W/`` and quotes,
+# and the digest of the credential that got it).
+UserDetail = make_dataclass(
+    "UserDetail",
+    [
+        ("id", int),
+        ("login", str),
+        ("type", str),
+        *((field.name, int) for field in DETAILS),
+        ("etag", str | None, dataclass_field(default=None)),
+        ("etag_auth", str | None, dataclass_field(default=None)),
+    ],
+    frozen=True,
+)
+UserDetail.__module__ = __name__  # pickled and shown as gh_assets.github.models.UserDetail
 
 
 class Answer(Enum):

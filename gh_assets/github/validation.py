@@ -6,6 +6,7 @@ from typing import Any, TypeVar
 
 from gh_assets.github.errors import MalformedResponseError
 from gh_assets.github.models import ListedUser, UserDetail
+from gh_assets.user_fields import DETAILS, UserField, epoch_seconds
 
 T = TypeVar("T")
 
@@ -37,13 +38,23 @@ def _listed_user(item: Any) -> ListedUser:
 
 def _user_detail(data: Any) -> UserDetail:
     listed = _listed_user(data)
-    counters = ("public_repos", "public_gists", "followers", "following")
     return UserDetail(
         id=listed.id,
         login=listed.login,
         type=listed.type,
-        **{name: _integer(data, name, 0, MAX_COUNTER) for name in counters},
+        **{field.name: _value(field, data, field.rest) for field in DETAILS},
     )
+
+
+def _value(field: UserField, item: dict[str, Any], key: str) -> int:
+    """``item[key]`` as the registry's ``field`` keeps it: a bounded count, or epoch seconds."""
+    if field.counter:
+        return _integer(item, key, 0, MAX_COUNTER)
+    text = _string(item, key)
+    try:
+        return epoch_seconds(text)
+    except ValueError:
+        raise _Shape(f"{key} must be an ISO 8601 time, got {reprlib.repr(text)}") from None
 
 
 def _integer(item: dict[str, Any], key: str, low: int, high: int) -> int:

@@ -14,9 +14,11 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 
-from gh_assets.storage.schema import COUNTERS, FRAME_FIELDS
+from gh_assets.storage.schema import FRAME_FIELDS, TIMES
+from gh_assets.user_fields import DETAIL_NAMES
 
 _INT64 = np.iinfo(np.int64)
+_NO_TIME = b"-1"  # a time missing from a stored hash (a stored one is never negative)
 
 
 class LeftOut(NamedTuple):
@@ -37,7 +39,7 @@ class FrameBuilder:
     def __init__(self, user_key: Callable[[str], str] | None = None) -> None:
         self.user_key = user_key or str
         self.columns: dict[str, list[np.ndarray]] = {
-            name: [] for name in ("id", *COUNTERS, "type", "fetched_at")
+            name: [] for name in ("id", *DETAIL_NAMES, "type", "fetched_at")
         }
         self.logins: list[str] = []
         self.kinds: dict[bytes, int] = {}
@@ -54,7 +56,7 @@ class FrameBuilder:
         """
         if not rows:
             return
-        logins, kinds, *counters, fetched = zip(*rows, strict=True)
+        logins, kinds, *details, fetched = zip(*rows, strict=True)
         if None in logins:  # rare: only then is each row looked at
             kept = []
             for i, login in enumerate(logins):
@@ -70,7 +72,9 @@ class FrameBuilder:
         if None in kinds:
             raise ValueError(f"{self._where(ids[kinds.index(None)])} has no 'type'")
         self.columns["id"].append(self._column("id", ids, ids))
-        for name, values in zip(COUNTERS, counters, strict=True):
+        for name, values in zip(DETAIL_NAMES, details, strict=True):
+            if name in TIMES:  # missing in a hash an older release wrote: NaT (-1 here)
+                values = [_NO_TIME if value is None else value for value in values]
             self.columns[name].append(self._column(name, values, ids))
         self.logins += [login.decode() for login in logins]
         self.columns["type"].append(_codes(kinds, self.kinds))
@@ -90,6 +94,10 @@ class FrameBuilder:
         stamps = [stamp.decode() if stamp else None for stamp in self.stamps]
         parsed = pd.to_datetime(stamps, format="ISO8601", utc=True).as_unit("us")
         data["fetched_at"] = parsed.take(data["fetched_at"])  # a missing fetched_at: NaT
+        for name in TIMES:  # epoch seconds
+            seconds = data[name].astype("datetime64[s]")
+            seconds[data[name] < 0] = np.datetime64("NaT")
+            data[name] = pd.to_datetime(seconds, utc=True).as_unit("us")
         return pd.DataFrame({name: data[name] for name in FRAME_FIELDS}, copy=False)
 
     def left_out(self) -> LeftOut:

@@ -16,6 +16,7 @@ from gh_assets.storage.logins import LoginEntries
 from gh_assets.storage.page_aggregates import page_aggregates
 from gh_assets.storage.schema import (
     COUNTERS,
+    TIMES,
     USER_FIELDS,
     ascii_lower,
     iso_utc,
@@ -241,7 +242,8 @@ def user_problem(user: Mapping[str, str]) -> str | None:
     for field in ("id", "login", "type"):
         if not user.get(field):
             return f"user {user.get('id', '?')} has no {field!r}"
-    for field in ("id", *COUNTERS):
+    # A time is checked when present: a hash written before it joined the registry lacks it.
+    for field in ("id", *COUNTERS, *(name for name in TIMES if name in user)):
         value = str(user.get(field, ""))
         if not (value.isascii() and value.isdecimal()):  # "٣" is decimal, not ASCII
             return f"user {user['id']} has a non-integer {field!r}: {user.get(field)!r}"

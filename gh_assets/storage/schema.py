@@ -17,8 +17,11 @@ import string
 import zlib
 from datetime import UTC, datetime
 
-COUNTERS = ("public_repos", "public_gists", "followers", "following")
-FRAME_FIELDS = ("id", "login", "type", *COUNTERS, "fetched_at")
+from gh_assets.user_fields import COUNTERS as COUNTERS
+from gh_assets.user_fields import DETAIL_NAMES
+from gh_assets.user_fields import TIMES as TIMES
+
+FRAME_FIELDS = ("id", "login", "type", *DETAIL_NAMES, "fetched_at")
 USER_FIELDS = (*FRAME_FIELDS, "etag", "etag_auth")
 PAGE_TOP = 10  # accounts in a page's ``top`` list: the summary's top list is within their union
 # A block's keys that record how it was written (a write counter) and a cache of its merged

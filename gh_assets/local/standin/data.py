@@ -18,6 +18,8 @@ from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from gh_assets.user_fields import COUNTERS, DETAIL_NAMES, TIMES, epoch_seconds
+
 MISSING_ONE_IN = 3  # about a third of GitHub's IDs are deleted or never existed
 ORG_SHARE = 0.04
 MAX_LOGIN = 39
@@ -97,8 +99,7 @@ class StandinUser:
 
 
 _FIELDS = {f.name for f in fields(StandinUser)}
-_COUNTS = ("public_repos", "public_gists", "followers", "following")
-STORED_FIELDS = ("id", "login", "type", *_COUNTS)  # what a crawl keeps of each account
+STORED_FIELDS = ("id", "login", "type", *DETAIL_NAMES)  # what a crawl keeps of each account
 
 
 def ground_truth(user: StandinUser) -> dict[str, Any]:
@@ -108,7 +109,12 @@ def ground_truth(user: StandinUser) -> dict[str, Any]:
 
 def stored_form(rows: Iterable[Mapping[str, Any]]) -> dict[int, dict[str, str]]:
     """What Redis must hold for these ``ground_truth`` rows: id -> its hash's fields, as strings."""
-    return {row["id"]: {name: str(row[name]) for name in STORED_FIELDS} for row in rows}
+    return {row["id"]: {name: _stored(name, row[name]) for name in STORED_FIELDS} for row in rows}
+
+
+def _stored(name: str, value: Any) -> str:
+    """A field as Redis holds it: a time as epoch seconds (``user_fields``), others as text."""
+    return str(epoch_seconds(value) if name in TIMES else value)
 
 
 class Dataset:
@@ -172,7 +178,7 @@ class Dataset:
         unknown = set(changes) - (_FIELDS - {"id"})
         if unknown:
             raise ValueError(f"unknown or read-only fields: {sorted(unknown)}")
-        for name in _COUNTS:
+        for name in COUNTERS:
             value = changes.get(name, 0)
             if type(value) is not int or value < 0:
                 raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
