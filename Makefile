@@ -9,6 +9,10 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 RUNTIME := $(VENV)/.installed-runtime
 TESTING := $(VENV)/.installed-test
+DEVTOOLS := $(VENV)/.installed-dev
+# dg (Dagster's project CLI: `dg dev`, `dg check defs`) on this virtualenv, which it then
+# recognises as the project's (no mismatch warning).
+DG := VIRTUAL_ENV=$(abspath $(VENV)) PATH=$(abspath $(BIN)):$$PATH $(BIN)/dg
 UV := $(BIN)/uv
 UV_VERSION := 0.13.9
 # `uv sync` into $(VENV), refusing a uv.lock that no longer matches pyproject.toml, leaving the
@@ -34,6 +38,10 @@ $(RUNTIME): pyproject.toml uv.lock | $(UV)
 
 $(TESTING): pyproject.toml uv.lock | $(UV)
 	$(SYNC) --extra test
+	@touch $@ $(RUNTIME) $(DEVTOOLS)
+
+$(DEVTOOLS): pyproject.toml uv.lock | $(UV)
+	$(SYNC) --extra dev
 	@touch $@ $(RUNTIME)
 
 install: $(RUNTIME)
@@ -41,7 +49,7 @@ install: $(RUNTIME)
 demo: $(RUNTIME)
 	$(BIN)/gh-assets demo $(if $(PAGES),--pages $(PAGES))
 
-dev: $(RUNTIME)
+dev: $(DEVTOOLS)
 	$(BIN)/gh-assets dev
 
 lint: $(TESTING)
@@ -65,8 +73,10 @@ test: lint prerequisites
 test-compose: $(TESTING) prerequisites
 	$(BIN)/python -m pytest gh_assets_tests/test_compose.py -v -s
 
-# Under 2 minutes on 2 cores: every test but those marked slow (pyproject.toml).
+# Under 2 minutes on 2 cores: the definitions loaded as Dagster loads them (dg check defs), then
+# every test but those marked slow (pyproject.toml).
 check: lint
+	$(DG) check defs
 	$(BIN)/python -m pytest -m "not slow"
 
 clean:

@@ -64,9 +64,12 @@ def test_dagster_packages_ride_one_release_train() -> None:
     version = core["dagster"]
     assert version.startswith("1.13.")
     library = "0.29." + version.split(".")[2]
+    extras = {name: pins(found) for name, found in project["optional-dependencies"].items()}
     for extra in ("scale", "test"):
-        libraries = pins(project["optional-dependencies"][extra])
+        libraries = {k: v for k, v in extras[extra].items() if k != "dagster-dg-cli"}
         assert libraries == {"dagster-celery": library, "dagster-postgres": library}, extra
+    for extra in ("dev", "test"):  # dg, Dagster's project CLI, rides the core packages' train
+        assert extras[extra]["dagster-dg-cli"] == version, extra
     dockerfile = (REPO / "Dockerfile").read_text()
     assert "ARG GH_ASSETS_EXTRAS=scale\n" in dockerfile  # the extras, at uv.lock's versions:
     assert "uv export --project /src --locked --no-emit-project" in dockerfile
