@@ -17,6 +17,7 @@ from gh_assets.aggregate_totals import (
     TypeTotals,
 )
 from gh_assets.storage import COUNTERS
+from gh_assets.storage.schema import HISTOGRAMS, TIMES
 from gh_assets.summary import TOP_N
 
 COMPACT_AT = 1 << 20  # histogram entries held before they are added up: memory ~ distinct values
@@ -37,7 +38,7 @@ class Merger:
         self.kinds: dict[str, list[int]] = {}  # type -> [accounts, first id]
         self.type_sums: dict[tuple[str, str], int] = {}
         self.top: list[tuple[int, str, str, int]] = []
-        self.histograms = {counter: _Histogram() for counter in COUNTERS}
+        self.histograms = {name: _Histogram() for name in HISTOGRAMS}
 
     def add(
         self, keys: list[str], raw: dict[bytes, bytes], histograms: list[dict[bytes, bytes]]
@@ -48,8 +49,8 @@ class Merger:
             self._add(agg)
         except (KeyError, ValueError) as error:
             raise AggregatesError(f"{keys[0]}: unreadable aggregates ({error!r})") from None
-        for counter, key, histogram in zip(COUNTERS, keys[1:], histograms, strict=True):
-            self.histograms[counter].add(key, histogram)
+        for name, key, histogram in zip(HISTOGRAMS, keys[1:], histograms, strict=True):
+            self.histograms[name].add(key, histogram)
 
     def _add(self, agg: dict[str, str]) -> None:
         """One page's ``:agg`` hash, as the ``state`` of a merge of that page alone."""
@@ -77,7 +78,7 @@ class Merger:
 
     def state(self) -> dict:
         """Everything added so far, as JSON-ready values (``absorb`` adds it to another)."""
-        histograms = {c: self.histograms[c].merged() for c in COUNTERS}
+        histograms = {name: self.histograms[name].merged() for name in HISTOGRAMS}
         return {
             "pages": self.pages,
             "accounts": self.accounts,
@@ -95,8 +96,10 @@ class Merger:
     def absorb(self, state: dict) -> None:
         """Add what ``state`` (another merge's ``state()``) holds, as if its pages were added."""
         try:
-            for counter in COUNTERS:
-                self.histograms[counter].extend(*state["hist"][counter])
+            kept = state["hist"]
+            for name in HISTOGRAMS:  # a merge kept before a time joined the registry lacks it
+                found = kept.get(name, ([], [])) if name in TIMES else kept[name]
+                self.histograms[name].extend(*found)
             self._add_totals(state)
         except (KeyError, TypeError, ValueError) as error:
             raise AggregatesError(f"a block's stored summary is unreadable ({error!r})") from None
@@ -150,7 +153,8 @@ class Merger:
             )
             for kind in order
         }
-        return MergedAggregates(self.pages, self.accounts, counters, by_type, self.top)
+        years = {name: self.histograms[name].merged() for name in TIMES}
+        return MergedAggregates(self.pages, self.accounts, counters, by_type, self.top, years)
 
 
 class _Histogram:

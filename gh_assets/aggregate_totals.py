@@ -16,7 +16,7 @@ import pandas as pd
 
 from gh_assets.storage import COUNTERS, frame_from_batches
 from gh_assets.storage.schema import PAGE_TOP
-from gh_assets.summary import TOP_N, UserSummary, summarize
+from gh_assets.summary import TOP_N, UserSummary, summarize, year_table
 
 assert TOP_N <= PAGE_TOP, "the pages' top lists must hold the summary's top accounts"
 
@@ -101,6 +101,8 @@ class MergedAggregates:
     counters: dict[str, CounterTotals]  # COUNTERS order
     by_type: dict[str, TypeTotals]  # by accounts, ties by first appearance (lowest id)
     top: list[tuple[int, str, str, int]] = field(default_factory=list)  # id, login, type, followers
+    # per time of TIMES: (UTC years ascending, accounts per year), of the accounts having it
+    years: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
     def type_accounts(self, kind: str) -> int:
         found = self.by_type.get(kind)
@@ -150,4 +152,9 @@ class MergedAggregates:
                 "followers": np.array(followers, dtype=np.int64),
             }
         )
-        return UserSummary(counters=counters, by_type=by_type, top_followers=top_followers)
+        per_year = year_table(
+            {name: dict(zip(*map(list, found), strict=True)) for name, found in self.years.items()}
+        )
+        return UserSummary(
+            counters=counters, by_type=by_type, top_followers=top_followers, per_year=per_year
+        )

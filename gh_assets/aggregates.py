@@ -112,7 +112,7 @@ def summary_differences(expected: UserSummary, found: UserSummary) -> list[str]:
         want, got = stated[counter, "mean"], found.counters.at[counter, "mean"]
         if stated[counter, "count"] and stated[counter, "sum"] < EXACT_FLOAT_SUM and got != want:
             differences.append(f"{counter} mean: {got!r}, expected exactly {want!r}")
-    for name in ("by_type", "top_followers"):
+    for name in ("by_type", "top_followers", "per_year"):
         differences += _unequal(
             name,
             lambda name=name: pd.testing.assert_frame_equal(

@@ -13,6 +13,7 @@ import numpy as np
 
 from gh_assets.aggregates import CounterTotals, MergedAggregates
 from gh_assets.storage import COUNTERS
+from gh_assets.storage.schema import TIMES
 
 SIZE = (7, 4)  # inches, at 100 dpi: 700x400 pixels
 COLOR = "#4c72b0"
@@ -93,8 +94,24 @@ def users_vs_organizations(merged: MergedAggregates) -> bytes:
         return _png(figure)
 
 
+def per_year(name: str) -> Callable[[MergedAggregates], bytes]:
+    """Accounts per UTC year of the time ``name`` (e.g. ``created_at``: accounts created)."""
+
+    def plot(merged: MergedAggregates) -> bytes:
+        years, accounts = merged.years.get(name, (np.empty(0, np.int64), np.empty(0, np.int64)))
+        with _figure() as (figure, axes):
+            axes.bar(years, accounts, color=COLOR)
+            axes.set_xlabel(f"year ({name}, UTC)")
+            axes.set_ylabel("accounts")
+            axes.set_title(f"Accounts per year of {name}: {int(accounts.sum()):,} accounts")
+            return _png(figure)
+
+    return plot
+
+
 PLOTS: dict[str, Callable[[MergedAggregates], bytes]] = {
     "follower_distribution": follower_distribution,
     "repos_distribution": repos_distribution,
     "users_vs_organizations": users_vs_organizations,
+    **{f"{name}_per_year": per_year(name) for name in TIMES},
 }

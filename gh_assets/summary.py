@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from gh_assets.storage import COUNTERS
+from gh_assets.storage.schema import TIMES
 
 STATISTICS = ("count", "sum", "mean", "median", "std", "p90", "p99", "max")
 TOP_N = 10
@@ -14,13 +15,16 @@ TOP_N = 10
 
 @dataclass(frozen=True)
 class UserSummary:
-    """Statistics of each counter, accounts by type, and the most followed accounts."""
+    """Statistics of each counter, accounts by type, the most followed accounts, and accounts per
+    UTC year of each time (``user_fields``: a column per time, e.g. accounts created)."""
 
     counters: pd.DataFrame  # index: counter; columns: STATISTICS
     by_type: pd.DataFrame  # index: type; columns: accounts, share
     top_followers: pd.DataFrame  # TOP_N rows: id, login, type, followers
+    per_year: pd.DataFrame  # index: year; columns: TIMES (accounts, int64)
 
-    TABLES = ("counters", "by_type", "top_followers")  # what it is stored as (asset_storage)
+    # What it is stored as (asset_storage): a file per table.
+    TABLES = ("counters", "by_type", "top_followers", "per_year")
 
     def tables(self) -> dict[str, pd.DataFrame]:
         return {name: getattr(self, name) for name in self.TABLES}
@@ -65,4 +69,24 @@ def summarize(frame: pd.DataFrame) -> UserSummary:
         .head(TOP_N)[["id", "login", "type", "followers"]]
         .reset_index(drop=True)
     )
-    return UserSummary(counters=counters, by_type=by_type, top_followers=top_followers)
+    per_year = year_table(
+        {
+            name: frame[name].dt.year.dropna().astype("int64").value_counts().to_dict()
+            for name in TIMES
+        }
+    )
+    return UserSummary(
+        counters=counters, by_type=by_type, top_followers=top_followers, per_year=per_year
+    )
+
+
+def year_table(counts: dict[str, dict[int, int]]) -> pd.DataFrame:
+    """Accounts per UTC year, a column per time (0 where a year has none), years ascending: the
+    one construction both ``summarize`` and the merged aggregates use."""
+    years = sorted({int(year) for found in counts.values() for year in found})
+    return pd.DataFrame(
+        {name: [int(counts[name].get(year, 0)) for year in years] for name in TIMES},
+        index=pd.Index(years, dtype="int64", name="year"),
+        columns=pd.Index(list(TIMES), dtype="object"),
+        dtype="int64",
+    )

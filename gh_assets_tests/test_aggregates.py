@@ -13,6 +13,7 @@ import math
 import random
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 
 import dagster as dg
 import numpy as np
@@ -152,14 +153,14 @@ def test_summary_differences_name_each_difference(store: RedisStore) -> None:
     counters.at["public_repos", "std"] *= 1 + 1e-9  # beyond REL_TOL
     counters.at["following", "std"] *= 1 + 1e-14  # within it
     top = found.top_followers.iloc[::-1].reset_index(drop=True)
-    changed = UserSummary(counters, found.by_type, top)
+    changed = replace(found, counters=counters, top_followers=top)
     differences = summary_differences(expected, changed)
     assert [line.split(":")[0] for line in differences] == [
         "counters",
         "public_repos std",
         "top_followers",
     ]
-    recast = UserSummary(counters.astype({"max": "float64"}), found.by_type, top)
+    recast = replace(changed, counters=counters.astype({"max": "float64"}))
     assert [line.split(" {")[0] for line in summary_differences(expected, recast)] == [
         "counters' dtypes"
     ]

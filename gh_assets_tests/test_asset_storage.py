@@ -65,7 +65,7 @@ def test_the_frame_and_summary_are_parquet_that_pandas_reads_without_dagster(
 
     folder = base / "github_user_summary"
     assert sorted(p.name for p in folder.iterdir()) == [
-        "by_type.parquet", "counters.parquet", "top_followers.parquet",
+        "by_type.parquet", "counters.parquet", "per_year.parquet", "top_followers.parquet",
     ]  # fmt: skip
     expected = summarize(from_redis)
     counters = pd.read_parquet(folder / "counters.parquet")

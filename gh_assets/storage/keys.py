@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from gh_assets.storage.schema import (
     BLOCK,
-    COUNTERS,
+    HISTOGRAMS,
     KEY_PREFIX,
     LOGIN_BUCKETS,
     block_of,
@@ -78,10 +78,10 @@ class KeyNames:
         return f"{self.block_tag(self.page_block(page))}page:{page}{':' + part if part else ''}"
 
     def aggregate_keys(self, page: str) -> list[str]:
-        """The page's aggregates: its ``:agg`` hash, then one ``:hist:{counter}`` per counter."""
+        """The page's aggregates: its ``:agg`` hash, then one ``:hist:{name}`` per HISTOGRAMS."""
         return [
             self.page_key(page, "agg"),
-            *(self.page_key(page, f"hist:{counter}") for counter in COUNTERS),
+            *(self.page_key(page, f"hist:{name}") for name in HISTOGRAMS),
         ]
 
     def page_keys(self, page: str) -> list[str]:

@@ -6,22 +6,24 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 
-from gh_assets.storage.schema import COUNTERS, PAGE_TOP
+from gh_assets.storage.schema import COUNTERS, HISTOGRAMS, PAGE_TOP, TIMES
 
 
 def page_aggregates(
     users: Sequence[Mapping[str, str]],
 ) -> tuple[dict[str, str], list[dict[str, str]]]:
-    """A page's partial aggregates as stored (``schema``): the ``:agg`` hash and each counter's
-    value histogram (COUNTERS order), decimal strings of Python integers (a sum of squares
-    outgrows int64 and a Lua double). Empty for a page without users.
+    """A page's partial aggregates as stored (``schema``): the ``:agg`` hash, each counter's
+    value histogram and each time's histogram of UTC years (HISTOGRAMS order), decimal strings
+    of Python integers (a sum of squares outgrows int64 and a Lua double). Empty for a page
+    without users.
 
     A user listed twice counts once, as its last entry (what the page write stores).
     """
     latest = {user["id"]: user for user in users}
     if not latest:
-        return {}, [{} for _ in COUNTERS]
+        return {}, [{} for _ in HISTOGRAMS]
     accounts: Counter[str] = Counter()
     first: dict[str, int] = {}
     by_type: Counter[tuple[str, str]] = Counter()
@@ -50,8 +52,15 @@ def page_aggregates(
     agg["top"] = json.dumps(
         [[str(int(u["id"])), u["login"], u["type"], str(int(u["followers"]))] for u in top]
     )
+    for name in TIMES:  # a hash an older release wrote may lack it: not counted
+        values[name] = [_year(user[name]) for user in latest.values() if name in user]
     histograms = [
-        {str(value): str(count) for value, count in sorted(Counter(found).items())}
-        for found in values.values()
+        {str(value): str(count) for value, count in sorted(Counter(values[name]).items())}
+        for name in HISTOGRAMS
     ]
     return {field: str(value) for field, value in agg.items()}, histograms
+
+
+def _year(seconds: str) -> int:
+    """The UTC year of stored epoch seconds (what the frame's ``.dt.year`` gives)."""
+    return datetime.fromtimestamp(int(seconds), UTC).year

@@ -23,6 +23,8 @@ from gh_assets.user_fields import TIMES as TIMES
 
 FRAME_FIELDS = ("id", "login", "type", *DETAIL_NAMES, "fetched_at")
 USER_FIELDS = (*FRAME_FIELDS, "etag", "etag_auth")
+# A page histogram per counter (accounts per value) and per time (accounts per UTC year).
+HISTOGRAMS = (*COUNTERS, *TIMES)
 PAGE_TOP = 10  # accounts in a page's ``top`` list: the summary's top list is within their union
 # A block's keys that record how it was written (a write counter) and a cache of its merged
 # aggregates, not its data: two stores holding the same users may differ in them.
