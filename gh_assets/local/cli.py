@@ -241,14 +241,14 @@ def demo(pages: list[str] | None) -> int:
 
 
 def dev(port: int) -> int:
-    """``dagster dev`` on the project's instance, Redis and GitHub (or stand-in)."""
+    """``dg dev`` (pyproject.toml's [tool.dg] project, on this virtualenv) on the project's
+    instance, Redis and GitHub (or stand-in)."""
+    if _missing("dagster_dg_cli"):
+        raise SettingsError("dg is not installed here: run `make dev`")
     with local_environment():
-        command = [
-            sys.executable, "-m", "dagster", "dev",
-            "-w", "workspace.yaml",
-            "--host", "127.0.0.1",
-            "--port", str(port),
-        ]  # fmt: skip
+        os.environ["VIRTUAL_ENV"] = sys.prefix  # dg then sees its project's venv as active
+        dg_dev = [str(Path(sys.executable).with_name("dg")), "dev", "--use-active-venv"]
+        command = [*dg_dev, "--host", "127.0.0.1", "--port", str(port)]
         say(f"Dagster UI: http://127.0.0.1:{port}  (Ctrl-C stops it and the local servers)")
         return _foreground(command)
 
@@ -370,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     run_demo = commands.add_parser("demo", help="crawl the default pages, then print the summary")
     run_demo.add_argument("--pages", help="comma-separated page keys to crawl, not the defaults")
-    run_dev = commands.add_parser("dev", help="open the Dagster UI (dagster dev)")
+    run_dev = commands.add_parser("dev", help="open the Dagster UI (dg dev)")
     run_dev.add_argument("--port", type=int, default=int(os.environ.get("DAGSTER_PORT", "3000")))
     run_forget = commands.add_parser(
         "forget-pages", help="unregister old pages, e.g. before changing GH_ASSETS_PAGE_SIZE"
