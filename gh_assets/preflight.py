@@ -32,7 +32,7 @@ from gh_assets.github_identity import (
 )
 from gh_assets.resources import RedisURLError
 from gh_assets.settings import SECRETS, Settings, SettingsError
-from gh_assets.storage import BLOCK, RedisStore, SchemaError
+from gh_assets.storage import BLOCK, KEY_PREFIX, RedisStore, SchemaError
 
 TIMEOUT = 3.0  # seconds per service: a host that drops packets must not hold a command long
 # Redis faults a run reports in one line naming REDIS_URL. Those no retry can fix (the URL, or
@@ -74,7 +74,7 @@ def check_redis(
     url: str,
     timeout: float = TIMEOUT,
     *,
-    prefix: str | None = "gh:",
+    prefix: str | None = KEY_PREFIX,
     block: int = BLOCK,
     variable: str = "REDIS_URL",
 ) -> None:
@@ -84,7 +84,7 @@ def check_redis(
     try:
         store = RedisStore.from_url(
             url,
-            prefix or "gh:",
+            prefix or KEY_PREFIX,
             block=block,
             socket_connect_timeout=timeout,
             socket_timeout=timeout,
