@@ -13,7 +13,7 @@ import pytest
 
 from gh_assets.definitions import build_defs
 from gh_assets.local.deployment import clean_environment
-from gh_assets.settings import Settings
+from gh_assets.settings import Settings, SettingsError
 
 from .conftest import REPO
 
@@ -70,3 +70,14 @@ def test_dg_check_defs_loads_the_project_and_names_a_bad_setting_in_one_line() -
     assert named == [
         "gh_assets.settings.SettingsError: GH_ASSETS_PAGE_SIZE='abc': expected a whole number >= 1"
     ]
+
+
+def test_settings_are_read_when_the_location_loads_and_given_ones_win(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("GH_ASSETS_PAGE_SIZE", "abc")
+    with pytest.raises(SettingsError) as raised:
+        build_defs()
+    assert str(raised.value) == "GH_ASSETS_PAGE_SIZE='abc': expected a whole number >= 1"
+    given = build_defs(Settings(page_retries=1))  # the environment is not read at all
+    assert given.resolve_assets_def("github_users").op.retry_policy.max_retries == 1
