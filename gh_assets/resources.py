@@ -12,6 +12,7 @@ from pydantic import Field
 
 from gh_assets.github import DEFAULT_API_URL, DEFAULT_MAX_CONCURRENCY, GitHubClient
 from gh_assets.github.app_auth import GitHubApp, load_private_key
+from gh_assets.github.client import DEFAULT_TIMEOUT
 from gh_assets.github.governor import Governor, GovernorLimits
 from gh_assets.settings import DEFAULT_REDIS_URL, Settings
 from gh_assets.storage import BLOCK, KEY_PREFIX, RedisStore
@@ -106,7 +107,9 @@ class GitHubResource(dg.ConfigurableResource):
     rate_minute: float = Field(
         default=_LIMITS.minute, description="Seconds in GitHub's minute (tests shorten it)."
     )
-    timeout: float = Field(default=30.0, description="Seconds before one HTTP request gives up.")
+    timeout: float = Field(
+        default=DEFAULT_TIMEOUT, description="Seconds before one HTTP request gives up."
+    )
     max_concurrency: int = Field(
         default=DEFAULT_MAX_CONCURRENCY,
         description="HTTP requests in flight at once from one run, list and detail alike.",

@@ -21,6 +21,11 @@ from gh_assets.github import (
     safe_url,
     url_credentials,
 )
+from gh_assets.github.client import (
+    DEFAULT_DETAIL_MODE,
+    DEFAULT_MAX_RATE_LIMIT_WAIT,
+    DEFAULT_MAX_RETRIES,
+)
 from gh_assets.github.credentials import split_tokens
 from gh_assets.github.governor import GovernorLimits
 from gh_assets.storage.schema import BLOCK, KEY_PREFIX
@@ -126,12 +131,16 @@ class Settings:
     app_id: int | None = _env("GITHUB_APP_ID", _whole(1), default=None)
     app_private_key: str | None = _env("GITHUB_APP_PRIVATE_KEY", _text, default=None, repr=False)
     app_installation_ids: tuple[int, ...] = _env("GITHUB_APP_INSTALLATION_IDS", _ids, default=())
-    detail_mode: str = _env("GH_ASSETS_DETAIL_MODE", _one_of(*DETAIL_MODES), default="rest")
+    detail_mode: str = _env(
+        "GH_ASSETS_DETAIL_MODE", _one_of(*DETAIL_MODES), default=DEFAULT_DETAIL_MODE
+    )
     max_concurrency: int = _env(
         "GH_ASSETS_MAX_CONCURRENCY", _whole(1), default=DEFAULT_MAX_CONCURRENCY
     )
-    max_retries: int = _env("GH_ASSETS_MAX_RETRIES", _whole(0), default=5)
-    max_rate_limit_wait: int = _env("GH_ASSETS_MAX_RATE_LIMIT_WAIT", _whole(0), default=90)
+    max_retries: int = _env("GH_ASSETS_MAX_RETRIES", _whole(0), default=DEFAULT_MAX_RETRIES)
+    max_rate_limit_wait: int = _env(
+        "GH_ASSETS_MAX_RATE_LIMIT_WAIT", _whole(0), default=DEFAULT_MAX_RATE_LIMIT_WAIT
+    )
     # The shared budget per identity (gh_assets.github.governor); 0 points: no pacing.
     rest_points_per_minute: int = _env(
         "GH_ASSETS_REST_POINTS_PER_MINUTE", _whole(0), default=_LIMITS.rest_points_per_minute

@@ -42,6 +42,9 @@ DEFAULT_API_URL = "https://api.github.com"
 PAGE_SIZE = 100
 
 DetailMode = Literal["rest", "graphql"]
+# What an unset setting means (gh_assets.settings and its resources take them from here).
+DEFAULT_TIMEOUT, DEFAULT_MAX_RETRIES, DEFAULT_MAX_RATE_LIMIT_WAIT = 30.0, 5, 90
+DEFAULT_DETAIL_MODE: DetailMode = "rest"
 CREDENTIALS_CONFLICT = (
     "GITHUB_API_URL={url!r} carries a user and password and GITHUB_TOKEN is set too: which "
     "credential would be sent is ambiguous; keep only one of them"
@@ -71,14 +74,14 @@ class GitHubClient(Identities):
         api_url: str = DEFAULT_API_URL,
         token: str | None = None,
         *,
-        timeout: float = 30.0,
+        timeout: float = DEFAULT_TIMEOUT,
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
-        max_retries: int = 5,
+        max_retries: int = DEFAULT_MAX_RETRIES,
         backoff_base: float = 1.0,
         backoff_max: float = 60.0,
-        max_rate_limit_wait: float = 90.0,
+        max_rate_limit_wait: float = DEFAULT_MAX_RATE_LIMIT_WAIT,
         user_agent: str = "gh-assets/0.1 (+https://github.com/gh-assets)",
-        detail_mode: DetailMode = "rest",
+        detail_mode: DetailMode = DEFAULT_DETAIL_MODE,
         graphql_url: str | None = None,
         governor: Governor | None = None,
         app: GitHubApp | None = None,
