@@ -281,16 +281,48 @@ def test_a_reset_past_by_redis_clock_is_held_a_margin_and_never_refilled_again(
     assert 0 < held.value.seconds <= gov.limits.reset_margin  # held until reset + margin
 
 
-def test_a_margin_shorter_than_the_skew_refills_once_per_margin(
+def test_a_reset_that_stays_past_gets_one_probe_per_refill_however_many_threads_wait(
     connection: redis.Redis, key_prefix: str
 ) -> None:
     gov = governor(connection, key_prefix, reset_margin=0.3)
-    behind = redis_now(connection) - 1
+    behind = redis_now(connection) - 1  # GitHub's reset stays here: its clock far behind
     gov.observe("user:1", headers(60, 0, behind))
-    started = time.monotonic()
-    granted = grants(gov, headers(60, 0, behind))  # the passed reset is never taken again
-    elapsed = time.monotonic() - started
-    assert 1 <= granted <= 1 + elapsed / 0.3
+    first = gov.acquire(["user:1"], "core")  # the window refilled by Redis's clock, in full
+    gov.release(first, headers(60, 0, behind), charged=True)  # GitHub: still that window
+    lock = threading.Lock()
+    refills: list[float] = []  # the refill (its R:ended) that gave each grant
+    in_flight, most_in_flight = 0, 0
+
+    def send() -> None:
+        nonlocal in_flight, most_in_flight
+        while True:
+            grant = gov.acquire(["user:1"], "core", max_wait=30)
+            with lock:
+                if len(refills) >= 12:
+                    gov.release(grant, None, charged=False)
+                    return
+                refills.append(gov.state("user:1")["core:ended"])
+                in_flight += 1
+                most_in_flight = max(most_in_flight, in_flight)
+            time.sleep(0.05)  # the request's round trip
+            with lock:
+                in_flight -= 1
+            gov.release(grant, headers(60, 0, behind), charged=True)
+
+    threads = [threading.Thread(target=send) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(refills) == 12
+    assert len(set(refills)) == 12  # each refill one probe, not one grant per waiting thread
+    assert most_in_flight == 1
+    state = gov.state("user:1")
+    # The last refill's probe was given back unsent: one point, not the limit.
+    assert (state["core:limit"], state["core:remaining"], state["core:probe"]) == (60, 1, 1)
+    gov.observe("user:1", headers(60, 60, behind + 3600))  # a later window: probing ends
+    assert "core:probe" not in gov.state("user:1")
+    assert grants(gov, headers(60, 59, behind + 3600), tries=5) == 5
 
 
 def test_reservations_come_back_to_the_live_leases_when_the_leases_set_is_lost(

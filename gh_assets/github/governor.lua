@@ -8,6 +8,8 @@
 --                                  answer has said, e.g. GitHub Enterprise without limits)
 --   R:ended                        the reset of the last window refilled: answers naming it or
 --                                  an earlier one are of a window that is over by our clock
+--   R:probe                        set while such answers come (GitHub's clock behind ours by
+--                                  more than the margin): a refill gives one point, not the limit
 --   R:tat                          the theoretical arrival time of the next point (pacing)
 --   R:since                        when its pacing state began (absent: new, or lost)
 -- and, for the identity: block_started, block_until, block_level, lowered_until.
@@ -55,8 +57,13 @@ local function primary(hash, resource, t, margin)
   end
   local reset = num(hash, resource .. ':reset')
   if reset ~= nil and t >= reset + margin then
-    -- A new window: GitHub starts it full; its reset is known from the next answer.
-    redis.call('HSET', hash, resource .. ':remaining', limit, resource .. ':ended', reset)
+    -- A new window: GitHub starts it full; its reset is known from the next answer. While
+    -- GitHub still counts a window we refilled, one probe asks whether it has ended.
+    local fill = limit
+    if redis.call('HEXISTS', hash, resource .. ':probe') == 1 then
+      fill = math.min(limit, 1)
+    end
+    redis.call('HSET', hash, resource .. ':remaining', fill, resource .. ':ended', reset)
     redis.call('HDEL', hash, resource .. ':reset')
     return limit, nil
   end
@@ -163,7 +170,9 @@ local function release(keys, argv)
     if ended ~= nil and reset <= ended then
       -- A window refilled already. Unless a later one has been seen, GitHub still counts it
       -- (its clock is behind ours by more than the margin): hold its count a margin longer,
-      -- by Redis's clock, rather than take its passed reset again and refill at once.
+      -- by Redis's clock, rather than take its passed reset again and refill at once; and
+      -- until a later window is seen, each refill is one probe.
+      redis.call('HSET', hash, resource .. ':probe', 1)
       if stored == nil then
         local known = num(hash, resource .. ':remaining') or remaining
         redis.call('HSET', hash, resource .. ':remaining', math.min(known, remaining),
@@ -172,6 +181,7 @@ local function release(keys, argv)
     elseif stored == nil or reset > stored then
       redis.call('HSET', hash, resource .. ':limit', limit, resource .. ':remaining', remaining,
         resource .. ':reset', reset)
+      redis.call('HDEL', hash, resource .. ':probe')
     elseif reset == stored then
       -- Answers overtake each other: the lowest count is the latest.
       local known = num(hash, resource .. ':remaining') or remaining
@@ -181,7 +191,13 @@ local function release(keys, argv)
   elseif charged == 1 then
     local known = num(hash, resource .. ':remaining')
     if known ~= nil then
-      redis.call('HSET', hash, resource .. ':remaining', math.max(known - tonumber(cost), 0))
+      local left = math.max(known - tonumber(cost), 0)
+      redis.call('HSET', hash, resource .. ':remaining', left)
+      if left == 0 and redis.call('HEXISTS', hash, resource .. ':probe') == 1
+          and redis.call('HEXISTS', hash, resource .. ':reset') == 0 then
+        -- A probe answered without headers: the next probe a margin later, not never.
+        redis.call('HSET', hash, resource .. ':reset', fmt(now()))
+      end
     end
   end
   return 1
