@@ -93,8 +93,8 @@ class Governor:
     def __init__(
         self,
         client: redis.Redis,
-        limits: GovernorLimits = GovernorLimits(),
-        key_prefix: str = "gh:",
+        limits: GovernorLimits,
+        key_prefix: str,  # the data's (gh_assets.storage.schema.KEY_PREFIX unless configured)
         *,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
