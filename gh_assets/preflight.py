@@ -61,13 +61,18 @@ def check(settings: Settings, timeout: float = TIMEOUT, say: Callable[[str], Non
     """One PING to Redis (and a look at the key schema its data is in) and one
     ``GET /rate_limit`` to GitHub, neither retried, and a GitHub App's installations (``say``
     names them); raises ``PreflightError`` for the first that does not answer as it must."""
-    check_redis(settings.redis_url, timeout, prefix=settings.key_prefix, block=settings.block)
-    if settings.budget_redis_url:  # the shared budget's own Redis
-        variable = SECRETS["budget_redis_url"]
-        check_redis(settings.budget_redis_url, timeout, prefix=None, variable=variable)
+    check_redises(settings, timeout)
     installations = check_github(settings, timeout)
     if installations:
         say(f"GitHub App {settings.app_id}: installations {', '.join(map(str, installations))}")
+
+
+def check_redises(settings: Settings, timeout: float = TIMEOUT) -> None:
+    """``check_redis`` of the data's Redis, then of the shared budget's own when it has one."""
+    check_redis(settings.redis_url, timeout, prefix=settings.key_prefix, block=settings.block)
+    if settings.budget_redis_url:
+        variable = SECRETS["budget_redis_url"]
+        check_redis(settings.budget_redis_url, timeout, prefix=None, variable=variable)
 
 
 def check_redis(

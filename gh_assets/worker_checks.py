@@ -1,7 +1,8 @@
 """What a run worker (``gh_assets.worker``) tries once, within seconds, before it takes runs: its
-settings, the data Redis (``REDIS_URL``), the broker, the result backend and the instance's
-PostgreSQL. Left to Celery, a dead broker is retried for minutes and the others are found only by
-the first run, which fails; here the first fault is one line naming its variable."""
+settings, the data Redis (``REDIS_URL``) and the budget's (``GH_ASSETS_BUDGET_REDIS_URL``, when
+set), the broker, the result backend and the instance's PostgreSQL. Left to Celery, a dead broker
+is retried for minutes and the others are found only by the first run, which fails; here the
+first fault is one line naming its variable."""
 
 from __future__ import annotations
 
@@ -29,13 +30,12 @@ def missing_extra(error: ModuleNotFoundError) -> str:
 
 def service_fault(environ: Mapping[str, str], redis_variables: tuple[str, ...]) -> str | None:
     """One line for the first of the worker's settings and services that does not answer as it
-    must (each named by its variable: ``REDIS_URL``, ``redis_variables`` such as the broker's
-    and the result backend's, the ``DAGSTER_POSTGRES_*`` ones), or None."""
+    must (each named by its variable: ``REDIS_URL``, ``GH_ASSETS_BUDGET_REDIS_URL``,
+    ``redis_variables`` such as the broker's and the result backend's, the
+    ``DAGSTER_POSTGRES_*`` ones), or None."""
     try:
         settings = Settings.from_env(environ)
-        preflight.check_redis(
-            settings.redis_url, TIMEOUT, prefix=settings.key_prefix, block=settings.block
-        )
+        preflight.check_redises(settings, TIMEOUT)  # the data's, and the budget's own if set
         for variable in redis_variables:
             url = environ.get(variable, "").strip()
             if url.startswith(REDIS_SCHEMES):

@@ -68,7 +68,10 @@ def worker_env(redis_url: str, key_prefix: str, tmp_path: Path) -> dict[str, str
     }
 
 
-@pytest.mark.parametrize("variable", ["CELERY_BROKER_URL", "REDIS_URL", "CELERY_RESULT_BACKEND"])
+@pytest.mark.parametrize(
+    "variable",
+    ["CELERY_BROKER_URL", "REDIS_URL", "CELERY_RESULT_BACKEND", "GH_ASSETS_BUDGET_REDIS_URL"],
+)
 def test_a_redis_the_worker_needs_that_does_not_answer_is_one_line_naming_it(
     worker_env: dict[str, str], tmp_path: Path, variable: str
 ) -> None:
