@@ -32,7 +32,7 @@ import yaml
 from gh_assets.local import services
 from gh_assets.local.dagster_graphql import LOCATION, REPOSITORY, DagsterGraphQL
 from gh_assets.local.deployment import REPO, _answers, clean_environment
-from gh_assets.storage.schema import HISTORY_KEYS
+from gh_assets.storage.schema import CRAWL_TIME_FIELDS, HISTORY_KEYS
 
 DEPLOY = REPO / "deploy"
 BIN = Path(sys.executable).parent
@@ -447,9 +447,6 @@ def _terminate(processes: Sequence[subprocess.Popen]) -> None:
 
 # -- what the deployment's crawl is compared with ----------------------------------------------
 
-# Fields that differ between two crawls of the same data: when, and how long it waited.
-VOLATILE_FIELDS = frozenset({"fetched_at", "budget_wait"})
-
 
 def crawl_in_process(
     standin_url: str, redis_url: str, prefix: str, keys: Sequence[str], page_size: int
@@ -480,7 +477,7 @@ def crawl_in_process(
 
 def redis_snapshot(redis_url: str, prefix: str) -> dict[str, object]:
     """Every key under ``prefix`` (named without it) with its value, comparable across crawls:
-    hashes without VOLATILE_FIELDS, sets and sorted sets as member sets (a sorted set's scores
+    hashes without CRAWL_TIME_FIELDS, sets and sorted sets as member sets (a sorted set's scores
     are ids or times), strings as they are; the blocks' HISTORY_KEYS left out."""
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     snapshot: dict[str, object] = {}
@@ -491,7 +488,7 @@ def redis_snapshot(redis_url: str, prefix: str) -> dict[str, object]:
             kind = client.type(key)
             if kind == "hash":
                 value: object = {
-                    k: v for k, v in client.hgetall(key).items() if k not in VOLATILE_FIELDS
+                    k: v for k, v in client.hgetall(key).items() if k not in CRAWL_TIME_FIELDS
                 }
             elif kind == "set":
                 value = client.smembers(key)

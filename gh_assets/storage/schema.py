@@ -29,6 +29,9 @@ PAGE_TOP = 10  # accounts in a page's ``top`` list: the summary's top list is wi
 # A block's keys that record how it was written (a write counter) and a cache of its merged
 # aggregates, not its data: two stores holding the same users may differ in them.
 HISTORY_KEYS = ("version", "summary")
+# Hash fields that differ between two crawls of the same users: when a crawl fetched, began, and
+# how long it waited for the budget.
+CRAWL_TIME_FIELDS = frozenset({"fetched_at", "started", "budget_wait"})
 SCHEMA_VERSION = 2
 # Every key's prefix unless GH_ASSETS_KEY_PREFIX names another (one store per prefix).
 KEY_PREFIX = "gh:"
