@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from gh_assets.github import GitHubConfigError, RateLimitError, safe_url
 from gh_assets.github.app_auth import GitHubApp, load_private_key
@@ -74,7 +74,26 @@ def blocked_line(settings: Settings, error: RateLimitError) -> str:
         who = f"GITHUB_TOKEN #1 ({token_credential(tokens[0]).digest})"
     else:
         who = f"anonymous requests to GITHUB_API_URL={safe_url(settings.api_url)!r}"
-    until = error.reset_at
+    return block_line(who, error.reset_at)
+
+
+def installations_blocked(
+    settings: Settings, governor: Governor | None, installations: list[int]
+) -> str | None:
+    """``block_line`` when GitHub blocks every installation the crawl would use, as the shared
+    budget holds it (no request sent), naming the one free first; None while one can send."""
+    if governor is None or not installations:
+        return None
+    left = {i: governor.block_left(GitHubApp.identity(i)) for i in installations}
+    first = min(installations, key=left.__getitem__)
+    if left[first] == 0:
+        return None
+    until = datetime.now(UTC) + timedelta(seconds=left[first])
+    return block_line(f"GitHub App {settings.app_id} installation {first}", until)
+
+
+def block_line(who: str, until: datetime) -> str:
+    """The one line of a block: who, until when, and what every command and run does meanwhile."""
     seconds = max(0.0, (until - datetime.now(UTC)).total_seconds())
     return (
         f"{who}: GitHub blocks it (secondary rate limit) until {until:%Y-%m-%dT%H:%M:%SZ} "

@@ -24,10 +24,12 @@ from gh_assets.github import (
     safe_url,
     url_credentials,
 )
+from gh_assets.github.governor import Governor
 from gh_assets.github_identity import (
     app_installations,
     blocked_line,
     budget_governor,
+    installations_blocked,
     quiet_client,
 )
 from gh_assets.resources import RedisURLError
@@ -126,17 +128,25 @@ def check_github(settings: Settings, timeout: float = TIMEOUT) -> list[int]:
         except RateLimitError as error:  # a spent budget is fine: a run waits or defers
             if error.secondary:
                 raise IdentityBlocked(blocked_line(settings, error)) from None
-        return app_installations(settings, timeout)
+        return unblocked(settings, governor, app_installations(settings, timeout))
     except GitHubConfigError as error:
         raise PreflightError(str(error)) from None
     except RateLimitError as error:
         if not error.secondary:  # the budget is spent: a run waits for the reset or defers
-            return app_installations(settings, timeout)
+            return unblocked(settings, governor, app_installations(settings, timeout))
         raise IdentityBlocked(blocked_line(settings, error)) from None
     except GitHubError as error:
         fault = github_fault(error, settings.api_url, settings.token)
         where = f"GITHUB_API_URL={safe_url(settings.api_url)!r}"
         raise PreflightError(fault or f"{where}: {error}") from None
+
+
+def unblocked(settings: Settings, governor: Governor | None, installations: list[int]) -> list[int]:
+    """``installations``, unless GitHub blocks every one of them (``IdentityBlocked``)."""
+    line = installations_blocked(settings, governor, installations)
+    if line:
+        raise IdentityBlocked(line)
+    return installations
 
 
 def redis_fault(url: str, error: Exception, variable: str = "REDIS_URL") -> str:

@@ -320,3 +320,28 @@ def test_the_banner_names_the_app_and_its_installations(
     assert set(report) == {"installation:11", "installation:12", "ip:127.0.0.1"}
     assert report["ip:127.0.0.1"]["requests"]["rest"] == 1  # the preflight's GET /rate_limit
     assert all(report[f"installation:{i}"]["requests"]["rest"] > 0 for i in (11, 12))
+
+
+def test_a_blocked_installation_of_the_app_is_one_line_from_the_preflight(
+    app_keys: tuple[str, str, str],
+    app_standin: StandinServer,
+    app_env: dict[str, object],
+    redis_url: str,
+    key_prefix: str,
+    tmp_path: Path,
+) -> None:
+    governor = Governor(redis.Redis.from_url(redis_url), LIMITS, key_prefix)
+    governor.block("installation:11", 3600)  # as a page run records GitHub's 429s
+    governor.block("installation:12", 1800)
+    env = app_env | {"GITHUB_APP_ID": APP_ID, "GITHUB_APP_PRIVATE_KEY": app_keys[0]}
+    result = gh_assets(["demo", "--pages", windows(1)[0].key], tmp_path, **env)
+    assert result.returncode == BLOCKED, result.stdout + result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(
+        f"gh-assets: GitHub App {APP_ID} installation 12: GitHub blocks it (secondary rate "
+        "limit) until "
+    )  # the one free first
+    assert "(in 30 min); nothing is sent for it until then" in line
+    assert "Crawling" not in result.stdout
+    report = app_standin.accounts_report()
+    assert not {"installation:11", "installation:12"} & set(report)  # nothing sent as them

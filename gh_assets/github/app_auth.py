@@ -207,7 +207,8 @@ class GitHubApp:
     def api_url(self) -> str:
         return self._api_url
 
-    def identity(self, installation_id: int) -> str:
+    @staticmethod
+    def identity(installation_id: int) -> str:
         """The rate-limit identity an installation's requests count against."""
         return f"installation:{installation_id}"
 

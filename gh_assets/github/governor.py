@@ -165,7 +165,7 @@ class Governor:
             slot = float(answer[4]) + delay
             if delay > 0:
                 self._sleep(delay)  # outside the door: the next thread takes the next slot
-            if delay <= 0 or float(_text(self._call("blocked", self.keys(identity)[:1]))) == 0:
+            if delay <= 0 or self.block_left(identity) == 0:
                 self.slots.append(slot)
                 return Grant(identity, lease, time.monotonic() - started, slot)
             # Blocked while waiting for the slot: send nothing, wait with everyone else.
@@ -219,6 +219,10 @@ class Governor:
             limits.forget_minutes * limits.minute,
         )
         return float(_text(left))
+
+    def block_left(self, identity: str) -> float:
+        """Seconds left of the identity's block by Redis's clock (0: none); sends nothing."""
+        return float(_text(self._call("blocked", self.keys(identity)[:1])))
 
     def identity_of(self, credential: str) -> str | None:
         """The identity remembered for the credential named ``credential`` (a digest)."""
