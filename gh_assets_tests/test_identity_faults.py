@@ -124,6 +124,25 @@ def test_a_page_run_sends_no_account_lookup_while_the_token_is_blocked(
         assert standin.stats()["requests"]["by_route"] == {"authenticated_user": 1}
 
 
+def test_a_remembered_account_is_renewed_while_its_token_is_in_use(
+    redis_url: str, key_prefix: str
+) -> None:
+    token = "tok-erin-in-use"
+    connection = redis.Redis.from_url(redis_url)
+    governor = Governor(connection, LIMITS, key_prefix)
+    with StandinServer(Dataset(size=300, seed=3), tokens={token: "erin"}) as standin:
+        with GitHubClient(standin.url, token, governor=governor) as client:
+            client.list_users(1, 100)  # the account looked up once, and remembered
+        identity = governor.identity_of(digest(token))
+        assert identity is not None and identity.startswith("user:")
+        governor.remember_identity(digest(token), identity, 60)  # nearly a day ago
+        with GitHubClient(standin.url, token, governor=governor) as client:
+            client.list_users(1, 100)  # a later page run, using the token
+        key = governor.keys(f"credential:{digest(token)}")[0]  # where the account is kept
+        assert connection.ttl(key) > 3600  # renewed by the use, not left to run out
+        assert standin.stats()["requests"]["by_route"]["authenticated_user"] == 1
+
+
 # --- 6: a token revoked mid-crawl ---------------------------------------------------------------
 
 

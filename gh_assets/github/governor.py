@@ -224,9 +224,11 @@ class Governor:
         """Seconds left of the identity's block by Redis's clock (0: none); sends nothing."""
         return float(_text(self._call("blocked", self.keys(identity)[:1])))
 
-    def identity_of(self, credential: str) -> str | None:
-        """The identity remembered for the credential named ``credential`` (a digest)."""
-        found = self._redis.get(f"{self._tag}:credential:{credential}")
+    def identity_of(self, credential: str, renew: float | None = None) -> str | None:
+        """The identity remembered for the credential named ``credential`` (a digest); with
+        ``renew``, remembered that many seconds from now (a memory in use never runs out)."""
+        key = f"{self._tag}:credential:{credential}"
+        found = self._redis.get(key) if renew is None else self._redis.getex(key, ex=int(renew))
         return None if found is None else _text(found)
 
     def remember_identity(self, credential: str, identity: str, seconds: float) -> None:

@@ -2,11 +2,12 @@
 installations, and the tokens GitHub stopped taking.
 
 A token's account is found once (``GET /user``, sent through the shared budget under the token's
-own name, so a block recorded for it holds the lookup too) and remembered in Redis for a day; a
-remembered token is tried once per process (``GET /rate_limit``) before it joins a burst. A token
-GitHub answers 401 after it worked (revoked mid-crawl) is named once in the log and dropped for
-the rest of the process; the request goes again with another credential, so a page keeps the
-answers it has paid for. The last credential is never dropped: its 401 fails the page.
+own name, so a block recorded for it holds the lookup too) and remembered in Redis for a day from
+its last use; a remembered token is tried once per process (``GET /rate_limit``) before it joins
+a burst. A token GitHub answers 401 after it worked (revoked mid-crawl) is named once in the log
+and dropped for the rest of the process; the request goes again with another credential, so a
+page keeps the answers it has paid for. The last credential is never dropped: its 401 fails the
+page.
 """
 
 from __future__ import annotations
@@ -74,8 +75,11 @@ class Identities(Transport):
         return found
 
     def _named(self, credential: Credential) -> Credential:
-        """``credential`` named by its account when the governor remembers it, else as it is."""
-        known = self._governor.identity_of(credential.digest) if self._governor else None
+        """``credential`` named by its account when the governor remembers it, else as it is;
+        each use renews the memory, so a token in use never looks its account up again (a GET
+        /user under the token's own name would not be held by the account's block)."""
+        governor = self._governor
+        known = governor.identity_of(credential.digest, ACCOUNT_TTL) if governor else None
         return replace(credential, identity=known) if known else credential
 
     def _with_account(self, number: int, credential: Credential) -> Credential | None:
