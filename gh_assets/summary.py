@@ -87,6 +87,5 @@ def year_table(counts: dict[str, dict[int, int]]) -> pd.DataFrame:
     return pd.DataFrame(
         {name: [int(counts[name].get(year, 0)) for year in years] for name in TIMES},
         index=pd.Index(years, dtype="int64", name="year"),
-        columns=pd.Index(list(TIMES), dtype="object"),
         dtype="int64",
     )
