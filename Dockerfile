@@ -43,10 +43,7 @@ RUN set -eu; \
 COPY README.md /src/
 COPY gh_assets /src/gh_assets
 RUN uv pip install --python /opt/venv/bin/python ${PIP_INDEX_URL:+--index-url "$PIP_INDEX_URL"} \
-        --no-deps /src \
-    # dg.load_from_defs_folder (gh_assets/definitions.py) looks for [tool.dg] above the package:
-    # the virtualenv's root holds it in the image, as the repository's does in a checkout.
-    && cp /src/pyproject.toml /opt/venv/pyproject.toml
+        --no-deps /src
 
 FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 DAGSTER_HOME=/opt/dagster/home \

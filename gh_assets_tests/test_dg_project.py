@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tomllib
+import zipfile
 from pathlib import Path
 
 import dagster as dg
@@ -81,3 +83,41 @@ def test_settings_are_read_when_the_location_loads_and_given_ones_win(
     assert str(raised.value) == "GH_ASSETS_PAGE_SIZE='abc': expected a whole number >= 1"
     given = build_defs(Settings(page_retries=1))  # the environment is not read at all
     assert given.resolve_assets_def("github_users").op.retry_policy.max_retries == 1
+
+
+def test_an_installed_package_loads_its_definitions_without_the_repository(tmp_path: Path) -> None:
+    """A wheel (built from the sdist, as pip does: no stale build/ folder) installed outside a
+    checkout, as on a worker host, has no pyproject.toml above it: its own dg.toml names the
+    project."""
+    built = subprocess.run(
+        [str(BIN / "uv"), "build", "--out-dir", str(tmp_path / "dist"), str(REPO)],
+        capture_output=True, text=True, timeout=300, start_new_session=True,
+    )  # fmt: skip
+    assert built.returncode == 0, built.stderr
+    (wheel,) = (tmp_path / "dist").glob("gh_assets-*.whl")
+    site = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(site)
+    loaded = subprocess.run(
+        [sys.executable, "-c", LOAD_INSTALLED],
+        cwd=site,
+        env=clean_environment(PYTHONPATH=site),
+        capture_output=True, text=True, timeout=300, start_new_session=True,
+    )  # fmt: skip
+    assert loaded.returncode == 0, loaded.stderr
+    assert loaded.stdout.split() == [
+        str(site / "gh_assets" / "definitions.py"),
+        "github_user_summary",
+        "github_users",
+        "github_users_frame",
+    ]
+    shipped = tomllib.loads((REPO / "gh_assets" / "dg.toml").read_text())
+    checkout = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["dg"]
+    assert shipped["directory_type"] == checkout["directory_type"]
+    assert shipped["project"] == checkout["project"]
+
+
+LOAD_INSTALLED = """
+import gh_assets.definitions as d
+print(d.__file__)
+print(*sorted(k.to_user_string() for k in d.defs().resolve_all_asset_keys()))
+"""
