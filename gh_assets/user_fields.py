@@ -57,6 +57,7 @@ DETAILS = (
     UserField("public_gists", "public_gists", ("gists", "totalCount"), COUNT, "(privacy: PUBLIC)"),
     UserField("followers", "followers", ("followers", "totalCount"), COUNT),
     UserField("following", "following", ("following", "totalCount"), COUNT),
+    UserField("created_at", "created_at", ("createdAt",), TIME),  # when the account was made
 )
 COUNTERS = tuple(field.name for field in DETAILS if field.counter)
 TIMES = tuple(field.name for field in DETAILS if not field.counter)

@@ -42,10 +42,17 @@ from gh_assets.summary import UserSummary, summarize
 from .test_storage import P1, key, page, snapshot
 
 PNG = b"\x89PNG"
+CREATED_2008 = 1199145600  # 2008-01-01T00:00:00Z
 
 
-def account(user_id: int, kind: str = "User", **counters: int) -> dict[str, str]:
+def account(
+    user_id: int, kind: str = "User", created_at: int | None = 0, **counters: int
+) -> dict[str, str]:
+    """A user hash; ``created_at`` epoch seconds (default: about 35 days after the previous
+    ID's, from 2008 on), None for a hash an older release wrote."""
     values = {name: 0 for name in COUNTERS} | counters
+    if created_at is not None:
+        values["created_at"] = created_at or CREATED_2008 + user_id * 3_000_000
     return {"id": str(user_id), "login": f"login{user_id}", "type": kind} | {
         name: str(value) for name, value in values.items()
     }
@@ -290,8 +297,8 @@ def test_the_summary_asset_reads_the_aggregates_and_plots_them(
 ) -> None:
     users = [
         account(1, followers=5, public_repos=3, public_gists=1, following=2),
-        account(2, followers=0),
-        account(3, followers=500, public_repos=10),
+        account(2, followers=0, created_at=None),  # as an older release wrote it: in no year
+        account(3, followers=500, public_repos=10, created_at=1325376000),  # 2012-01-01
         account(4, "Organization", followers=40, public_repos=7),
     ]
     write_pages(store, users, per_page=3)
@@ -304,7 +311,9 @@ def test_the_summary_asset_reads_the_aggregates_and_plots_them(
     assert result.metadata["followers_p50"] == 22.5
     top = result.metadata["top_followers"].records[0].data
     assert (top["login"], top["followers"]) == ("login3", 500)
+    assert result.value.per_year.to_dict() == {"created_at": {2008: 2, 2012: 1}}
     assert sorted(PLOTS) == [
+        "created_at_per_year",
         "follower_distribution",
         "repos_distribution",
         "users_vs_organizations",

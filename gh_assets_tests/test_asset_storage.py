@@ -8,6 +8,8 @@ from pathlib import Path
 import dagster as dg
 import fsspec
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from gh_assets import explore
@@ -62,6 +64,8 @@ def test_the_frame_and_summary_are_parquet_that_pandas_reads_without_dagster(
     pd.testing.assert_frame_equal(from_file, from_redis)
     assert len(from_file) > 100
     assert from_file.attrs[READ_REPORT] == from_redis.attrs[READ_REPORT]  # the checks' input
+    created_at = pq.read_schema(path).field("created_at").type  # the registry's time, typed
+    assert created_at == pa.timestamp("us", tz="UTC") and from_file["created_at"].notna().all()
 
     folder = base / "github_user_summary"
     assert sorted(p.name for p in folder.iterdir()) == [

@@ -52,6 +52,7 @@ def truth_frame(dataset: Dataset, last_id: int) -> pd.DataFrame:
         {"id": [u.id for u in users], "login": [u.login for u in users]}
         | {"type": [u.type for u in users]}
         | {name: [getattr(u, name) for u in users] for name in COUNTERS}
+        | {"created_at": pd.to_datetime([u.created_at for u in users], utc=True).as_unit("us")}
     )
 
 
@@ -86,6 +87,8 @@ def test_every_page_then_frame_and_summary_equal_the_ground_truth(
     )
     frame_meta = result.asset_materializations_for_node("github_users_frame")[0].metadata
     assert frame_meta["dagster/row_count"].value == len(expected)
+    schema = github_users_frame.metadata_by_key[github_users_frame.key]["dagster/column_schema"]
+    assert ("created_at", "datetime64[us, UTC]") in [(c.name, c.type) for c in schema.columns]
 
     summary: UserSummary = result.output_for_node("github_user_summary")
     for name in COUNTERS:
@@ -103,6 +106,9 @@ def test_every_page_then_frame_and_summary_equal_the_ground_truth(
     assert summary.by_type.loc["Organization", "accounts"] == organizations > 0
     top = expected.sort_values(["followers", "id"], ascending=[False, True]).head(10)
     assert summary.top_followers["id"].tolist() == top["id"].tolist()
+    years = expected["created_at"].dt.year.value_counts()
+    assert summary.per_year["created_at"].to_dict() == years.sort_index().to_dict()
+    assert len(years) > 1  # the stand-in's accounts span several years, rising with the ID
     # From the pages' aggregates, as pandas computes it on the frame (test_aggregates' sense).
     stored = resources["redis"].get_store()
     for name in UserSummary.TABLES:

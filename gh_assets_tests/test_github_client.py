@@ -43,6 +43,7 @@ from gh_assets.github import (
 from gh_assets.github.credentials import digest
 from gh_assets.github.governor import Governor, GovernorLimits
 from gh_assets.preflight import github_fault
+from gh_assets.user_fields import epoch_seconds
 from gh_assets_tests import RECORDINGS
 
 RECORDED = sorted(p.name for p in RECORDINGS.glob("*.json"))
@@ -185,6 +186,9 @@ def make_client(replay: Replay, waits: list[float]) -> Iterator[Callable[..., Gi
         client.close()
 
 
+CREATED = 1200285215  # 2008-01-14T04:33:35Z, the created_at of user_body, as epoch seconds
+
+
 def user_body(user_id: int, **overrides: Any) -> dict[str, Any]:
     body = {
         "id": user_id,
@@ -194,6 +198,7 @@ def user_body(user_id: int, **overrides: Any) -> dict[str, Any]:
         "public_gists": 2,
         "followers": 3,
         "following": 4,
+        "created_at": "2008-01-14T04:33:35Z",
     }
     return body | overrides
 
@@ -269,6 +274,7 @@ def test_every_recording_is_understood(
             body["login"],
             body["type"],
             *(body[c] for c in counters),
+            epoch_seconds(body["created_at"]),  # GitHub's "2008-01-14T04:33:35Z", kept as seconds
             etag=opaque(header(recording, "ETag")),
             etag_auth="anonymous",  # the credential that got the ETag: none here
         )
@@ -289,7 +295,7 @@ def test_every_recording_is_understood(
         assert client.get_user(1) is GONE
     elif status == 403 and header(recording, "Retry-After"):
         replay.queue(reply, Reply(200, user_body(1)))
-        assert client.get_user(1) == UserDetail(1, "user1", "User", 1, 2, 3, 4)
+        assert client.get_user(1) == UserDetail(1, "user1", "User", 1, 2, 3, 4, CREATED)
         assert waits == [float(header(recording, "Retry-After") or 0)]
     elif status == 403:
         assert header(recording, "X-RateLimit-Remaining") == "0"
@@ -444,7 +450,7 @@ def test_transient_failures_are_retried_with_growing_backoff(
 ) -> None:
     client = make_client(max_retries=4, backoff_base=0.5, backoff_max=3.0)
     replay.queue(*[failure] * 3, Reply(200, user_body(7)))
-    assert client.get_user(7) == UserDetail(7, "user7", "User", 1, 2, 3, 4)
+    assert client.get_user(7) == UserDetail(7, "user7", "User", 1, 2, 3, 4, CREATED)
     assert waits == [0.5, 1.0, 2.0]
     assert (client.stats.requests, client.stats.retries) == (4, 3)
 
@@ -704,7 +710,9 @@ def test_a_user_without_etag_has_none(
     replay: Replay, make_client: Callable[..., GitHubClient]
 ) -> None:
     replay.queue(Reply(200, user_body(1)))
-    assert make_client().get_user(1) == UserDetail(1, "user1", "User", 1, 2, 3, 4, etag=None)
+    assert make_client().get_user(1) == UserDetail(
+        1, "user1", "User", 1, 2, 3, 4, CREATED, etag=None
+    )
 
 
 # --- concurrency -----------------------------------------------------------------------------

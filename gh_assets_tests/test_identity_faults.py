@@ -20,8 +20,9 @@ from gh_assets.github.credentials import digest
 from gh_assets.github.governor import Governor, GovernorLimits
 from gh_assets.local.standin import Dataset, StandinServer
 from gh_assets.local.standin.admin import StandinAdmin
+from gh_assets.local.standin.data import STORED_FIELDS
 from gh_assets.partitions import PageWindow
-from gh_assets.storage import COUNTERS, RedisStore
+from gh_assets.storage import RedisStore
 
 from .commands import gh_assets
 
@@ -35,7 +36,7 @@ def windows(count: int) -> list[PageWindow]:
 
 
 def stored(store: RedisStore, pages: list[PageWindow]) -> dict[int, dict[str, str]]:
-    keep = ("id", "login", "type", *COUNTERS)
+    keep = STORED_FIELDS  # id, login, type and user_fields.DETAILS
     members = [m for w in pages for m in store.page_members(w.key)]
     return {i: {k: h[k] for k in keep} for i, h in store.read_users(members).items()}
 

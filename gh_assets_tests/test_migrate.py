@@ -30,6 +30,7 @@ from gh_assets.storage import (
     frame_from_batches,
 )
 from gh_assets.storage.migrate import MigrationError, migrate
+from gh_assets.storage.schema import TIMES
 from gh_assets.storage.store import page_aggregates
 from gh_assets.summary import summarize
 
@@ -44,6 +45,7 @@ WINDOWS = [PageWindow.number(k, 100) for k in range(8)]  # IDs 1-800
 def old_write(client: redis.Redis, prefix: str, write: PageWrite) -> None:
     """``RedisStore.write_page`` of the old release, verbatim but for the class around it."""
     agg, histograms = page_aggregates(write.users)
+    histograms = histograms[: len(COUNTERS)]  # that release kept the counters' alone
 
     def flat(fields: dict) -> list[str]:
         return [str(item) for pair in fields.items() for item in pair]
@@ -80,7 +82,8 @@ def crawled(dataset: Dataset, window: PageWindow, when: datetime) -> PageWrite:
     """What a crawl of ``window`` hands the writer: GitHub's users with ETags, the rest gone."""
     truth = dataset.truth(window.first_id, window.last_id)
     users = [
-        fields | {"fetched_at": when.strftime("%Y-%m-%dT%H:%M:%SZ")}
+        {k: v for k, v in fields.items() if k not in TIMES}  # none kept by that release
+        | {"fetched_at": when.strftime("%Y-%m-%dT%H:%M:%SZ")}
         | ({"etag": f"{user_id:064x}", "etag_auth": "anonymous"} if user_id % 3 else {})
         for user_id, fields in truth.items()
     ]  # fmt: skip
@@ -159,7 +162,9 @@ def new_contents(store: RedisStore, pages: list[str]) -> dict[str, object]:
         }
         (aggregates,) = store.read_aggregates([page])
         stored_pages[page][":agg"] = aggregates.agg
-        for counter, histogram in zip(COUNTERS, aggregates.histograms, strict=True):
+        *histograms, created = aggregates.histograms
+        assert created == {}  # no created_at in the old store: no years yet
+        for counter, histogram in zip(COUNTERS, histograms, strict=True):
             stored_pages[page][f":hist:{counter}"] = histogram
     return {
         "ids": ids,

@@ -9,6 +9,8 @@ import os
 import shutil
 import signal
 import sys
+from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
@@ -30,7 +32,7 @@ from .conftest import REPO, github_users
 NOTEBOOK = REPO / "notebooks" / "explore.ipynb"
 WINDOWS = [PageWindow.number(k, 100) for k in range(3)]
 ASSETS = [github_users, github_users_frame, github_user_summary]
-PLOTS = 6  # the figures the notebook draws, one image/png output each
+PLOTS = 7  # the figures the notebook draws, one image/png output each
 KERNEL_TIMEOUT = 120  # seconds a cell may take
 # Appended to the notebook by the tests: its results, from its own top-level variables.
 RESULTS = """
@@ -47,6 +49,7 @@ print(json.dumps({
     "pages": pages.index.tolist(),
     "share_304": pages["share_304"].tolist(),
     "failures": failures.to_dict("records"),
+    "created_per_year": {str(year): int(n) for year, n in created_per_year.items()},
 }))
 """
 
@@ -141,6 +144,10 @@ def test_the_notebook_explores_the_crawl_from_its_assets_and_redis(
     assert results["top_by_repos"] == most("public_repos")
     kinds = [user["type"] for user in truth.values()]
     assert results["accounts_by_type"] == {kind: kinds.count(kind) for kind in set(kinds)}
+    years = Counter(
+        str(datetime.fromtimestamp(int(u["created_at"]), UTC).year) for u in truth.values()
+    )
+    assert results["created_per_year"] == dict(sorted(years.items())) and len(years) > 1
 
     assert results["pages"] == [window.key for window in WINDOWS]
     assert results["share_304"] == [1.0, 0.0, 0.0]  # page 1 crawled again: every detail a 304
@@ -148,7 +155,7 @@ def test_the_notebook_explores_the_crawl_from_its_assets_and_redis(
     assert "3 pages checked: all pass" in printed(nb, "failures")
     assert images(nb) == {
         "plot-distributions": 1, "plot-by-type": 1, "plot-top": 1,
-        "correlations": 1, "plot-freshness": 1, "share-304": 1,
+        "correlations": 1, "plot-freshness": 1, "share-304": 1, "plot-created": 1,
     }  # fmt: skip
     assert sum(images(nb).values()) >= PLOTS
     errors = [out for cell in nb.cells for out in cell.get("outputs", [])

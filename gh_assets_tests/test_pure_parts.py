@@ -21,6 +21,11 @@ FRAME = pd.DataFrame(
         "public_gists": [1, 0, 0, 0],
         "followers": [5, 0, 500, 40],
         "following": [2, 1, 0, 0],
+        # bob's hash was written before created_at joined the registry: NaT, in no year
+        "created_at": pd.to_datetime(
+            ["2008-01-14T04:33:35Z", None, "2008-12-31T23:59:59Z", "2011-01-01T00:00:00Z"],
+            utc=True,
+        ),
     }
 )
 
@@ -77,6 +82,8 @@ def test_summarize() -> None:
         "share": {"User": 0.75, "Organization": 0.25},
     }
     assert summary.top_followers["login"].tolist() == ["cy", "acme", "ada", "bob"]
+    assert summary.per_year.to_dict() == {"created_at": {2008: 2, 2011: 1}}
+    assert summary.per_year.index.name == "year"
 
 
 def test_redis_urls_in_messages_lose_their_passwords() -> None:

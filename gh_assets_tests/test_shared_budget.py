@@ -30,8 +30,9 @@ from gh_assets.github.app_auth import GitHubApp
 from gh_assets.github.governor import Governor, GovernorLimits
 from gh_assets.local.services import running, wait_for
 from gh_assets.local.standin import Dataset, StandinServer
+from gh_assets.local.standin.data import STORED_FIELDS
 from gh_assets.partitions import PageWindow
-from gh_assets.storage import COUNTERS, RedisStore
+from gh_assets.storage import RedisStore
 from gh_assets_tests.test_governor import most_in_window
 
 pytestmark = pytest.mark.slow
@@ -99,7 +100,7 @@ def start(
 
 
 def stored(store: RedisStore, windows: list[PageWindow]) -> dict[int, dict[str, str]]:
-    keep = ("id", "login", "type", *COUNTERS)
+    keep = STORED_FIELDS  # id, login, type and user_fields.DETAILS
     members = [m for w in windows for m in store.page_members(w.key)]
     return {i: {k: h[k] for k in keep} for i, h in store.read_users(members).items()}
 

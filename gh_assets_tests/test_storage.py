@@ -182,14 +182,24 @@ def test_user_hash_stays_in_compact_encoding(store: RedisStore) -> None:
 
 
 def test_read_frame_types_and_values(store: RedisStore) -> None:
-    store.write_page(page([user(i, followers=i * 10) for i in range(1, 26)], key=key(10)))
+    created = {i: 1200285215 + i * 86_400 * 40 for i in range(1, 26)}  # epoch seconds
+    users = [user(i, followers=i * 10, created_at=str(created[i])) for i in range(1, 26)]
+    store.write_page(page(users, key=key(10)))
+    # As an older release wrote them: no created_at (NaT in the frame until a re-crawl).
     store.write_page(page([user(i, followers=i * 10) for i in range(26, 31)], key=key(11)))
 
     frame = store.read_frame(batch=7)
 
-    assert tuple(frame.columns) == ("id", "login", "type", *COUNTERS, "fetched_at")
+    assert tuple(frame.columns) == ("id", "login", "type", *COUNTERS, "created_at", "fetched_at")
     for column in ("id", "public_repos", "public_gists", "followers", "following"):
         assert frame[column].dtype == "int64", column
+    assert frame["created_at"].dtype == "datetime64[us, UTC]"
+    assert frame["created_at"].iloc[0] == pd.Timestamp("2008-02-23T04:33:35Z")
+    assert (
+        frame["created_at"].tolist()[:25]
+        == pd.to_datetime(list(created.values()), unit="s", utc=True).tolist()
+    )
+    assert frame["created_at"].iloc[25:].isna().all()
     assert frame["id"].tolist() == list(range(1, 31))
     assert frame["followers"].tolist() == [i * 10 for i in range(1, 31)]
     assert frame["public_repos"].tolist() == [i % 7 for i in range(1, 31)]

@@ -74,6 +74,7 @@ def recording(dataset: Dataset) -> Iterator[ConditionalRecordingStandin]:
         ("login", None),
         ("type", ""),
         ("id", "999"),  # another user's id
+        ("created_at", "2008-01-14T04:33:35Z"),  # GitHub's text: Redis keeps epoch seconds
     ],
 )
 def test_a_recrawl_repairs_a_corrupt_stored_hash(
