@@ -38,6 +38,7 @@ from gh_assets.github import (
     UserDetail,
     concurrency,
     ratelimit,
+    session,
     transport,
 )
 from gh_assets.github.credentials import digest
@@ -641,7 +642,7 @@ def test_malformed_users_are_refused_without_retry(
 @pytest.fixture
 def body_limit_1000(monkeypatch: pytest.MonkeyPatch) -> None:
     """Bodies above 1,000 bytes (decoded) refused: a limit a test can reach."""
-    monkeypatch.setattr(transport, "MAX_BODY_BYTES", 1000)
+    monkeypatch.setattr(session, "MAX_BODY_BYTES", 1000)
 
 
 @pytest.mark.usefixtures("body_limit_1000")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import json
 import math
 import socket
 from datetime import UTC, datetime
@@ -111,3 +112,22 @@ def connection_reason(error: BaseException) -> str | None:
         linked = (current.__cause__, current.__context__, getattr(current, "reason", None))
         pending += [e for e in (*linked, *current.args) if isinstance(e, BaseException)]
     return None
+
+
+def scrub(text: str, secrets: list[str]) -> str:
+    """``text`` with every secret replaced by ``***``."""
+    for secret in secrets:
+        text = text.replace(secret, "***")
+    return text
+
+
+def answer_message(reason: str | None, body: bytes, secrets: list[str]) -> str:
+    """GitHub's own error message (bounded, secrets removed), for the exception text."""
+    text = body.decode("utf-8", "replace")
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = None
+    if isinstance(data, dict) and isinstance(data.get("message"), str):
+        text = data["message"]
+    return scrub(text.strip()[:300], secrets) or reason or "no message"

@@ -7,11 +7,11 @@ import random
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, Self
-from urllib.parse import urljoin
 
 import requests
 from requests.adapters import HTTPAdapter
 
+from gh_assets.github.budget_use import report_limit, take_budget
 from gh_assets.github.concurrency import _Slots
 from gh_assets.github.credentials import ANONYMOUS, Credential, digest
 from gh_assets.github.errors import (
@@ -19,16 +19,18 @@ from gh_assets.github.errors import (
     GitHubUnreachableError,
     MalformedResponseError,
     RateLimitError,
+    answer_message,
     connection_reason,
+    scrub,
 )
-from gh_assets.github.governor import BudgetWaitTooLong, Governor, Grant, Resource
+from gh_assets.github.governor import Governor
 from gh_assets.github.ratelimit import (
     SECONDARY_MIN_WAIT,
     RateLimitWait,
     _graphql_rate_limit,
-    _int_header,
     _rate_limit,
 )
+from gh_assets.github.session import API_VERSION, TRANSIENT, SameOriginSession, read_bounded
 from gh_assets.github.stats import _TALLY, RequestStats
 from gh_assets.github.urls import origin_of, safe_url
 
@@ -36,51 +38,7 @@ __all__ = ["Transport", "safe_url"]
 
 log = logging.getLogger(__name__)
 
-API_VERSION = "2022-11-28"
-MAX_BODY_BYTES = 10 * 1024 * 1024  # no users answer comes near this; anything bigger is not GitHub
 MAX_RATE_LIMIT_WAITS = 3  # rate-limit sleeps per request before giving up with RateLimitError
-
-_TRANSIENT = (
-    requests.ConnectionError,
-    requests.Timeout,
-    requests.exceptions.ChunkedEncodingError,
-    requests.exceptions.ContentDecodingError,
-)
-
-
-class _SameOriginSession(requests.Session):
-    """Follows a redirect only within the origin that sent it: an answer from another host must
-    not stand for the API's (an empty list from it would remove a page's stored users)."""
-
-    def get_redirect_target(self, resp: requests.Response) -> str | None:
-        location = super().get_redirect_target(resp)
-        if location is not None and origin_of(urljoin(resp.url, location)) != origin_of(resp.url):
-            resp.close()
-            raise MalformedResponseError(
-                f"redirect leaves the API: {safe_url(urljoin(resp.url, location))}",
-                url=safe_url(resp.url),
-                status=resp.status_code,
-                method=resp.request.method or "GET",
-            )
-        return location
-
-    def prepare_request(self, request: requests.Request) -> requests.PreparedRequest:
-        # requests would fill a request without credentials from ~/.netrc (or $NETRC), and its
-        # Basic auth would replace the Bearer header: the credentials are the settings' alone.
-        if request.auth is None and self.auth is None:
-            request.auth = _as_sent
-        return super().prepare_request(request)
-
-    def rebuild_auth(
-        self, prepared_request: requests.PreparedRequest, response: requests.Response
-    ) -> None:
-        """A redirect (within the origin: ``get_redirect_target``) keeps the headers as sent,
-        never taking credentials from ~/.netrc as requests would."""
-
-
-def _as_sent(request: requests.PreparedRequest) -> requests.PreparedRequest:
-    """Auth that changes nothing: the request goes with the headers the client set."""
-    return request
 
 
 class Transport:
@@ -120,7 +78,7 @@ class Transport:
         self._max_rate_limit_wait = max_rate_limit_wait
         self._sleep: Callable[[float], None] = time.sleep  # tests record waits instead
         self.stats = RequestStats()
-        self._session = _SameOriginSession()
+        self._session = SameOriginSession()
         self._session.auth = basic_auth  # from the API URL; never sent to another origin
         adapter = HTTPAdapter(pool_maxsize=max(max_concurrency, 10))
         self._session.mount("http://", adapter)
@@ -211,7 +169,7 @@ class Transport:
                     etag_auth=etag_auth,
                     credential=credential,
                 )
-            except _TRANSIENT as exc:
+            except TRANSIENT as exc:
                 if isinstance(exc, requests.ConnectionError):
                     reason = connection_reason(exc)
                 problem = self._scrub(f"{type(exc).__name__}: {reason or exc}")
@@ -252,7 +210,16 @@ class Transport:
                     if rate_limit_waits >= MAX_RATE_LIMIT_WAITS:
                         raise RateLimitError.of(limit, url=safe, status=status, method=method)
                     rate_limit_waits += 1
-                    self._report_limit(resp, limit, sent_as, slot, method, safe)
+                    report_limit(
+                        self._governor,
+                        resp,
+                        limit,
+                        sent_as,
+                        slot,
+                        method=method,
+                        safe=safe,
+                        stats=self.stats,
+                    )
                     continue
                 if limit is not None:
                     wait_for, _, secondary = limit
@@ -313,7 +280,16 @@ class Transport:
         if credential is None:
             self._ready_credentials()  # before taking a slot: finding accounts takes one too
         with self._in_flight:
-            grant, credential = self._take_budget(method, safe, cost, etag_auth, credential)
+            grant, credential = take_budget(
+                self._governor,
+                [credential] if credential else self._ready_credentials(),
+                method=method,
+                safe=safe,
+                cost=cost,
+                etag_auth=etag_auth,
+                max_wait=self._max_rate_limit_wait,
+                stats=self.stats,
+            )
             headers = dict(headers or {})
             if etag_auth is not None and credential.digest != etag_auth:
                 headers.pop("If-None-Match", None)  # another token's ETag could never match
@@ -333,18 +309,7 @@ class Transport:
                 ) as resp:
                     answered = resp
                     self.stats._observe(resp.headers)
-                    chunks: list[bytes] = []
-                    size = 0
-                    for chunk in resp.iter_content(64 * 1024):
-                        size += len(chunk)
-                        if size > MAX_BODY_BYTES:
-                            raise MalformedResponseError(
-                                f"body larger than {MAX_BODY_BYTES} bytes",
-                                url=safe,
-                                status=resp.status_code,
-                                method=method,
-                            )
-                        chunks.append(chunk)
+                    content = read_bounded(resp, safe, method)
             finally:
                 if grant is not None and self._governor is not None:
                     self._governor.release(
@@ -352,43 +317,7 @@ class Transport:
                         None if answered is None else answered.headers,
                         charged=answered is None or answered.status_code != 304,
                     )
-        return resp, b"".join(chunks), credential, None if grant is None else grant.slot
-
-    def _take_budget(
-        self,
-        method: str,
-        safe: str,
-        cost: int,
-        etag_auth: str | None,
-        credential: Credential | None,
-    ) -> tuple[Grant | None, Credential]:
-        """The credential to send as and, with a governor, the lease that lets it send now (after
-        waiting for shared budget, counted in the caller's ``request_tally``)."""
-        credentials = [credential] if credential else self._ready_credentials()
-        if self._governor is None:
-            return None, credentials[0]
-        identities = list(dict.fromkeys(c.identity for c in credentials))
-        preferred = next((c for c in credentials if c.digest == etag_auth), None)
-        resource: Resource = "graphql" if method == "POST" else "core"
-        try:
-            grant = self._governor.acquire(
-                identities,
-                resource,
-                cost=cost,
-                prefer=preferred.identity if preferred else None,
-                max_wait=self._max_rate_limit_wait,
-            )
-        except BudgetWaitTooLong as held:
-            raise RateLimitError(
-                url=safe, status=0, reset_at=held.until, secondary=held.secondary, method=method
-            ) from None
-        self.stats._waited(grant.waited)
-        tally = _TALLY.get()
-        if tally is not None:
-            tally._waited(grant.waited)
-        if preferred is not None and preferred.identity == grant.identity:
-            return grant, preferred
-        return grant, next(c for c in credentials if c.identity == grant.identity)
+        return resp, content, credential, None if grant is None else grant.slot
 
     def _ready_credentials(self) -> list[Credential]:
         """The credentials to send with (``GitHubClient`` finds their accounts first)."""
@@ -397,37 +326,6 @@ class Transport:
     def _drop_refused(self, credential: Credential, detail: str) -> bool:
         """GitHub answered 401 (``detail``) to ``credential``: whether another one sends instead."""
         return False
-
-    def _report_limit(
-        self,
-        resp: requests.Response,
-        limit: RateLimitWait,
-        sent_as: Credential,
-        slot: float | None,
-        method: str,
-        safe: str,
-    ) -> None:
-        """Tell the governor of a rate-limit answer: a secondary limit blocks the identity for
-        every process; an exhausted primary budget holds it until its reset (the release already
-        read the headers; GraphQL's RATE_LIMITED may come without them)."""
-        assert self._governor is not None
-        wait_for, reset_at, secondary = limit
-        if secondary:
-            retry_after = _int_header(resp.headers, "Retry-After")
-            wait_for = self._governor.block(sent_as.identity, retry_after, sent_at=slot)
-        elif _int_header(resp.headers, "X-RateLimit-Remaining") != 0:
-            resource: Resource = "graphql" if method == "POST" else "core"
-            self._governor.exhausted(sent_as.identity, resource, reset_at)
-        log.warning(
-            "%s %s -> %d: %s rate limit for %s; every process holds back %.0f s",
-            method,
-            safe,
-            resp.status_code,
-            "secondary" if secondary else "primary",
-            sent_as.identity,
-            wait_for,
-        )
-        self.stats._add(retries=1)
 
     def _same_origin(self, url: str, safe_from: str) -> str:
         """The next-page URL, refused if it points elsewhere: the token must not leave the API."""
@@ -438,20 +336,11 @@ class Transport:
         return url
 
     def _message(self, resp: requests.Response, body: bytes) -> str:
-        """GitHub's own error message (bounded, token removed), for the exception text."""
-        text = body.decode("utf-8", "replace")
-        try:
-            data = json.loads(text)
-        except ValueError:
-            data = None
-        if isinstance(data, dict) and isinstance(data.get("message"), str):
-            text = data["message"]
-        return self._scrub(text.strip()[:300]) or resp.reason or "no message"
+        """GitHub's own error message (bounded, secrets removed), for the exception text."""
+        return answer_message(resp.reason, body, self._secrets)
 
     def _scrub(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return text
+        return scrub(text, self._secrets)
 
 
 def _single_credential(token: str | None, basic_auth: tuple[str, str] | None) -> Credential:
