@@ -15,53 +15,32 @@ once configured, and off by default; what each account sent is recorded (``accou
 ``/_standin/...`` admin endpoints let a test in another process inject faults, change the limits,
 register tokens and Apps and read counters; the same operations are methods of ``StandinServer``.
 
-This module is the server object and the order in which an API request is checked: identified,
-let through the secondary limits (or refused, uncharged), delayed, failed, charged to its primary
-budget and answered; what the answers contain, the budgets, the faults, the accounts, the admin
-endpoints and the HTTP plumbing each live in a module of their own.
+This module is the server object: its lifecycle and its controls. The order in which an API
+request is checked is ``api_answers``'s, the request counters ``request_counts``'s; what the
+answers contain, the budgets, the faults, the accounts, the admin endpoints and the HTTP
+plumbing each live in a module of their own.
 """
 
 from __future__ import annotations
 
 import threading
-from collections import Counter
 from collections.abc import Iterable, Mapping
 from types import TracebackType
 from typing import Any, Self
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
-from gh_assets.local.standin import rest_api
-from gh_assets.local.standin.accounts import AccountRegistry, Identity, bad_credentials
+from gh_assets.local.standin.accounts import AccountRegistry
 from gh_assets.local.standin.admin_endpoints import answer_admin
+from gh_assets.local.standin.api_answers import answer_api
 from gh_assets.local.standin.app_auth import GitHubApps
 from gh_assets.local.standin.data import Dataset
-from gh_assets.local.standin.faults import Faults, edge_error
-from gh_assets.local.standin.graphql_api import GraphQLApi, RateLimitState
-from gh_assets.local.standin.graphql_cost import Prepared
-from gh_assets.local.standin.http_server import (
-    KeepAliveHTTPServer,
-    Reply,
-    Request,
-    json_body,
-    json_reply,
-)
-from gh_assets.local.standin.rate_limit import (
-    Budget,
-    RateLimiter,
-    api_headers,
-    rate_limit_body,
-    rate_limited,
-)
-from gh_assets.local.standin.secondary_limits import (
-    Admission,
-    SecondaryLimits,
-    secondary_refusal,
-)
+from gh_assets.local.standin.faults import Faults
+from gh_assets.local.standin.graphql_api import GraphQLApi
+from gh_assets.local.standin.http_server import KeepAliveHTTPServer, Reply, Request
+from gh_assets.local.standin.rate_limit import RateLimiter
+from gh_assets.local.standin.request_counts import RequestCounts
+from gh_assets.local.standin.secondary_limits import SecondaryLimits
 
-GRAPHQL_PATH = "/graphql"
-USER_AGENT_DOCS = (
-    "https://docs.github.com/rest/overview/resources-in-the-rest-api#user-agent-required"
-)
 KEEP: Any = object()  # set_secondary_limits: leave this setting as it is
 
 
@@ -129,10 +108,7 @@ class StandinServer:
             self.apps.add_app(app_id, public_key_pem, mine)
         self.graphql = GraphQLApi(self.dataset)
         self.faults = Faults(seed)
-        self._stats_lock = threading.Lock()
-        self._by_status: Counter[str] = Counter()
-        self._by_route: Counter[str] = Counter()
-        self._in_flight = self._peak_in_flight = 0  # API requests being answered, and the most
+        self.counts = RequestCounts()
         self._httpd: KeepAliveHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self.set_faults(latency_ms=latency_ms, error_rate=error_rate, fail_ids=fail_ids)
@@ -274,9 +250,6 @@ class StandinServer:
 
     def stats(self) -> dict[str, Any]:
         """Configuration and request counters of the API routes (admin calls are not counted)."""
-        with self._stats_lock:
-            by_status, by_route = dict(self._by_status), dict(self._by_route)
-            peak = self._peak_in_flight
         return {
             "size": self.dataset.size,
             "seed": self.dataset.seed,
@@ -286,19 +259,11 @@ class StandinServer:
             "graphql_limit": self.graphql_limiter.limit,
             "installation_limit": self.installation_limit,
             "secondary_limits": self.secondary.config(),
-            "requests": {
-                "total": sum(by_status.values()),
-                "by_status": by_status,
-                "by_route": by_route,
-                "peak_in_flight": peak,  # API requests answered at the same time, at most
-            },
+            "requests": self.counts.report(),
         }
 
     def reset_stats(self) -> dict[str, Any]:
-        with self._stats_lock:
-            self._by_status.clear()
-            self._by_route.clear()
-            self._peak_in_flight = self._in_flight
+        self.counts.reset()
         return self.stats()
 
     # -- answering ---------------------------------------------------------------------------
@@ -308,158 +273,16 @@ class StandinServer:
         path = urlsplit(request.target).path
         if path.startswith("/_standin/"):
             return answer_admin(self, request)
-        with self._stats_lock:
-            self._in_flight += 1
-            self._peak_in_flight = max(self._peak_in_flight, self._in_flight)
+        self.counts.begin()
         try:
-            reply = self._api(request)
+            reply = answer_api(self, request)
         finally:
-            with self._stats_lock:
-                self._in_flight -= 1
-        with self._stats_lock:
-            self._by_status[str(reply.status)] += 1
-            self._by_route[_route_name(path)] += 1
+            self.counts.end()
+        self.counts.answered(reply.status, path)
         return reply
-
-    def _api(self, request: Request) -> Reply:
-        """Identify the account, let the request through its secondary limits, answer it."""
-        parts = urlsplit(request.target)
-        identity = self.accounts.identify(request.headers.get("Authorization"), request.client_ip)
-        if parts.path == "/app" or parts.path.startswith("/app/"):  # outside the budgets
-            self.faults.delay()
-            return self.apps.answer(
-                request, parts.path, identity, rest_api.base_url(request, self.url)
-            )
-        graphql = parts.path == GRAPHQL_PATH and request.method == "POST"
-        if identity.kind in ("jwt", "expired", "revoked"):
-            self.faults.delay()
-            return bad_credentials(graphql=graphql)
-        admission = self.secondary.admit(identity.account, "graphql" if graphql else "rest")
-        if admission.refused:  # uncharged: the primary budget is only shown
-            self.faults.delay()
-            limiter = self.graphql_limiter if graphql else self.rate_limiter
-            limit = None if graphql else self._limit_of(identity)
-            budget, _ = limiter.spend(identity.account, 0, limit=limit)
-            status = self.secondary.config()["secondary_status"]
-            return secondary_refusal(
-                admission, budget, status, authenticated=identity.authenticated
-            )
-        try:
-            return self._admitted(request, identity, admission)
-        finally:
-            self.secondary.release(admission)
-
-    def _admitted(self, request: Request, identity: Identity, admission: Admission) -> Reply:
-        self.faults.delay()
-        if not request.headers.get("User-Agent"):
-            return json_reply(
-                403,
-                {
-                    "message": "Request forbidden by administrative rules. "
-                    "Please make sure your request has a User-Agent header",
-                    "documentation_url": USER_AGENT_DOCS,
-                },
-            )
-        if self.faults.unavailable():
-            return edge_error(503)
-        parts = urlsplit(request.target)
-        credential = request.headers.get("Authorization")
-        who, limit = identity.account, self._limit_of(identity)
-        if admission.kind == "graphql":
-            return self._graphql(request, identity, admission)
-        budget: Budget | None = None
-        if parts.path == "/rate_limit":  # free, even when exhausted; its body is the budget
-            budget, _ = self.rate_limiter.spend(who, 0, limit=limit)
-            graphql, _ = self.graphql_limiter.spend(who, 0)
-            status, payload, extra = 200, rate_limit_body(budget, graphql), {}
-        elif parts.path == "/user":
-            base = rest_api.base_url(request, self.url)
-            status, payload = self.accounts.authenticated_user(identity, base)
-            extra = {}
-        else:
-            base = rest_api.base_url(request, self.url)
-            query = parse_qs(parts.query)
-            status, payload, ids, extra = rest_api.resource(self.dataset, parts.path, query, base)
-            if self.faults.fails(ids):
-                return edge_error(502)
-        body = json_body(payload)
-        etag = rest_api.etag(credential or "anonymous", body) if status == 200 else None
-        if_none_match = request.headers.get("If-None-Match")
-        not_modified = etag is not None and rest_api.etag_matches(if_none_match, etag)
-        if budget is None:
-            budget, allowed = self.rate_limiter.spend(who, 0 if not_modified else 1, limit=limit)
-            if not allowed:
-                admission.primary_refused = True
-                return rate_limited(budget, "user" if credential else request.client_ip)
-        headers = api_headers(budget, authenticated=credential is not None) | extra
-        if etag is not None:
-            headers["ETag"] = etag
-        if not_modified:
-            return Reply(304, headers)
-        return Reply(status, headers | {"Content-Type": "application/json; charset=utf-8"}, body)
-
-    def _graphql(self, request: Request, identity: Identity, admission: Admission) -> Reply:
-        """``POST /graphql``: validate and price the query, fail it if it names a failing ID,
-        charge its points (RATE_LIMITED, still HTTP 200, when they do not fit), then run it.
-
-        Anonymous requests are served (GitHub itself answers them 401), each IP its own budget.
-        """
-        who, authenticated = identity.account, identity.authenticated
-        prepared = self.graphql.prepare(request.body)
-        if not isinstance(prepared, Prepared):
-            budget, _ = self.graphql_limiter.spend(who, 0)
-            reply = json_reply(prepared.status, prepared.payload)
-            if prepared.status == 200:
-                reply.headers |= api_headers(budget, authenticated=authenticated, graphql=True)
-            return reply
-        if self.faults.fails(prepared.database_ids):
-            return edge_error(502)
-        budget, allowed = self.graphql_limiter.spend(who, prepared.cost, whole=True)
-        headers = api_headers(budget, authenticated=authenticated, graphql=True)
-        if not allowed:
-            admission.primary_refused = True
-            by = "user" if authenticated else request.client_ip
-            payload: dict[str, Any] = {
-                "data": None,
-                "errors": [
-                    {"type": "RATE_LIMITED", "message": f"API rate limit exceeded for {by}."}
-                ],
-            }
-        else:
-            state = RateLimitState(
-                cost=prepared.cost,
-                limit=budget.limit,
-                remaining=budget.remaining,
-                used=budget.used,
-                reset=budget.reset,
-                node_count=prepared.node_count,
-            )
-            payload = self.graphql.execute(prepared, state)
-        reply = json_reply(200, payload)
-        reply.headers |= headers
-        return reply
-
-    def _limit_of(self, identity: Identity) -> int | None:
-        """The REST budget of an installation, when it has one of its own size (GraphQL
-        points are the same for every account)."""
-        return self.installation_limit if identity.kind == "installation" else None
 
 
 def _limit(name: str, value: int | None) -> int | None:
     if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
         raise ValueError(f"{name} must be an integer >= 0 or null, got {value!r}")
     return value
-
-
-def _route_name(path: str) -> str:
-    if path == "/users":
-        return "list"
-    if rest_api.USER_PATH.fullmatch(path) or rest_api.ID_PATH.fullmatch(path):
-        return "user"
-    if path == GRAPHQL_PATH:
-        return "graphql"
-    if path == "/user":
-        return "authenticated_user"
-    if path == "/app" or path.startswith("/app/"):
-        return "app"
-    return "rate_limit" if path == "/rate_limit" else "other"
