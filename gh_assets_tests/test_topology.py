@@ -15,14 +15,12 @@ from gh_assets.assets import USERS_KEY
 from gh_assets.local.dagster_graphql import SENSOR_TAG, Run
 from gh_assets.local.services import wait_for
 from gh_assets.local.standin import StandinAdmin
-from gh_assets.local.topology import (
-    CELERY_TASK_TAG,
-    Topology,
+from gh_assets.local.topology import CELERY_TASK_TAG, Topology, running_topology
+from gh_assets.local.topology_probes import (
     crawl_in_process,
     last_materialization,
     launch_assets,
     redis_snapshot,
-    running_topology,
 )
 from gh_assets.partitions import PageWindow
 

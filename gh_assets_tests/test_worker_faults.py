@@ -116,7 +116,7 @@ def test_without_the_scale_extra_the_worker_says_what_to_install(
 def test_a_worker_whose_services_all_answer_starts_and_a_missing_database_is_named(
     worker_env: dict[str, str], tmp_path: Path
 ) -> None:
-    from gh_assets.local.topology import postgres_server
+    from gh_assets.local.postgres import postgres_server
     from gh_assets.worker_checks import service_fault
 
     with postgres_server(tmp_path) as postgres:
