@@ -6,7 +6,7 @@
 # `dagster instance concurrency set github_api N` change it while running.
 # The limit: GH_ASSETS_POOL_LIMIT, else the instance's pools.default_limit (deploy/dagster.yaml)
 # -- the rule `gh-assets dev` and `gh-assets demo` follow on one machine, in the same code
-# (gh_assets.local.cli.pool_limit); 0, garbage or no limit at all stop the start in one line.
+# (gh_assets.local.pool_limit.pool_limit); 0, garbage or no limit at all stop the start in one line.
 set -eu
 gh-assets set-pool-limit
 exec dagster-daemon run -w "${DAGSTER_WORKSPACE:-deploy/workspace.yaml}"

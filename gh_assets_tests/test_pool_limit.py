@@ -18,6 +18,7 @@ import yaml
 
 from gh_assets.assets import GITHUB_POOL
 from gh_assets.local import cli
+from gh_assets.local.pool_limit import POOL_LIMIT_VARIABLE
 from gh_assets.settings import SettingsError
 
 from .conftest import REPO
@@ -42,7 +43,7 @@ def pool(home: Path) -> Any:
 def environment() -> Iterator[None]:
     """The process environment restored after the test, whatever the command under test set."""
     saved = dict(os.environ)
-    os.environ.pop(cli.POOL_LIMIT_VARIABLE, None)
+    os.environ.pop(POOL_LIMIT_VARIABLE, None)
     yield
     os.environ.clear()
     os.environ.update(saved)
@@ -83,11 +84,11 @@ def test_the_command_set_up_sets_it_before_anything_runs(
 def test_the_same_variable_as_the_daemon_overrides_it_and_a_chosen_home_keeps_its_own(
     tmp_path: Path, environment: None
 ) -> None:
-    os.environ[cli.POOL_LIMIT_VARIABLE] = "5"
+    os.environ[POOL_LIMIT_VARIABLE] = "5"
     assert cli.prepare_instance(tmp_path / "a") == 5
     assert pool(tmp_path / "a").slot_count == 5
 
-    del os.environ[cli.POOL_LIMIT_VARIABLE]
+    del os.environ[POOL_LIMIT_VARIABLE]
     chosen = tmp_path / "chosen"
     chosen.mkdir()
     config = yaml.safe_load(LOCAL_CONFIG.read_text())
@@ -96,7 +97,7 @@ def test_the_same_variable_as_the_daemon_overrides_it_and_a_chosen_home_keeps_it
     assert cli.prepare_instance(chosen, own_home=False) == 4  # its configuration is kept
     assert pool(chosen).slot_count == 4
     # A later start with another value replaces it: the limit is set on every start.
-    os.environ[cli.POOL_LIMIT_VARIABLE] = "1"
+    os.environ[POOL_LIMIT_VARIABLE] = "1"
     assert cli.prepare_instance(chosen, own_home=False) == 1
     assert pool(chosen).slot_count == 1
 
@@ -105,7 +106,7 @@ def test_the_same_variable_as_the_daemon_overrides_it_and_a_chosen_home_keeps_it
 def test_a_bad_limit_is_one_line_naming_the_variable(
     tmp_path: Path, environment: None, value: str
 ) -> None:
-    os.environ[cli.POOL_LIMIT_VARIABLE] = value
+    os.environ[POOL_LIMIT_VARIABLE] = value
     with pytest.raises(SettingsError, match=rf"^GH_ASSETS_POOL_LIMIT='{re.escape(value)}': "):
         cli.prepare_instance(tmp_path / "home")
 

@@ -30,6 +30,7 @@ from pathlib import Path
 from gh_assets import preflight
 from gh_assets.github import safe_url
 from gh_assets.local import services
+from gh_assets.local.pool_limit import POOL_LIMIT_VARIABLE, limit_source, pool_limit, set_pool_limit
 from gh_assets.local.run_failures import SILENT_RUN, failure_line, rerun_advice
 from gh_assets.local.shared_redis import shared_redis
 from gh_assets.partitions import PageWindow, default_page_keys, page_keys
@@ -42,7 +43,6 @@ STOPPED = 130  # the exit status of a command stopped by a signal, as shells rep
 stopping = False  # set by the first SIGINT/SIGTERM
 
 
-POOL_LIMIT_VARIABLE = "GH_ASSETS_POOL_LIMIT"
 STANDIN_MINUTE = 1  # seconds: the local stand-in's "minute", so a demo is not paced to 870/min
 GITHUB_SECONDARY_LIMITS = [
     "--secondary-in-flight", "100",
@@ -72,7 +72,7 @@ def local_environment() -> Iterator[Settings]:
     limit = prepare_instance(home, own_home=own_home)
     say(f"Dagster instance: {home}")
     if limit is not None:
-        say(f"Pool github_api: at most {limit} page runs at once ({_limit_source()})")
+        say(f"Pool github_api: at most {limit} page runs at once ({limit_source()})")
     with contextlib.ExitStack() as stack:
         if os.environ.get("REDIS_URL"):
             say("Redis: REDIS_URL from the environment")
@@ -118,44 +118,6 @@ def prepare_instance(home: Path, *, own_home: bool = True) -> int | None:
             return set_pool_limit(instance)
 
 
-def pool_limit(instance) -> int | None:
-    """The github_api pool's limit: ``GH_ASSETS_POOL_LIMIT`` when set, else the instance's
-    ``concurrency.pools.default_limit`` (locally gh_assets/local/dagster.yaml's, scaled out
-    deploy/dagster.yaml's: deploy/daemon.sh runs ``set-pool-limit``); None when neither is set.
-    Below 1, either is refused: no page run would ever start."""
-    raw = os.environ.get(POOL_LIMIT_VARIABLE, "").strip()
-    if not raw:
-        configured = instance.global_op_concurrency_default_limit
-        if configured is not None and configured < 1:  # 0 would hold every page run back
-            raise SettingsError(
-                f"concurrency.pools.default_limit={configured} in the instance's dagster.yaml: "
-                f"expected a whole number >= 1 (or set {POOL_LIMIT_VARIABLE})"
-            )
-        return configured
-    if not raw.isdigit() or int(raw) < 1:
-        raise SettingsError(f"{POOL_LIMIT_VARIABLE}={raw!r}: expected a whole number >= 1")
-    return int(raw)
-
-
-def set_pool_limit(instance) -> int | None:
-    """Write the github_api pool's limit into the instance, as ``dagster instance concurrency set
-    github_api N`` does. A fresh instance ignores ``pools.default_limit`` on its first burst of
-    runs (the limit is read before the pool exists), so it is set before any run starts."""
-    from gh_assets.assets import GITHUB_POOL
-
-    limit = pool_limit(instance)
-    if limit is None or not instance.event_log_storage.supports_global_concurrency_limits:
-        return None
-    instance.event_log_storage.set_concurrency_slots(GITHUB_POOL, limit)
-    return limit
-
-
-def _limit_source() -> str:
-    if os.environ.get(POOL_LIMIT_VARIABLE, "").strip():
-        return POOL_LIMIT_VARIABLE
-    return "the instance's pools.default_limit"
-
-
 def set_pool_limit_command() -> int:
     """``gh-assets set-pool-limit``: the github_api pool's limit written into the instance of
     ``DAGSTER_HOME`` (``GH_ASSETS_POOL_LIMIT``, else its ``pools.default_limit``), as ``demo`` and
@@ -179,7 +141,7 @@ def set_pool_limit_command() -> int:
                 f"the instance's storage does not support pools: {GITHUB_POOL} cannot be limited"
             )
         set_pool_limit(instance)
-    say(f"Pool {GITHUB_POOL}: at most {limit} page runs at once ({_limit_source()})")
+    say(f"Pool {GITHUB_POOL}: at most {limit} page runs at once ({limit_source()})")
     return 0
 
 
