@@ -1,4 +1,5 @@
-"""Shared fixtures: a real Redis server and the GitHub stand-in over real HTTP.
+"""Shared fixtures: a real Redis server, the GitHub stand-in over real HTTP, a scripted GitHub
+(``replay``) and a Dagster instance with the assets' resources for in-process runs.
 
 The tests start their own Redis server on a free port; ``GH_ASSETS_TEST_REDIS_URL`` names another
 one instead. Either way each test writes under a key prefix of its own and deletes only that.
@@ -11,15 +12,21 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import dagster as dg
 import pytest
 import redis
 
+from gh_assets.asset_storage import storage_resources
 from gh_assets.assets import build_github_users
 from gh_assets.github import GitHubClient
 from gh_assets.local.services import redis_server
 from gh_assets.local.standin import Dataset, StandinServer
+from gh_assets.partitions import PageWindow, add_missing_pages
+from gh_assets.resources import GitHubResource, RedisResource
 from gh_assets.settings import Settings
 from gh_assets.storage import RedisStore
+
+from .replay_server import Replay, replay_server
 
 REPO = Path(__file__).resolve().parents[1]
 # Faults injected on purpose fail a page at once, not after minutes of retry delays; the retry
@@ -28,6 +35,7 @@ TEST_SETTINGS = Settings(page_retries=0)
 github_users = build_github_users(TEST_SETTINGS)
 STANDIN_SIZE = 1000
 STANDIN_SEED = 7
+KEYS = [PageWindow.number(k, 100).key for k in range(3)]  # the pages ``instance`` registers
 
 
 @pytest.fixture(scope="session")
@@ -87,3 +95,29 @@ def app_key_pem() -> str:
         serialization.PrivateFormat.TraditionalOpenSSL,
         serialization.NoEncryption(),
     ).decode()
+
+
+@pytest.fixture
+def replay() -> Iterator[Replay]:
+    """The scripted GitHub over real HTTP (``replay_server``)."""
+    with replay_server() as state:
+        yield state
+
+
+@pytest.fixture
+def resources(standin: StandinServer, redis_url: str, key_prefix: str, tmp_path: Path) -> dict:
+    """The assets' resources on the stand-in and the test's Redis prefix; a rate limit fails a
+    page at once (no wait)."""
+    return {
+        "github": GitHubResource(api_url=standin.url, max_retries=1, max_rate_limit_wait=0),
+        "redis": RedisResource(url=redis_url, key_prefix=key_prefix),
+        **storage_resources(str(tmp_path / "storage")),
+    }
+
+
+@pytest.fixture
+def instance() -> Iterator[dg.DagsterInstance]:
+    """A throwaway Dagster instance with the pages of ``KEYS`` registered."""
+    with dg.instance_for_test() as instance:
+        add_missing_pages(instance, KEYS)
+        yield instance

@@ -39,7 +39,8 @@ from gh_assets.storage import COUNTERS, RedisStore
 from gh_assets.storage.store import page_aggregates
 from gh_assets.summary import UserSummary, summarize
 
-from .test_storage import P1, key, page, snapshot
+from .page_writes import P1, key, page, snapshot
+from .same_summary import assert_same_summary
 
 PNG = b"\x89PNG"
 CREATED_2008 = 1199145600  # 2008-01-01T00:00:00Z
@@ -62,22 +63,6 @@ def write_pages(store: RedisStore, users: list[dict[str, str]], per_page: int = 
     """``users`` in pages of ``per_page``, registered in ``gh:pages`` as a crawl does."""
     for number, first in enumerate(range(0, len(users), per_page)):
         store.write_page(page(users[first : first + per_page], key=key(number)))
-
-
-def assert_same_summary(store: RedisStore) -> UserSummary:
-    """``summarize_pages(store)`` equals ``summarize(store.read_frame())`` as defined above."""
-    frame = store.read_frame()
-    expected, found = summarize(frame), summarize_pages(store)
-    differences = summary_differences(expected, found)
-    assert not differences, "\n".join(differences)
-    merged = merge_pages(store)
-    for counter in COUNTERS:  # min is kept too (the summary shows no min)
-        totals = merged.counters[counter]
-        assert (totals.low, totals.high) == (
-            (int(frame[counter].min()), int(frame[counter].max())) if len(frame) else (None, None)
-        )
-        assert totals.squares == sum(int(v) ** 2 for v in frame[counter])
-    return found
 
 
 CRAFTED = {

@@ -35,6 +35,8 @@ from gh_assets.github.errors import (
 )
 from gh_assets.local.standin import Dataset, StandinServer
 
+from .replay_server import Reply, Seen
+
 APP_ID = "424242"
 USER_AGENT = "gh-assets-tests/1 (app auth)"
 T0 = 1_800_000_000.0  # the fake clock's start
@@ -158,22 +160,7 @@ def test_load_private_key_refuses_a_file_that_is_no_key(keys: Keys, tmp_path: Pa
         load_private_key(str(tmp_path))
 
 
-# -- a scripted GitHub -------------------------------------------------------------------------
-
-
-@dataclass
-class Reply:
-    status: int = 200
-    body: Any = None  # JSON-encoded unless bytes
-    headers: tuple[tuple[str, str], ...] = ()
-    delay: float = 0.0
-
-
-@dataclass
-class Seen:
-    method: str
-    path: str
-    headers: dict[str, str]  # lower-cased names
+# -- a scripted GitHub (its replies and what it saw: replay_server) ----------------------------
 
 
 @dataclass

@@ -21,7 +21,7 @@ from gh_assets.storage import COUNTERS
 from gh_assets.summary import UserSummary
 
 from .conftest import github_users
-from .test_aggregates import assert_same_summary
+from .same_summary import assert_same_summary
 
 WINDOWS = [PageWindow.number(k, 100) for k in range(4)]
 KEYS = [window.key for window in WINDOWS]

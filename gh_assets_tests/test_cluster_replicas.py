@@ -22,9 +22,9 @@ from gh_assets.local.standin import Dataset, StandinServer
 from gh_assets.resources import RedisResource
 from gh_assets.storage import READ_REPORT, RedisStore
 
+from .cluster_crawl import BLOCK, WINDOWS, crawl_all, primaries
 from .conftest import STANDIN_SEED, STANDIN_SIZE
-from .test_cluster_store import BLOCK, WINDOWS, crawl_all, primaries
-from .test_operations import checks_of
+from .dagster_runs import checks_of
 
 pytestmark = pytest.mark.slow
 READS = ("hmget", "hgetall", "zrange", "zcard", "smembers", "scard", "evalsha", "eval", "hget")

@@ -17,8 +17,6 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 import pytest
-import redis
-from redis.cluster import RedisCluster
 
 from gh_assets import preflight
 from gh_assets.aggregates import merge_pages, summarize_pages
@@ -34,12 +32,11 @@ from gh_assets.resources import GitHubResource, RedisResource
 from gh_assets.storage import READ_REPORT, PageWrite, RedisStore
 from gh_assets.storage.schema import CRAWL_TIME_FIELDS, HISTORY_KEYS
 
-from .test_operations import analyse, checks_of, crawl
-from .test_storage import WHEN, user
+from .cluster_crawl import BLOCK, WINDOWS, crawl_all, primaries
+from .dagster_runs import analyse, checks_of, crawl
+from .page_writes import WHEN, user
 
 pytestmark = pytest.mark.slow  # about 40 s: a cluster, stand-ins and slow slot moves
-BLOCK = 200
-WINDOWS = [PageWindow.number(k, 100) for k in range(10)]  # the stand-in's IDs 1-1000
 VOLATILE = frozenset(field.encode() for field in CRAWL_TIME_FIELDS)
 
 
@@ -65,14 +62,6 @@ def single_store(redis_url: str, key_prefix: str) -> Iterator[RedisStore]:
     store = RedisStore.from_url(redis_url, key_prefix, block=BLOCK)
     yield store
     store.close()
-
-
-def primaries(store: RedisStore) -> list[redis.Redis]:
-    """A plain client of each primary (the client itself on a single Redis)."""
-    client = store.client
-    if not isinstance(client, RedisCluster):
-        return [client]
-    return [client.get_redis_connection(node) for node in client.get_primaries()]
 
 
 def contents(store: RedisStore) -> dict[str, object]:
@@ -105,11 +94,6 @@ def shards_holding_users(store: RedisStore) -> int:
         for client in primaries(store)
         if next(client.scan_iter(match=f"{store.prefix}{{b*}}:user:*", count=1000), None)
     )
-
-
-def crawl_all(store: RedisStore, standin: StandinServer) -> None:
-    with GitHubClient(standin.url) as github:
-        assert len(list(crawl_pages(github, store, WINDOWS))) == len(WINDOWS)
 
 
 def assert_same_frames(cluster_store: RedisStore, single_store: RedisStore) -> pd.DataFrame:

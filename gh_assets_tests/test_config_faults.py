@@ -13,7 +13,6 @@ from typing import Any
 
 import dagster as dg
 import pytest
-from dagster import DagsterEventType
 
 from gh_assets import preflight
 from gh_assets.asset_storage import storage_resources
@@ -35,12 +34,9 @@ from gh_assets.sensors import build_sensors
 from gh_assets.settings import Settings, SettingsError
 from gh_assets.storage import RedisStore
 
-from . import test_github_client
-from .test_github_client import TOKEN, Replay, Reply
+from .dagster_runs import FIRST, attempts, failure_line, run_page
+from .replay_server import TOKEN, Replay, Reply
 
-replay = test_github_client.replay  # the scripted GitHub over real HTTP, as a fixture here too
-
-FIRST = PageWindow.number(0, 100).key
 BAD_CREDENTIALS = Reply(401, {"message": "Bad credentials"})
 # Retries that a configuration error must not use: if it did, the test would wait 10-60 s.
 PATIENT_PAGES = build_github_users(Settings(page_retries=2))
@@ -170,33 +166,6 @@ def test_the_banner_says_which_credential_without_showing_it() -> None:
 
 
 # --- in a run ----------------------------------------------------------------------------------
-
-
-def run_page(resources: dict[str, Any], pages: dg.AssetsDefinition) -> dg.ExecuteInProcessResult:
-    with dg.instance_for_test() as instance:
-        add_missing_pages(instance, [FIRST])
-        return dg.materialize(
-            [pages], partition_key=FIRST, instance=instance, resources=resources,
-            raise_on_error=False,
-        )  # fmt: skip
-
-
-def attempts(result: dg.ExecuteInProcessResult) -> int:
-    restarts = [e for e in result.all_events if e.event_type == DagsterEventType.STEP_RESTARTED]
-    return 1 + len(restarts)
-
-
-def failure_line(result: dg.ExecuteInProcessResult) -> str:
-    """The failed page's description (what the UI and ``gh-assets demo`` show), one line, with
-    no underlying traceback chained to it."""
-    (failure,) = result.get_step_failure_events()
-    error = failure.step_failure_data.error
-    while error.cause is not None:  # a retried step: RetryRequestedFromPolicy, then the Failure
-        error = error.cause
-    assert error.cls_name == "Failure"
-    description = failure.step_failure_data.user_failure_data.description
-    assert "\n" not in description
-    return description
 
 
 Resources = Callable[[StandinServer, Replay, str], dict[str, Any]]

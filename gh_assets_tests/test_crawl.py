@@ -13,25 +13,11 @@ from gh_assets.crawl import PAGES_IN_FLIGHT, crawl_page, crawl_pages
 from gh_assets.github import GitHubClient, GitHubError, ListedUser, RateLimitError
 from gh_assets.github.credentials import digest
 from gh_assets.local.standin import Dataset, StandinServer
-from gh_assets.local.standin.data import STORED_FIELDS
 from gh_assets.local.standin.http_server import Reply, Request
 from gh_assets.partitions import PageWindow
 from gh_assets.storage import RedisStore
 
-WINDOW = PageWindow(101, 200)
-
-
-def truth(dataset: Dataset, window: PageWindow) -> dict[int, dict[str, str]]:
-    """What Redis must hold for ``window``, straight from the stand-in's data."""
-    return dataset.truth(window.first_id, window.last_id)
-
-
-def stored(store: RedisStore, window: PageWindow) -> dict[int, dict[str, str]]:
-    members = store.page_members(window.key)
-    keep = STORED_FIELDS  # id, login, type and user_fields.DETAILS
-    return {
-        i: {k: v for k, v in h.items() if k in keep} for i, h in store.read_users(members).items()
-    }
+from .crawled import WINDOW, stored, truth
 
 
 def test_a_page_holds_exactly_its_users(

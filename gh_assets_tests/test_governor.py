@@ -13,6 +13,8 @@ import redis
 
 from gh_assets.github.governor import RESET_MARGIN, BudgetWaitTooLong, Governor, GovernorLimits
 
+from .pacing import most_in_window
+
 MINUTE = 1.0  # GitHub's minute, shortened
 TRIES = 50
 
@@ -36,17 +38,6 @@ def headers(limit: int, remaining: int, reset: float, resource: str = "core") ->
         "X-RateLimit-Reset": str(int(reset)),
         "X-RateLimit-Resource": resource,
     }
-
-
-def most_in_window(times: list[float], window: float) -> int:
-    """The most of ``times`` in any half-open window [t, t + window)."""
-    times = sorted(times)
-    most, start = 0, 0
-    for end, at in enumerate(times):
-        while times[start] <= at - window:
-            start += 1
-        most = max(most, end - start + 1)
-    return most
 
 
 def test_pacing_holds_every_rolling_minute_to_the_rate_across_threads(

@@ -20,11 +20,11 @@ from gh_assets.github.credentials import digest
 from gh_assets.github.governor import Governor, GovernorLimits
 from gh_assets.local.standin import Dataset, StandinServer
 from gh_assets.local.standin.admin import StandinAdmin
-from gh_assets.local.standin.data import STORED_FIELDS
 from gh_assets.partitions import PageWindow
 from gh_assets.storage import RedisStore
 
 from .commands import gh_assets
+from .crawled import stored, truth
 
 BLOCKED = 75  # EX_TEMPFAIL: try again later
 LIMITS = GovernorLimits(minute=1.0, rest_points_per_minute=120, lease_seconds=5.0)
@@ -33,12 +33,6 @@ APP_ID, OTHER_APP_ID = 77, 78
 
 def windows(count: int) -> list[PageWindow]:
     return [PageWindow.number(k, 100) for k in range(count)]
-
-
-def stored(store: RedisStore, pages: list[PageWindow]) -> dict[int, dict[str, str]]:
-    keep = STORED_FIELDS  # id, login, type and user_fields.DETAILS
-    members = [m for w in pages for m in store.page_members(w.key)]
-    return {i: {k: h[k] for k in keep} for i, h in store.read_users(members).items()}
 
 
 # --- 5: a block is honoured everywhere ----------------------------------------------------------
@@ -181,16 +175,14 @@ def test_a_token_revoked_mid_crawl_is_dropped_and_the_other_finishes_the_pages(
             reports += list(crawl)
         by_status = standin.stats()["requests"]["by_status"]
         by_route = standin.stats()["requests"]["by_route"]
-        truth = {
-            i: u for w in pages for i, u in standin.dataset.truth(w.first_id, w.last_id).items()
-        }
+        expected = truth(standin.dataset, *pages)
     assert used > 1  # the token worked (beyond its account lookup) before it was revoked
     assert [r.page for r in reports] == [w.key for w in pages]
-    assert stored(store, pages) == truth
+    assert stored(store, *pages) == expected
     refused = by_status.get("401", 0)
     assert 1 <= refused <= concurrency  # once, or once per request in flight when it was found
     # Answers already paid for are kept: every user and list asked once, plus the refused ones.
-    assert by_route["user"] + by_route["list"] == len(truth) + len(pages) + refused
+    assert by_route["user"] + by_route["list"] == len(expected) + len(pages) + refused
     named = [r.getMessage() for r in caplog.records if digest(revoked) in r.getMessage()]
     assert len(named) == 1
     assert named[0].startswith(f"GITHUB_TOKEN #2 ({digest(revoked)}): GitHub refused it (401")
@@ -215,11 +207,11 @@ def test_a_token_revoked_between_demos_is_sent_once_and_the_other_writes_the_pag
         standin.accounts.revoke(["tok-ida-revoked"])
         rest = gh_assets(["demo", "--pages", ",".join(w.key for w in pages[1:])], tmp_path, **env)
         refused = standin.stats()["requests"]["by_status"].get("401", 0)
-        truth = standin.dataset.truth(1, 400)
+        expected = standin.dataset.truth(1, 400)
     assert first.returncode == 0 and used > 1, first.stdout + first.stderr
     assert rest.returncode == 0, rest.stdout + rest.stderr
     assert refused == 1  # one try, then never again in that process
-    assert stored(store, pages) == truth
+    assert stored(store, *pages) == expected
     output = rest.stdout + rest.stderr
     assert output.count(f"GITHUB_TOKEN #2 ({digest('tok-ida-revoked')}): GitHub refused it") == 1
     assert not any(token in output for token in tokens)

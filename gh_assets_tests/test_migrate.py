@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -34,10 +34,10 @@ from gh_assets.storage.schema import TIMES
 from gh_assets.storage.store import page_aggregates
 from gh_assets.summary import summarize
 
-from .test_config_faults import attempts, failure_line, run_page
+from .dagster_runs import attempts, failure_line, run_page
+from .page_writes import WHEN
 
 OLD_WRITE_PAGE = Path(__file__).with_name("old_write_page.lua").read_text()
-WHEN = datetime(2026, 11, 27, 3, 0, 0, tzinfo=UTC)
 BLOCK = 500  # pages of 100 IDs in two blocks: users and pages are placed, not only renamed
 WINDOWS = [PageWindow.number(k, 100) for k in range(8)]  # IDs 1-800
 

@@ -5,16 +5,13 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import dagster as dg
-import pytest
 from dagster import DagsterRunStatus
 
 from gh_assets.asset_storage import storage_resources
 from gh_assets.assets import github_user_summary, github_users_frame
-from gh_assets.checks import frame_checks, summary_checks
 from gh_assets.crawl import crawl_page
 from gh_assets.jobs import crawl_job
 from gh_assets.local.standin import Dataset, StandinServer
@@ -27,47 +24,8 @@ from gh_assets.sensors import build_sensors
 from gh_assets.settings import Settings
 from gh_assets.storage import RedisStore
 
-from .conftest import TEST_SETTINGS, github_users
-
-KEYS = [PageWindow.number(k, 100).key for k in range(3)]
-ASSETS = [github_users, github_users_frame, github_user_summary, *frame_checks, *summary_checks]
-
-
-@pytest.fixture
-def resources(standin: StandinServer, redis_url: str, key_prefix: str, tmp_path: Path) -> dict:
-    return {
-        "github": GitHubResource(api_url=standin.url, max_retries=1, max_rate_limit_wait=0),
-        "redis": RedisResource(url=redis_url, key_prefix=key_prefix),
-        **storage_resources(str(tmp_path / "storage")),
-    }
-
-
-@pytest.fixture
-def instance():
-    with dg.instance_for_test() as instance:
-        add_missing_pages(instance, KEYS)
-        yield instance
-
-
-def crawl(instance, resources, key: str) -> dg.ExecuteInProcessResult:
-    return dg.materialize(
-        ASSETS, selection=[github_users], partition_key=key, instance=instance,
-        resources=resources, raise_on_error=False,
-    )  # fmt: skip
-
-
-def analyse(instance, resources) -> dg.ExecuteInProcessResult:
-    return dg.materialize(
-        ASSETS, selection=dg.AssetSelection.assets(github_users_frame, github_user_summary),
-        instance=instance, resources=resources, raise_on_error=False,
-    )  # fmt: skip
-
-
-def checks_of(result: dg.ExecuteInProcessResult) -> dict[str, bool]:
-    return {
-        evaluation.check_name: evaluation.passed
-        for evaluation in result.get_asset_check_evaluations()
-    }
+from .conftest import KEYS, TEST_SETTINGS, github_users
+from .dagster_runs import ASSETS, analyse, checks_of, crawl
 
 
 def test_page_checks_pass_on_a_crawled_page_and_catch_a_broken_one(

@@ -30,10 +30,10 @@ from gh_assets.github.app_auth import GitHubApp
 from gh_assets.github.governor import Governor, GovernorLimits
 from gh_assets.local.services import running, wait_for
 from gh_assets.local.standin import Dataset, StandinServer
-from gh_assets.local.standin.data import STORED_FIELDS
 from gh_assets.partitions import PageWindow
 from gh_assets.storage import RedisStore
-from gh_assets_tests.test_governor import most_in_window
+from gh_assets_tests.crawled import stored, truth
+from gh_assets_tests.pacing import most_in_window
 
 pytestmark = pytest.mark.slow
 
@@ -99,16 +99,6 @@ def start(
         yield Crawl(process, result)
 
 
-def stored(store: RedisStore, windows: list[PageWindow]) -> dict[int, dict[str, str]]:
-    keep = STORED_FIELDS  # id, login, type and user_fields.DETAILS
-    members = [m for w in windows for m in store.page_members(w.key)]
-    return {i: {k: h[k] for k in keep} for i, h in store.read_users(members).items()}
-
-
-def truth(dataset: Dataset, windows: list[PageWindow]) -> dict[int, dict[str, str]]:
-    return {i: u for w in windows for i, u in dataset.truth(w.first_id, w.last_id).items()}
-
-
 def test_four_processes_two_tokens_of_one_account_keep_its_limits(
     limited_standin: StandinServer, redis_url: str, key_prefix: str, store: RedisStore, tmp_path
 ) -> None:
@@ -126,7 +116,7 @@ def test_four_processes_two_tokens_of_one_account_keep_its_limits(
     for (name, windows), outcome in zip(plan.items(), outcomes, strict=True):
         assert outcome["pages"] == [w.key for w in windows], (name, outcome.get("error"))
     every = [w for windows in plan.values() for w in windows]
-    assert stored(store, every) == truth(limited_standin.dataset, every)
+    assert stored(store, *every) == truth(limited_standin.dataset, *every)
 
     alice = limited_standin.accounts_report()["alice"]
     assert (alice["secondary_refusals"], alice["primary_refusals"]) == (0, 0)
@@ -182,7 +172,7 @@ def test_a_process_killed_mid_page_gives_its_leases_back_and_its_page_re_runs(
     with GitHubClient(limited_standin.url, "tok-alice-1", governor=governor) as client:
         list(crawl_pages(client, store, victim_pages))  # the page re-run
     every = victim_pages + other_pages
-    assert stored(store, every) == truth(limited_standin.dataset, every)
+    assert stored(store, *every) == truth(limited_standin.dataset, *every)
     assert limited_standin.accounts_report()["alice"]["secondary_refusals"] == 0
 
 
@@ -214,7 +204,7 @@ def test_a_secondary_limit_answer_to_one_process_holds_back_every_process(
         limited_standin.refuse_next("alice", retry_after=retry_after)
         outcomes = [a.outcome(), b.outcome()]
     assert [o["pages"] for o in outcomes] == [[w.key for w in ws] for ws in (first, second)]
-    assert stored(store, first + second) == truth(limited_standin.dataset, first + second)
+    assert stored(store, *first, *second) == truth(limited_standin.dataset, *first, *second)
     alice = limited_standin.accounts_report()["alice"]
     block = alice["blocks"][0]
     length = block["end"] - block["start"]
@@ -311,7 +301,7 @@ def test_app_installations_crawl_as_identities_of_their_own_renewing_tokens(
         took = time.monotonic() - started
         report = standin.accounts_report()
         assert [r.page for r in written] == [w.key for w in windows]
-        assert stored(store, windows) == truth(standin.dataset, windows)
+        assert stored(store, *windows) == truth(standin.dataset, *windows)
         used = {name: report[name]["requests"]["rest"] for name in report}
         assert set(used) == {"installation:11", "installation:12"}
         assert all(0 < n <= 300 for n in used.values())

@@ -1,8 +1,6 @@
 """Faults in what Redis holds (issue 9): a re-crawl repairs them, or the read reports them in one
 line naming the key, the user and the field; the frame's checks never race page runs."""
 
-# ruff: noqa: F811
-
 from __future__ import annotations
 
 import pickle
@@ -28,13 +26,10 @@ from gh_assets.local.standin.http_server import Reply, Request
 from gh_assets.partitions import PageWindow
 from gh_assets.storage import READ_REPORT, RedisStore, ascii_lower, bulk_read
 
-from .test_crawl import stored, truth
-
-# The in-process Dagster fixtures of test_operations, shared (a test's argument "redefines" them).
-from .test_operations import KEYS, analyse, checks_of, crawl, instance, resources  # noqa: F401
-from .test_storage import P1, logins, page, user
-
-WINDOW = PageWindow(101, 200)
+from .conftest import KEYS
+from .crawled import WINDOW, stored, truth
+from .dagster_runs import analyse, checks_of, crawl
+from .page_writes import P1, logins, page, user
 
 
 class ConditionalRecordingStandin(StandinServer):
