@@ -328,10 +328,12 @@ def test_schedules(instance, resources, store: RedisStore) -> None:
     weekly_recrawl_schedule, _ = build_schedules(Settings(recrawl_batch=2))
     # The next tick after the pages were written (a fixed date would age out of the test).
     when = datetime.now(UTC).replace(hour=3, minute=0, second=0, microsecond=0) + timedelta(days=1)
-    context = dg.build_schedule_context(
+    # Entered, so that it lets go of the instance it holds: left open, the instance's state
+    # storage stays Dagster's current one after the instance is gone, and a later load fails.
+    with dg.build_schedule_context(
         instance=instance, resources=redis_only(resources), scheduled_execution_time=when
-    )
-    requests = weekly_recrawl_schedule(context)
+    ) as context:
+        requests = weekly_recrawl_schedule(context)
     assert [r.partition_key for r in requests] == [KEYS[2], KEYS[0]]
     assert requests[0].run_key == f"{KEYS[2]}@{when:%Y-%m-%d}T03:00"
 
