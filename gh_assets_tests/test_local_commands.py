@@ -182,3 +182,24 @@ def test_two_demos_at_once_share_the_server_and_both_succeed(tmp_path: Path) -> 
     assert sum("started the project's server" in out for out in outputs) == 1
     assert sum("sharing the project's server" in out for out in outputs) == 1
     assert not (tmp_path / "redis" / "url").exists()  # the last one out stopped it
+
+
+def test_ports_for_local_servers_are_never_ones_an_outgoing_connection_can_take() -> None:
+    """An ephemeral port may be taken by any connection before the server binds it (CI saw
+    dagster-webserver exit 3 so); every port handed out lies below the kernel's range."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    ports = {services.free_port() for _ in range(50)}
+    assert max(ports) < low
+    assert len(ports) > 40  # spread over the range, not one port over and over
+
+
+def test_a_server_that_exits_while_starting_is_named_with_its_last_log_line(
+    tmp_path: Path,
+) -> None:
+    command = [sys.executable, "-c", "print('starting'); print('[Errno 98] in use'); exit(3)"]
+    with (
+        pytest.raises(services.ServiceError) as failure,
+        services.running(command, lambda: False, tmp_path / "s.log", timeout=30),
+    ):
+        pass
+    assert "exited with 3 ([Errno 98] in use)" in str(failure.value)

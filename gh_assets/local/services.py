@@ -11,6 +11,7 @@ import contextlib
 import fcntl
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -58,7 +59,31 @@ def exclusive(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def _ephemeral_floor() -> int:
+    """The lowest port the kernel hands out as an outgoing connection's local port."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
+    """A loopback port nothing listens on, below the kernel's ephemeral range.
+
+    A port from ``bind(0)`` is ephemeral: between choosing it and a server binding it, any
+    outgoing connection (a worker to Postgres, a code server to Redis) may take it as its local
+    port, and the server fails to start (dagster-webserver exits 3). Ports below the range are
+    never handed out that way.
+    """
+    floor = _ephemeral_floor()
+    for _ in range(200):
+        port = random.randrange(10_000, max(floor, 10_001))
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
@@ -232,7 +257,10 @@ def running(
     LIVE_GROUPS.add(process.pid)
 
     def exited() -> str | None:
-        return None if process.poll() is None else f"{name} exited with {process.returncode}"
+        if process.poll() is None:
+            return None
+        lines = log_text(log_path).strip().splitlines()
+        return f"{name} exited with {process.returncode}" + (f" ({lines[-1]})" if lines else "")
 
     try:
         what = f"{name} to be ready (log: {log_path})"
