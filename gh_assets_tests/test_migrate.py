@@ -1,11 +1,12 @@
 """``gh-assets migrate``: a store written by the old release (one global ``gh:ids`` and
-``gh:logins``, ``gh:user:<id>``, ``gh:page:<page>...``; its page script is kept beside this file)
+``gh:logins``, ``gh:user:<id>``, ``gh:page:<page>...``; its page script is read from git history)
 converted in place into the block schema, losing nothing, and finished by a second run when the
 first is cut short."""
 
 from __future__ import annotations
 
 import json
+import subprocess
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -37,7 +38,14 @@ from gh_assets.summary import summarize
 from .dagster_runs import attempts, failure_line, run_page
 from .page_writes import WHEN
 
-OLD_WRITE_PAGE = Path(__file__).with_name("old_write_page.lua").read_text()
+# The old key schema's page script (global gh:ids and gh:logins), as its last release shipped it.
+OLD_SCRIPT = "4f75916:gh_assets/storage/write_page.lua"
+OLD_WRITE_PAGE = subprocess.run(
+    ["git", "-C", str(Path(__file__).parent), "show", OLD_SCRIPT],
+    capture_output=True,
+    check=True,
+    text=True,
+).stdout
 BLOCK = 500  # pages of 100 IDs in two blocks: users and pages are placed, not only renamed
 WINDOWS = [PageWindow.number(k, 100) for k in range(8)]  # IDs 1-800
 
@@ -180,7 +188,6 @@ def test_an_old_store_is_migrated_losing_nothing_and_a_cut_run_is_finished(
     redis_url: str,
     key_prefix: str,
     monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
 ) -> None:
     client, _ = old_store
     before = old_contents(client, key_prefix)
