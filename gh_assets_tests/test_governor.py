@@ -31,6 +31,12 @@ def governor(connection: redis.Redis, key_prefix: str, **limits: float) -> Gover
     return Governor(connection, GovernorLimits(**options), key_prefix)
 
 
+@pytest.fixture
+def gov(connection: redis.Redis, key_prefix: str) -> Governor:
+    """The governor most tests start from: the default limits but a shortened minute."""
+    return governor(connection, key_prefix)
+
+
 def headers(limit: int, remaining: int, reset: float, resource: str = "core") -> dict[str, str]:
     return {
         "X-RateLimit-Limit": str(limit),
@@ -82,10 +88,7 @@ def test_a_lease_never_released_frees_its_slot_when_it_expires(
     assert grant.waited == pytest.approx(waited, abs=0.05)
 
 
-def test_the_primary_budget_is_reserved_and_corrected_from_headers(
-    connection: redis.Redis, key_prefix: str
-) -> None:
-    gov = governor(connection, key_prefix)
+def test_the_primary_budget_is_reserved_and_corrected_from_headers(gov: Governor) -> None:
     reset = time.time() + 100
     gov.observe("user:1", headers(5000, 2, reset))
     first, second = gov.acquire(["user:1"], "core"), gov.acquire(["user:1"], "core")
@@ -102,10 +105,7 @@ def test_the_primary_budget_is_reserved_and_corrected_from_headers(
     assert gov.state("user:1")["core:limit"] == 5000
 
 
-def test_answers_overtaking_each_other_keep_the_lowest_count(
-    connection: redis.Redis, key_prefix: str
-) -> None:
-    gov = governor(connection, key_prefix)
+def test_answers_overtaking_each_other_keep_the_lowest_count(gov: Governor) -> None:
     reset = time.time() + 100
     gov.observe("user:1", headers(5000, 10, reset))
     gov.observe("user:1", headers(5000, 12, reset))  # an older answer, late
@@ -124,10 +124,7 @@ def test_a_passed_reset_refills_the_budget(connection: redis.Redis, key_prefix: 
     assert gov.state("user:1")["core:remaining"] == 60
 
 
-def test_the_budget_that_resets_first_is_spent_first_and_a_preference_wins(
-    connection: redis.Redis, key_prefix: str
-) -> None:
-    gov = governor(connection, key_prefix)
+def test_the_budget_that_resets_first_is_spent_first_and_a_preference_wins(gov: Governor) -> None:
     now = time.time()
     gov.observe("user:1", headers(5000, 4000, now + 3000))
     gov.observe("user:2", headers(5000, 4000, now + 600))
@@ -137,8 +134,7 @@ def test_the_budget_that_resets_first_is_spent_first_and_a_preference_wins(
     assert gov.acquire(["user:1", "user:2"], "core", prefer="user:2").identity == "user:1"
 
 
-def test_rest_and_graphql_are_separate_budgets(connection: redis.Redis, key_prefix: str) -> None:
-    gov = governor(connection, key_prefix)
+def test_rest_and_graphql_are_separate_budgets(gov: Governor) -> None:
     gov.observe("user:1", headers(5000, 0, time.time() + 600))
     with pytest.raises(BudgetWaitTooLong):
         gov.acquire(["user:1"], "core", max_wait=0)
@@ -169,8 +165,7 @@ def test_a_block_stops_every_process_doubles_and_lowers_the_rate_after(
     assert min(gaps) >= 2 * MINUTE / 600 * 0.99  # halved while lowered: 3.3 ms, not 1.7 ms
 
 
-def test_retry_after_is_honoured_exactly(connection: redis.Redis, key_prefix: str) -> None:
-    gov = governor(connection, key_prefix)
+def test_retry_after_is_honoured_exactly(gov: Governor) -> None:
     assert gov.block("user:1", 0.7) == pytest.approx(0.7, abs=0.02)
     started = time.monotonic()
     gov.acquire(["user:1"], "core")
@@ -190,8 +185,9 @@ def test_a_grant_waiting_for_its_slot_sends_nothing_once_blocked(
     assert time.monotonic() - started >= 1.0  # not at its slot (0.5 s) but after the block
 
 
-def test_an_identity_remembered_for_a_credential(connection: redis.Redis, key_prefix: str) -> None:
-    gov = governor(connection, key_prefix)
+def test_an_identity_remembered_for_a_credential(
+    gov: Governor, connection: redis.Redis, key_prefix: str
+) -> None:
     assert gov.identity_of("sha256:0123456789ab") is None
     gov.remember_identity("sha256:0123456789ab", "user:42", 60)
     assert gov.identity_of("sha256:0123456789ab") == "user:42"
@@ -199,10 +195,7 @@ def test_an_identity_remembered_for_a_credential(connection: redis.Redis, key_pr
     assert keys and all(k.startswith(key_prefix + "{governor}:") for k in keys)
 
 
-def test_refusals_of_requests_in_flight_when_a_block_began_do_not_double_it(
-    connection: redis.Redis, key_prefix: str
-) -> None:
-    gov = governor(connection, key_prefix)
+def test_refusals_of_requests_in_flight_when_a_block_began_do_not_double_it(gov: Governor) -> None:
     sent = [gov.acquire(["user:1"], "core").slot for _ in range(5)]  # five in flight
     first = gov.block("user:1", None, sent_at=sent[0])
     for slot in sent[1:]:  # their refusals arrive one after the other
@@ -233,9 +226,8 @@ def grants(gov: Governor, answer: dict[str, str], tries: int = TRIES) -> int:
 
 
 def test_an_answer_without_rate_limit_headers_changes_nothing_it_does_not_know(
-    connection: redis.Redis, key_prefix: str
+    gov: Governor,
 ) -> None:
-    gov = governor(connection, key_prefix)
     reset = time.time() + 600
     gov.observe("user:1", headers(5000, 2, reset))
     first = gov.acquire(["user:1"], "core")
@@ -248,9 +240,8 @@ def test_an_answer_without_rate_limit_headers_changes_nothing_it_does_not_know(
 
 
 def test_a_limit_switched_off_by_an_older_release_is_restored_by_the_next_answer(
-    connection: redis.Redis, key_prefix: str
+    gov: Governor, connection: redis.Redis
 ) -> None:
-    gov = governor(connection, key_prefix)
     reset = int(time.time()) + 600
     connection.hset(gov.keys("user:1")[0], mapping={"core:limit": -1, "core:reset": reset})
     gov.observe("user:1", headers(5000, 0, reset))  # the same window, headers again
@@ -260,9 +251,8 @@ def test_a_limit_switched_off_by_an_older_release_is_restored_by_the_next_answer
 
 
 def test_a_reset_past_by_redis_clock_is_held_a_margin_and_never_refilled_again(
-    connection: redis.Redis, key_prefix: str
+    gov: Governor, connection: redis.Redis
 ) -> None:
-    gov = governor(connection, key_prefix)
     behind = redis_now(connection) - 1  # GitHub's clock a second behind Redis's
     gov.observe("user:1", headers(60, 0, behind))
     assert grants(gov, headers(60, 0, behind)) == 0
