@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -57,8 +57,10 @@ def gql(standin: StandinServer) -> Iterator[GitHubClient]:
 
 
 @pytest.fixture
-def sent_queries(standin: StandinServer, monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
-    """The JSON body of every GraphQL request the stand-in receives."""
+def crawl_queries(
+    standin: StandinServer, gql: GitHubClient, store: RedisStore, monkeypatch: pytest.MonkeyPatch
+) -> Callable[[PageWindow], list[dict[str, Any]]]:
+    """Crawl a window in GraphQL mode: the JSON body of every GraphQL request the stand-in got."""
     bodies: list[dict[str, Any]] = []
     prepare = standin.graphql.prepare
 
@@ -66,8 +68,13 @@ def sent_queries(standin: StandinServer, monkeypatch: pytest.MonkeyPatch) -> lis
         bodies.append(json.loads(body))
         return prepare(body)
 
+    def crawl(window: PageWindow) -> list[dict[str, Any]]:
+        bodies.clear()
+        crawl_page(gql, store, window)
+        return list(bodies)
+
     monkeypatch.setattr(standin.graphql, "prepare", recording)
-    return bodies
+    return crawl
 
 
 def truth(dataset: Dataset, window: PageWindow) -> dict[int, dict[str, str]]:
@@ -186,12 +193,10 @@ def test_more_than_100_users_are_chunked(
     standin: StandinServer,
     dataset: Dataset,
     gql: GitHubClient,
-    store: RedisStore,
-    sent_queries: list[dict[str, Any]],
+    crawl_queries: Callable[[PageWindow], list[dict[str, Any]]],
 ) -> None:
-    window = PageWindow(1, 1000)
     users = [u for u in dataset.users_between(1, 1000) if u.type == "User"]
-    crawl_page(gql, store, window)
+    sent_queries = crawl_queries(PageWindow(1, 1000))
     sizes = sorted((len(q["variables"]["ids"]) for q in sent_queries), reverse=True)
     assert sizes == batches(len(users)) and len(sizes) > 1
     sent = sorted(i for q in sent_queries for i in q["variables"]["ids"])
@@ -224,11 +229,10 @@ def test_more_than_100_users_are_chunked(
 def test_owner_affiliations_are_sent_and_change_the_count(
     standin: StandinServer,
     dataset: Dataset,
-    gql: GitHubClient,
     store: RedisStore,
-    sent_queries: list[dict[str, Any]],
+    crawl_queries: Callable[[PageWindow], list[dict[str, Any]]],
 ) -> None:
-    crawl_page(gql, store, WINDOW)
+    sent_queries = crawl_queries(WINDOW)
     assert stable(hashes(store, WINDOW)) == truth(dataset, WINDOW)
     arguments = {
         (field.name.value, arg.name.value): print_ast(arg.value)
