@@ -10,6 +10,11 @@ BIN := $(VENV)/bin
 RUNTIME := $(VENV)/.installed-runtime
 TESTING := $(VENV)/.installed-test
 DEVTOOLS := $(VENV)/.installed-dev
+# The local tooling (devtools/: `gh-assets demo`/`dev`/`notebook`, the stand-in, the harnesses),
+# which every extra but scale and s3 pulls in; never in the runtime (`pip install .`, the image).
+DEMOING := $(VENV)/.installed-demo
+# What a sync reads: the runtime's and the devtools' pyproject.toml (one uv workspace), the lock.
+LOCKED := pyproject.toml devtools/pyproject.toml uv.lock
 # dg (Dagster's project CLI: `dg dev`, `dg check defs`) on this virtualenv, which it then
 # recognises as the project's (no mismatch warning).
 DG := VIRTUAL_ENV=$(abspath $(VENV)) PATH=$(abspath $(BIN)):$$PATH $(BIN)/dg
@@ -32,21 +37,25 @@ $(BIN)/python:
 $(UV): | $(BIN)/python
 	$(BIN)/python -m pip install --quiet "uv==$(UV_VERSION)"
 
-$(RUNTIME): pyproject.toml uv.lock | $(UV)
+$(RUNTIME): $(LOCKED) | $(UV)
 	$(SYNC)
 	@touch $@
 
-$(TESTING): pyproject.toml uv.lock | $(UV)
+$(TESTING): $(LOCKED) | $(UV)
 	$(SYNC) --extra test
-	@touch $@ $(RUNTIME) $(DEVTOOLS)
+	@touch $@ $(RUNTIME) $(DEVTOOLS) $(DEMOING)
 
-$(DEVTOOLS): pyproject.toml uv.lock | $(UV)
+$(DEVTOOLS): $(LOCKED) | $(UV)
 	$(SYNC) --extra dev
+	@touch $@ $(RUNTIME) $(DEMOING)
+
+$(DEMOING): $(LOCKED) | $(UV)
+	$(SYNC) --extra demo
 	@touch $@ $(RUNTIME)
 
 install: $(RUNTIME)
 
-demo: $(RUNTIME)
+demo: $(DEMOING)
 	$(BIN)/gh-assets demo $(if $(PAGES),--pages $(PAGES))
 
 dev: $(DEVTOOLS)
@@ -88,9 +97,9 @@ clean:
 NOTEBOOKING := $(VENV)/.installed-notebook
 .PHONY: notebook
 
-$(NOTEBOOKING): pyproject.toml uv.lock | $(UV)
+$(NOTEBOOKING): $(LOCKED) | $(UV)
 	$(SYNC) --extra notebook
-	@touch $@ $(RUNTIME)
+	@touch $@ $(RUNTIME) $(DEMOING)
 
 notebook: $(NOTEBOOKING)
 	$(BIN)/gh-assets notebook $(NOTEBOOK_ARGS)
@@ -101,9 +110,9 @@ notebook: $(NOTEBOOKING)
 BENCHING := $(VENV)/.installed-bench
 .PHONY: bench
 
-$(BENCHING): pyproject.toml uv.lock | $(UV)
+$(BENCHING): $(LOCKED) | $(UV)
 	$(SYNC) --extra bench
-	@touch $@ $(RUNTIME)
+	@touch $@ $(RUNTIME) $(DEMOING)
 
 bench: $(BENCHING)
 	$(BIN)/python -m bench $(BENCH_ARGS)

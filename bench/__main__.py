@@ -22,7 +22,7 @@ from bench import report, targets
 from bench.figures import Section
 from bench.servers import Context, server_info
 from bench.sizes import SIZES
-from gh_assets.local.services import redis_server
+from gh_assets_devtools.services import redis_server
 
 TITLES = {
     "crawl": "Crawl",

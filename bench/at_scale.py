@@ -2,7 +2,7 @@
 
 A whole-GitHub crawl is about 250 million IDs: 100,000 pages of 2,500 IDs, Dagster's advised
 ceiling of partitions per asset. On a throwaway PostgreSQL server (``initdb``, as the topology
-test starts it: ``gh_assets.local.postgres.postgres_server``) with the scale-out instance
+test starts it: ``gh_assets_devtools.postgres.postgres_server``) with the scale-out instance
 (``deploy/dagster.yaml``), the bench measures what grows with the pages:
 
 1. **Registering** the pages as dynamic partitions of ``github_pages``: ``add_missing_pages``
@@ -55,14 +55,14 @@ import yaml
 from bench.figures import BenchError, Section
 from bench.servers import Context, standin_process
 from gh_assets.assets import USERS_KEY
-from gh_assets.local import services
-from gh_assets.local.dagster_graphql import BACKFILL_TAG, LOCATION, REPOSITORY, DagsterGraphQL
-from gh_assets.local.deployment import _answers, clean_environment
-from gh_assets.local.postgres import Postgres, postgres_server
-from gh_assets.local.topology import instance_config
 from gh_assets.partitions import PageWindow, add_missing_pages, github_pages
 from gh_assets.storage import RedisStore
 from gh_assets.storage.store import PageWrite
+from gh_assets_devtools import services
+from gh_assets_devtools.dagster_graphql import BACKFILL_TAG, LOCATION, REPOSITORY, DagsterGraphQL
+from gh_assets_devtools.deployment import _answers, clean_environment
+from gh_assets_devtools.postgres import Postgres, postgres_server
+from gh_assets_devtools.topology import instance_config
 
 PAGE_WIDTH = 2_500  # IDs per page: 100,000 pages cover 250 M IDs, all of GitHub
 PAGES_PER_RUN = 25

@@ -3,7 +3,7 @@
 The same users (``bench.users``: pages of 2,500 consecutive IDs as a crawl hands them to
 ``RedisStore.write_page``, in blocks of ``cluster_block`` IDs, ``schema.BLOCK`` by default) are
 written to the bench's own Redis, then to real clusters of 1, 2 and 3 primaries
-(``gh_assets.local.redis_cluster``), one cluster at a time, each stopped before the next starts
+(``gh_assets_devtools.redis_cluster``), one cluster at a time, each stopped before the next starts
 and the single Redis emptied before the first, so no server holds data or takes CPU while
 another is measured. The store finds the cluster from one node's URL (``RedisStore.from_url``).
 
@@ -43,9 +43,9 @@ from bench.servers import Context, flush
 from bench.targets import missed
 from bench.users import page_writes
 from gh_assets.aggregates import summarize_pages, summary_differences
-from gh_assets.local.redis_cluster import ClusterHandle, redis_cluster
 from gh_assets.storage import PageWrite, RedisStore
 from gh_assets.summary import UserSummary, summarize
+from gh_assets_devtools.redis_cluster import ClusterHandle, redis_cluster
 
 PAGE_IDS = 2_500
 PRIMARIES = (1, 2, 3)  # the clusters, started one at a time

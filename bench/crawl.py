@@ -27,9 +27,9 @@ from bench.original_jobs import FIELDS  # the original design's fields, not the 
 from bench.servers import Context, flush, standin_process
 from gh_assets.crawl import PAGES_IN_FLIGHT, crawl_pages
 from gh_assets.github import DEFAULT_MAX_CONCURRENCY, GitHubClient
-from gh_assets.local.standin import StandinAdmin
 from gh_assets.partitions import PageWindow
 from gh_assets.storage import RedisStore
+from gh_assets_devtools.standin import StandinAdmin
 
 PROJECT_DB, QUEUE_DB, ORIGINAL_DB = 0, 1, 2
 WIDE = 20  # x the original's workers: the concurrency whose ceiling is 20x the original's
@@ -174,7 +174,7 @@ def run(ctx: Context) -> Section:
             "project_detail_modes": DETAIL_MODES,
             "original_workers": workers,
             "original_per_page": 30,
-            "standin": "separate process (python -m gh_assets.local.standin)",
+            "standin": "separate process (python -m gh_assets_devtools.standin)",
         },
     )
     runs: dict[str, list[CrawlRun]] = defaultdict(list)

@@ -39,9 +39,9 @@ from gh_assets.crawl import PageReport, crawl_pages
 from gh_assets.github import GitHubClient, RateLimitError
 from gh_assets.github.credentials import digest
 from gh_assets.github.governor import Governor, GovernorLimits
-from gh_assets.local.standin import StandinAdmin
 from gh_assets.partitions import PageWindow
 from gh_assets.storage import RedisStore
+from gh_assets_devtools.standin import StandinAdmin
 
 PREFIX = "bench-economy:"  # every key this benchmark writes in the bench's Redis
 # GitHub's limits per account, as the stand-in enforces them (on the shortened clock).

@@ -29,11 +29,11 @@ from bench.servers import Context, standin_process
 from gh_assets.assets import USERS_KEY
 from gh_assets.crawl import crawl_pages
 from gh_assets.github import GitHubClient
-from gh_assets.local.dagster_graphql import SUCCESSFUL_BACKFILL, Run
-from gh_assets.local.deployment import Deployment, clean_environment, running_deployment
-from gh_assets.local.standin import StandinAdmin
 from gh_assets.partitions import PageWindow
 from gh_assets.storage import RedisStore
+from gh_assets_devtools.dagster_graphql import SUCCESSFUL_BACKFILL, Run
+from gh_assets_devtools.deployment import Deployment, clean_environment, running_deployment
+from gh_assets_devtools.standin import StandinAdmin
 
 PAGE_SIZE = 100
 ORCHESTRATION_DB = 3
@@ -126,7 +126,7 @@ def run(ctx: Context) -> Section:
         "page_size": PAGE_SIZE,
         "pages_per_run": list(policies),
         "deployment": "gh-assets dev (dagster-webserver + dagster-daemon), "
-        "gh_assets/local/dagster.yaml",
+        "devtools/gh_assets_devtools/dagster.yaml",
         "sensor_interval_s": SENSOR_INTERVAL,
     }
     windows = [PageWindow.number(k, PAGE_SIZE) for k in range(pages)]

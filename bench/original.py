@@ -27,7 +27,7 @@ from rq import Queue, Worker
 from rq.registry import FailedJobRegistry, StartedJobRegistry
 
 from bench.original_jobs import FIELDS, QUEUE, crawl_users_page
-from gh_assets.local import services
+from gh_assets_devtools import services
 
 COUNTERS = FIELDS[3:]
 REPO = Path(__file__).resolve().parents[1]

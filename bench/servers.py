@@ -14,7 +14,7 @@ from typing import Any
 
 import redis
 
-from gh_assets.local import services
+from gh_assets_devtools import services
 
 STANDIN_SEED = 11
 NO_RATE_LIMIT = 1_000_000_000  # the stand-in's budget per window: never the bottleneck here

@@ -12,10 +12,10 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from functools import cache
 
-from gh_assets.local.standin import Dataset
-from gh_assets.local.standin.data import ground_truth, stored_form
 from gh_assets.partitions import PageWindow
 from gh_assets.storage import PageWrite
+from gh_assets_devtools.standin import Dataset
+from gh_assets_devtools.standin.data import ground_truth, stored_form
 
 FETCHED_AT = datetime(2026, 11, 27, 3, 0, 0, tzinfo=UTC)
 TEMPLATE_IDS = 10_000

@@ -25,7 +25,7 @@ from gh_assets.settings import Settings
 from gh_assets.storage import READ_REPORT, RedisStore, frame_from_batches, iso_utc
 from gh_assets.summary import UserSummary
 
-GITHUB_POOL = "github_api"  # its limit is the instance's (gh_assets/local/dagster.yaml)
+GITHUB_POOL = "github_api"  # its limit is the instance's (locally the devtools' dagster.yaml)
 PERMANENT_STATUSES = {400, 401, 403, 404, 410, 422}  # retrying cannot fix these
 
 # Downstream of the pages: refresh once a batch of page runs is over, not once per page.

@@ -9,9 +9,9 @@ from redis.cluster import RedisCluster
 
 from gh_assets.crawl import crawl_pages
 from gh_assets.github import GitHubClient
-from gh_assets.local.standin import StandinServer
 from gh_assets.partitions import PageWindow
 from gh_assets.storage import RedisStore
+from gh_assets_devtools.standin import StandinServer
 
 BLOCK = 200
 WINDOWS = [PageWindow.number(k, 100) for k in range(10)]  # the stand-in's IDs 1-1000

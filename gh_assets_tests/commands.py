@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from gh_assets.local.deployment import clean_environment
+from gh_assets_devtools.deployment import clean_environment
 
 from .conftest import REPO
 

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import yaml
 
-from gh_assets.local.dagster_graphql import DagsterGraphQL
-from gh_assets.local.services import running
+from gh_assets_devtools.dagster_graphql import DagsterGraphQL
+from gh_assets_devtools.services import running
 
 REPO = Path(__file__).resolve().parents[1]
 # The image's build context: what the Dockerfile copies (and .dockerignore lets through).
@@ -35,9 +35,13 @@ CONTEXT = (
     "README.md",
     "gh_assets",
     "deploy",
+    "devtools",
 )
 HOST_CA = Path(os.environ.get("GH_ASSETS_BUILD_CA", "/etc/ssl/certs/ca-certificates.crt"))
 IMAGE = "gh-assets"
+# The Dockerfile's targets and their images (docker-compose.yml): the runtime for every Dagster
+# process, the runtime plus the devtools for the stand-in.
+IMAGES = {"runtime": IMAGE, "standin": "gh-assets-standin"}
 
 
 class DockerUnavailable(RuntimeError):
@@ -113,7 +117,7 @@ def build_base_images(env: Mapping[str, str]) -> None:
 
 
 def build_image(env: Mapping[str, str], workdir: Path, ca_bundle: Path | None = HOST_CA) -> None:
-    """The project's image from its Dockerfile (classic builder: local base images, no pull), on
+    """The project's images from its Dockerfile (classic builder: local base images, no pull), on
     a copy of the work tree's build context with ``ca_bundle`` as deploy/certs/build-ca.crt."""
     context = workdir / "context"
     shutil.rmtree(context, ignore_errors=True)
@@ -128,17 +132,19 @@ def build_image(env: Mapping[str, str], workdir: Path, ca_bundle: Path | None = 
     (context / "deploy" / "certs").mkdir()
     if ca_bundle is not None and ca_bundle.is_file():
         shutil.copy(ca_bundle, context / "deploy" / "certs" / "build-ca.crt")
-    done = subprocess.run(
-        ["docker", "build", "-q", "-t", IMAGE, str(context)],
-        env=dict(env) | {"DOCKER_BUILDKIT": "0"},
-        capture_output=True,
-        text=True,
-        timeout=1800,
-        check=False,
-    )
+    for target, image in IMAGES.items():
+        done = subprocess.run(
+            ["docker", "build", "-q", "--target", target, "-t", image, str(context)],
+            env=dict(env) | {"DOCKER_BUILDKIT": "0"},
+            capture_output=True,
+            text=True,
+            timeout=1800,
+            check=False,
+        )
+        if done.returncode != 0:
+            shutil.rmtree(context, ignore_errors=True)
+            raise RuntimeError(f"docker build --target {target} failed: {done.stderr[-3000:]}")
     shutil.rmtree(context, ignore_errors=True)
-    if done.returncode != 0:
-        raise RuntimeError(f"docker build failed: {done.stderr[-3000:]}")
 
 
 class ComposeStack:

@@ -19,12 +19,12 @@ import redis
 from gh_assets.asset_storage import storage_resources
 from gh_assets.assets import build_github_users
 from gh_assets.github import GitHubClient
-from gh_assets.local.services import redis_server
-from gh_assets.local.standin import Dataset, StandinServer
 from gh_assets.partitions import PageWindow, add_missing_pages
 from gh_assets.resources import GitHubResource, RedisResource
 from gh_assets.settings import Settings
 from gh_assets.storage import RedisStore
+from gh_assets_devtools.services import redis_server
+from gh_assets_devtools.standin import Dataset, StandinServer
 
 from .replay_server import Replay, replay_server
 

@@ -3,10 +3,10 @@ back from Redis, both over the given windows and on the fields the stand-in's us
 
 from __future__ import annotations
 
-from gh_assets.local.standin import Dataset
-from gh_assets.local.standin.data import STORED_FIELDS
 from gh_assets.partitions import PageWindow
 from gh_assets.storage import RedisStore
+from gh_assets_devtools.standin import Dataset
+from gh_assets_devtools.standin.data import STORED_FIELDS
 
 WINDOW = PageWindow(101, 200)
 

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 
 import requests
 
-from gh_assets.local.standin.http_server import KeepAliveHTTPServer, Reply, Request
+from gh_assets_devtools.standin.http_server import KeepAliveHTTPServer, Reply, Request
 
 RATE_LIMIT_HEADERS = ("x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset")
 _HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "content-encoding"}

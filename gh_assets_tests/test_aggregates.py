@@ -31,13 +31,13 @@ from gh_assets.aggregates import (
 from gh_assets.assets import github_user_summary
 from gh_assets.crawl import crawl_pages
 from gh_assets.github import GitHubClient
-from gh_assets.local.standin import Dataset
 from gh_assets.partitions import PageWindow
 from gh_assets.plots import PLOTS
 from gh_assets.resources import RedisResource
 from gh_assets.storage import COUNTERS, RedisStore
 from gh_assets.storage.store import page_aggregates
 from gh_assets.summary import UserSummary, summarize
+from gh_assets_devtools.standin import Dataset
 
 from .page_writes import P1, key, page, snapshot
 from .same_summary import assert_same_summary

@@ -33,7 +33,7 @@ from gh_assets.github.errors import (
     MalformedResponseError,
     RateLimitError,
 )
-from gh_assets.local.standin import Dataset, StandinServer
+from gh_assets_devtools.standin import Dataset, StandinServer
 
 from .replay_server import Reply, Seen
 

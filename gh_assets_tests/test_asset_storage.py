@@ -15,11 +15,11 @@ import pytest
 from gh_assets import explore
 from gh_assets.asset_storage import ParquetSchemaError, storage_resources
 from gh_assets.assets import github_user_summary, github_users_frame
-from gh_assets.local.services import free_port
 from gh_assets.partitions import PageWindow, add_missing_pages
 from gh_assets.resources import GitHubResource, RedisResource
 from gh_assets.storage import READ_REPORT, RedisStore
 from gh_assets.summary import summarize
+from gh_assets_devtools.services import free_port
 
 from .conftest import github_users
 

@@ -12,13 +12,13 @@ import pytest
 from gh_assets.aggregates import summarize_pages
 from gh_assets.asset_storage import storage_resources
 from gh_assets.assets import github_user_summary, github_users_frame
-from gh_assets.local.standin import Dataset, StandinServer
 from gh_assets.partitions import PageWindow, add_missing_pages, github_pages
 from gh_assets.resources import GitHubResource, RedisResource
 from gh_assets.sensors import build_sensors
 from gh_assets.settings import Settings
 from gh_assets.storage import COUNTERS
 from gh_assets.summary import UserSummary
+from gh_assets_devtools.standin import Dataset, StandinServer
 
 from .conftest import github_users
 from .same_summary import assert_same_summary

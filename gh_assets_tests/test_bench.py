@@ -15,7 +15,7 @@ import sys
 
 import pytest
 
-from gh_assets.local.deployment import clean_environment
+from gh_assets_devtools.deployment import clean_environment
 
 from .conftest import REPO
 

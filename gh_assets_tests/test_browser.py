@@ -23,12 +23,12 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from gh_assets.assets import USERS_KEY
-from gh_assets.local.dagster_graphql import SENSOR_TAG, DagsterGraphQL
-from gh_assets.local.deployment import Deployment, standin_deployment
-from gh_assets.local.standin import StandinAdmin
 from gh_assets.partitions import PageWindow
 from gh_assets.storage import COUNTERS, RedisStore
 from gh_assets.summary import summarize
+from gh_assets_devtools.dagster_graphql import SENSOR_TAG, DagsterGraphQL
+from gh_assets_devtools.deployment import Deployment, standin_deployment
+from gh_assets_devtools.standin import StandinAdmin
 from gh_assets_tests.browser import Browser, chromium, dismiss_first_visit_dialog, loaded_width
 
 # The deployment's start, a backfill with a failure and the automation come first: minutes.

@@ -22,12 +22,12 @@ from gh_assets import preflight
 from gh_assets.definitions import build_defs
 from gh_assets.github import GitHubClient, GitHubError, RateLimitError
 from gh_assets.github.governor import Governor, GovernorLimits
-from gh_assets.local.services import redis_server, running, wait_for
-from gh_assets.local.standin import Dataset, StandinServer
 from gh_assets.partitions import PageWindow, add_missing_pages
 from gh_assets.resources import RedisResource
 from gh_assets.settings import Settings
 from gh_assets.storage import RedisStore
+from gh_assets_devtools.services import redis_server, running, wait_for
+from gh_assets_devtools.standin import Dataset, StandinServer
 from gh_assets_tests.conftest import github_users
 from gh_assets_tests.header_proxy import header_proxy, reset_at, strip_every
 

@@ -13,10 +13,10 @@ import pytest
 
 from gh_assets.crawl import crawl_pages
 from gh_assets.github import GitHubClient
-from gh_assets.local.redis_cluster import redis_cluster
-from gh_assets.local.standin import Dataset, StandinServer
 from gh_assets.partitions import PageWindow
 from gh_assets.storage import RedisStore
+from gh_assets_devtools.redis_cluster import redis_cluster
+from gh_assets_devtools.standin import Dataset, StandinServer
 
 pytestmark = pytest.mark.slow
 BLOCK = 200

@@ -16,11 +16,11 @@ import pytest
 from gh_assets.asset_storage import storage_resources
 from gh_assets.assets import github_users_frame
 from gh_assets.checks import frame_checks, page_findings
-from gh_assets.local import services
-from gh_assets.local.redis_cluster import ClusterHandle, Node, redis_cluster
-from gh_assets.local.standin import Dataset, StandinServer
 from gh_assets.resources import RedisResource
 from gh_assets.storage import READ_REPORT, RedisStore
+from gh_assets_devtools import services
+from gh_assets_devtools.redis_cluster import ClusterHandle, Node, redis_cluster
+from gh_assets_devtools.standin import Dataset, StandinServer
 
 from .cluster_crawl import BLOCK, WINDOWS, crawl_all, primaries
 from .conftest import STANDIN_SEED, STANDIN_SIZE

@@ -1,4 +1,4 @@
-"""The key schema on a real Redis Cluster (three primaries, ``gh_assets.local.redis_cluster``),
+"""The key schema on a real Redis Cluster (three primaries, ``gh_assets_devtools.redis_cluster``),
 ``REDIS_URL`` naming one of its nodes and nothing else configured: a crawl of the stand-in stores
 what it stores on one Redis, field by field, its blocks spread over every shard; a resharding in
 the middle of a crawl loses nothing; the frame and the merged summary equal one Redis's.
@@ -24,13 +24,13 @@ from gh_assets.asset_storage import storage_resources
 from gh_assets.checks import page_findings
 from gh_assets.crawl import crawl_pages
 from gh_assets.github import GitHubClient
-from gh_assets.local import services
-from gh_assets.local.redis_cluster import ClusterHandle, redis_cluster
-from gh_assets.local.standin import Dataset, StandinServer
 from gh_assets.partitions import PageWindow, add_missing_pages
 from gh_assets.resources import GitHubResource, RedisResource
 from gh_assets.storage import READ_REPORT, PageWrite, RedisStore
 from gh_assets.storage.schema import CRAWL_TIME_FIELDS, HISTORY_KEYS
+from gh_assets_devtools import services
+from gh_assets_devtools.redis_cluster import ClusterHandle, redis_cluster
+from gh_assets_devtools.standin import Dataset, StandinServer
 
 from .cluster_crawl import BLOCK, WINDOWS, crawl_all, primaries
 from .dagster_runs import analyse, checks_of, crawl

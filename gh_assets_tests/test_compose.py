@@ -19,13 +19,13 @@ import redis
 import yaml
 
 from gh_assets.assets import USERS_KEY
-from gh_assets.local.dagster_graphql import DagsterGraphQL, Run
-from gh_assets.local.services import wait_for
-from gh_assets.local.standin import StandinAdmin
-from gh_assets.local.standin.data import STORED_FIELDS
-from gh_assets.local.topology import CELERY_TASK_TAG
 from gh_assets.partitions import PageWindow
 from gh_assets.storage import RedisStore
+from gh_assets_devtools.dagster_graphql import DagsterGraphQL, Run
+from gh_assets_devtools.services import wait_for
+from gh_assets_devtools.standin import StandinAdmin
+from gh_assets_devtools.standin.data import STORED_FIELDS
+from gh_assets_devtools.topology import CELERY_TASK_TAG
 from gh_assets_tests.compose_stack import (
     REPO,
     ComposeStack,

@@ -18,7 +18,6 @@ from gh_assets import preflight
 from gh_assets.asset_storage import storage_resources
 from gh_assets.assets import build_github_users, github_user_summary, github_users_frame
 from gh_assets.checks import frame_checks
-from gh_assets.local.standin import Dataset, StandinServer
 from gh_assets.partitions import (
     PageOverlapError,
     PageWindow,
@@ -33,6 +32,7 @@ from gh_assets.resources import GitHubResource, RedisResource
 from gh_assets.sensors import build_sensors
 from gh_assets.settings import Settings, SettingsError
 from gh_assets.storage import RedisStore
+from gh_assets_devtools.standin import Dataset, StandinServer
 
 from .dagster_runs import FIRST, attempts, failure_line, run_page
 from .replay_server import TOKEN, Replay, Reply

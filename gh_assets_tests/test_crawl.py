@@ -12,10 +12,10 @@ import pytest
 from gh_assets.crawl import PAGES_IN_FLIGHT, crawl_page, crawl_pages
 from gh_assets.github import GitHubClient, GitHubError, ListedUser, RateLimitError
 from gh_assets.github.credentials import digest
-from gh_assets.local.standin import Dataset, StandinServer
-from gh_assets.local.standin.http_server import Reply, Request
 from gh_assets.partitions import PageWindow
 from gh_assets.storage import RedisStore
+from gh_assets_devtools.standin import Dataset, StandinServer
+from gh_assets_devtools.standin.http_server import Reply, Request
 
 from .crawled import WINDOW, stored, truth
 

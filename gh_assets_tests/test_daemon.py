@@ -20,12 +20,12 @@ import pytest
 import requests
 
 from gh_assets.assets import USERS_KEY
-from gh_assets.local.dagster_graphql import SENSOR_TAG, DagsterGraphQL, Run
-from gh_assets.local.deployment import Deployment, standin_deployment
-from gh_assets.local.standin import StandinAdmin
-from gh_assets.local.standin.data import STORED_FIELDS
 from gh_assets.partitions import PageWindow
 from gh_assets.storage import RedisStore
+from gh_assets_devtools.dagster_graphql import SENSOR_TAG, DagsterGraphQL, Run
+from gh_assets_devtools.deployment import Deployment, standin_deployment
+from gh_assets_devtools.standin import StandinAdmin
+from gh_assets_devtools.standin.data import STORED_FIELDS
 
 pytestmark = pytest.mark.slow
 

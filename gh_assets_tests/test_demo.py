@@ -11,11 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gh_assets.local.deployment import clean_environment
-from gh_assets.local.redis_cluster import redis_cluster
-from gh_assets.local.standin import Dataset
 from gh_assets.partitions import PageWindow
 from gh_assets.storage import COUNTERS, RedisStore
+from gh_assets_devtools.deployment import clean_environment
+from gh_assets_devtools.redis_cluster import redis_cluster
+from gh_assets_devtools.standin import Dataset
 
 from .conftest import REPO
 

@@ -17,7 +17,7 @@ import redis
 import yaml
 from celery import states
 
-from gh_assets.local.pool_limit import POOL_LIMIT_VARIABLE
+from gh_assets.pool_limit import POOL_LIMIT_VARIABLE
 from gh_assets.settings import Settings
 from gh_assets.worker import (
     BACKEND_VARIABLE,

@@ -15,12 +15,12 @@ import pytest
 from gh_assets.frontier import FrontierError, Newest, Probe, find_newest, newest_user
 from gh_assets.github import GitHubClient
 from gh_assets.github.models import ListedUser
-from gh_assets.local.standin import Dataset, StandinServer
-from gh_assets.local.standin.admin import StandinAdmin
 from gh_assets.partitions import github_pages
 from gh_assets.resources import GitHubResource
 from gh_assets.sensors import build_sensors, pages_up_to
 from gh_assets.settings import Settings
+from gh_assets_devtools.standin import Dataset, StandinServer
+from gh_assets_devtools.standin.admin import StandinAdmin
 
 
 def newest_of(dataset: Dataset) -> int:

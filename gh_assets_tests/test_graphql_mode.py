@@ -33,12 +33,12 @@ from gh_assets.github import (
     RateLimitError,
     graphql_endpoint,
 )
-from gh_assets.local.standin import Dataset, StandinServer
-from gh_assets.local.standin.graphql_schema import SDL, node_id
 from gh_assets.partitions import PageWindow, add_missing_pages
 from gh_assets.resources import GitHubResource, RedisResource
 from gh_assets.settings import Settings
 from gh_assets.storage import RedisStore
+from gh_assets_devtools.standin import Dataset, StandinServer
+from gh_assets_devtools.standin.graphql_schema import SDL, node_id
 
 from .conftest import github_users
 

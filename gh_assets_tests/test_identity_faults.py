@@ -18,10 +18,10 @@ from gh_assets.crawl import crawl_pages
 from gh_assets.github import GitHubClient, RateLimitError
 from gh_assets.github.credentials import digest
 from gh_assets.github.governor import Governor, GovernorLimits
-from gh_assets.local.standin import Dataset, StandinServer
-from gh_assets.local.standin.admin import StandinAdmin
 from gh_assets.partitions import PageWindow
 from gh_assets.storage import RedisStore
+from gh_assets_devtools.standin import Dataset, StandinServer
+from gh_assets_devtools.standin.admin import StandinAdmin
 
 from .commands import gh_assets
 from .crawled import stored, truth

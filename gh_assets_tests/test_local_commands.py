@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from gh_assets.local import services
-from gh_assets.local.deployment import clean_environment
-from gh_assets.local.shared_redis import shared_redis
+from gh_assets_devtools import services
+from gh_assets_devtools.deployment import clean_environment
+from gh_assets_devtools.shared_redis import shared_redis
 
 from .commands import GH_ASSETS, gh_assets
 from .conftest import REPO
@@ -64,7 +64,7 @@ def test_a_killed_command_gives_its_lease_back(tmp_path: Path) -> None:
     holder = subprocess.Popen(
         [sys.executable, "-c",
          "import sys, time; from pathlib import Path\n"
-         "from gh_assets.local.shared_redis import shared_redis\n"
+         "from gh_assets_devtools.shared_redis import shared_redis\n"
          "with shared_redis(Path(sys.argv[1]), lambda _: None) as url:\n"
          "    print(url, flush=True); time.sleep(600)\n",
          str(tmp_path)],

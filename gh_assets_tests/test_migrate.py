@@ -15,10 +15,9 @@ import pandas as pd
 import pytest
 import redis
 
+from gh_assets import cli
 from gh_assets.aggregates import summarize_pages
 from gh_assets.assets import build_github_users
-from gh_assets.local import cli
-from gh_assets.local.standin import Dataset, StandinServer
 from gh_assets.partitions import PageWindow
 from gh_assets.resources import GitHubResource, RedisResource
 from gh_assets.settings import Settings
@@ -34,6 +33,7 @@ from gh_assets.storage.migrate import MigrationError, migrate
 from gh_assets.storage.schema import TIMES
 from gh_assets.storage.store import page_aggregates
 from gh_assets.summary import summarize
+from gh_assets_devtools.standin import Dataset, StandinServer
 
 from .dagster_runs import attempts, failure_line, run_page
 from .page_writes import WHEN

@@ -19,13 +19,14 @@ import pytest
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
+from gh_assets import cli
 from gh_assets.asset_storage import storage_resources
 from gh_assets.assets import github_user_summary, github_users_frame
-from gh_assets.local import cli, services
-from gh_assets.local.standin import Dataset
 from gh_assets.partitions import PageWindow, add_missing_pages
 from gh_assets.resources import GitHubResource, RedisResource
 from gh_assets.storage import RedisStore
+from gh_assets_devtools import commands, services
+from gh_assets_devtools.standin import Dataset
 
 from .conftest import REPO, github_users
 
@@ -262,8 +263,8 @@ def lab(monkeypatch, tmp_path: Path) -> dict:
 
     monkeypatch.chdir(REPO)
     monkeypatch.setattr(signal, "signal", lambda *_: None)  # main() would take pytest's
-    monkeypatch.setattr(cli, "_foreground", foreground)
-    monkeypatch.setattr(cli, "_missing", lambda module: False)  # JupyterLab: the notebook extra
+    monkeypatch.setattr(commands, "_foreground", foreground)
+    monkeypatch.setattr(commands, "_missing", lambda module: False)  # JupyterLab: `notebook` extra
     monkeypatch.setenv("GH_ASSETS_DATA_DIR", str(tmp_path))
     for name in ("DAGSTER_HOME", "REDIS_URL", "GH_ASSETS_KEY_PREFIX"):
         monkeypatch.setenv(name, "")  # unset, restored afterwards
@@ -304,7 +305,7 @@ def test_gh_assets_notebook_refuses_in_one_line_before_starting_anything(
     lab: dict, monkeypatch, capsys, redis: str, jupyterlab: bool, line: str
 ) -> None:
     monkeypatch.setenv("REDIS_URL", redis)
-    monkeypatch.setattr(cli, "_missing", lambda module: not jupyterlab)
+    monkeypatch.setattr(commands, "_missing", lambda module: not jupyterlab)
     assert cli.main(["notebook"]) == 2
     (message,) = capsys.readouterr().err.splitlines()
     assert message.startswith(f"gh-assets: {line}")

@@ -10,8 +10,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from gh_assets.local.cli import prepare_instance
 from gh_assets.partitions import add_missing_pages
+from gh_assets_devtools.commands import prepare_instance
 
 from .commands import gh_assets
 

@@ -14,8 +14,6 @@ from gh_assets.asset_storage import storage_resources
 from gh_assets.assets import github_user_summary, github_users_frame
 from gh_assets.crawl import crawl_page
 from gh_assets.jobs import crawl_job
-from gh_assets.local.standin import Dataset, StandinServer
-from gh_assets.local.standin.http_server import Reply, Request
 from gh_assets.partitions import PageWindow, add_missing_pages
 from gh_assets.recrawl import RANGE_END_TAG, RANGE_START_TAG
 from gh_assets.resources import GitHubResource, RedisResource
@@ -23,6 +21,8 @@ from gh_assets.schedules import build_schedules
 from gh_assets.sensors import build_sensors
 from gh_assets.settings import Settings
 from gh_assets.storage import RedisStore
+from gh_assets_devtools.standin import Dataset, StandinServer
+from gh_assets_devtools.standin.http_server import Reply, Request
 
 from .conftest import KEYS, TEST_SETTINGS, github_users
 from .dagster_runs import ASSETS, analyse, checks_of, crawl

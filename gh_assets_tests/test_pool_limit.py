@@ -17,13 +17,13 @@ import pytest
 import yaml
 
 from gh_assets.assets import GITHUB_POOL
-from gh_assets.local import cli
-from gh_assets.local.pool_limit import POOL_LIMIT_VARIABLE
+from gh_assets.pool_limit import POOL_LIMIT_VARIABLE
 from gh_assets.settings import SettingsError
+from gh_assets_devtools import commands
 
 from .conftest import REPO
 
-LOCAL_CONFIG = REPO / "gh_assets" / "local" / "dagster.yaml"
+LOCAL_CONFIG = REPO / "devtools" / "gh_assets_devtools" / "dagster.yaml"
 DEPLOY_CONFIG = REPO / "deploy" / "dagster.yaml"
 
 
@@ -58,7 +58,7 @@ def test_a_fresh_instance_has_no_limit_until_the_set_up_writes_it(
     assert pool(fresh) is None  # default_limit alone writes nothing into the instance
 
     home = tmp_path / "dagster_home"
-    assert cli.prepare_instance(home) == default_limit(LOCAL_CONFIG) == 2
+    assert commands.prepare_instance(home) == default_limit(LOCAL_CONFIG) == 2
     info = pool(home)
     assert info is not None
     assert (info.slot_count, info.limit, info.using_default_limit) == (2, 2, False)
@@ -73,7 +73,7 @@ def test_the_command_set_up_sets_it_before_anything_runs(
     for name in ("DAGSTER_HOME", "REDIS_URL", "GITHUB_API_URL", "GITHUB_TOKEN"):
         os.environ.pop(name, None)
     os.environ["GH_ASSETS_DATA_DIR"] = str(tmp_path / "data")
-    with cli.local_environment():
+    with commands.local_environment():
         home = Path(os.environ["DAGSTER_HOME"])
         assert home == tmp_path / "data" / "dagster_home"
         info = pool(home)
@@ -85,7 +85,7 @@ def test_the_same_variable_as_the_daemon_overrides_it_and_a_chosen_home_keeps_it
     tmp_path: Path, environment: None
 ) -> None:
     os.environ[POOL_LIMIT_VARIABLE] = "5"
-    assert cli.prepare_instance(tmp_path / "a") == 5
+    assert commands.prepare_instance(tmp_path / "a") == 5
     assert pool(tmp_path / "a").slot_count == 5
 
     del os.environ[POOL_LIMIT_VARIABLE]
@@ -94,11 +94,11 @@ def test_the_same_variable_as_the_daemon_overrides_it_and_a_chosen_home_keeps_it
     config = yaml.safe_load(LOCAL_CONFIG.read_text())
     config["concurrency"]["pools"]["default_limit"] = 4
     (chosen / "dagster.yaml").write_text(yaml.safe_dump(config))
-    assert cli.prepare_instance(chosen, own_home=False) == 4  # its configuration is kept
+    assert commands.prepare_instance(chosen, own_home=False) == 4  # its configuration is kept
     assert pool(chosen).slot_count == 4
     # A later start with another value replaces it: the limit is set on every start.
     os.environ[POOL_LIMIT_VARIABLE] = "1"
-    assert cli.prepare_instance(chosen, own_home=False) == 1
+    assert commands.prepare_instance(chosen, own_home=False) == 1
     assert pool(chosen).slot_count == 1
 
 
@@ -108,7 +108,7 @@ def test_a_bad_limit_is_one_line_naming_the_variable(
 ) -> None:
     os.environ[POOL_LIMIT_VARIABLE] = value
     with pytest.raises(SettingsError, match=rf"^GH_ASSETS_POOL_LIMIT='{re.escape(value)}': "):
-        cli.prepare_instance(tmp_path / "home")
+        commands.prepare_instance(tmp_path / "home")
 
 
 def test_a_zero_default_limit_is_refused_too(tmp_path: Path, environment: None) -> None:
@@ -116,7 +116,7 @@ def test_a_zero_default_limit_is_refused_too(tmp_path: Path, environment: None) 
     config["concurrency"]["pools"]["default_limit"] = 0
     (tmp_path / "dagster.yaml").write_text(yaml.safe_dump(config))
     with pytest.raises(SettingsError, match=r"^concurrency.pools.default_limit=0 in the instance"):
-        cli.prepare_instance(tmp_path, own_home=False)
+        commands.prepare_instance(tmp_path, own_home=False)
 
 
 def daemon_start(home: Path, tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:

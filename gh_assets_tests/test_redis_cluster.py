@@ -1,4 +1,4 @@
-"""The local Redis Cluster (gh_assets.local.redis_cluster) on real servers.
+"""The local Redis Cluster (gh_assets_devtools.redis_cluster) on real servers.
 
 Tests of cluster support lean on it (ASK/MOVED while slots move, scripts per slot, a REDIS_URL
 naming any one node), so it must itself be right: formed, resharded for real, and always stopped.
@@ -16,8 +16,8 @@ import pytest
 from redis.cluster import RedisCluster
 from redis.exceptions import RedisClusterException
 
-from gh_assets.local import services
-from gh_assets.local.redis_cluster import (
+from gh_assets_devtools import services
+from gh_assets_devtools.redis_cluster import (
     SLOTS,
     ClusterHandle,
     Node,

@@ -28,10 +28,10 @@ from gh_assets.crawl import crawl_pages
 from gh_assets.github import GitHubClient, RateLimitError
 from gh_assets.github.app_auth import GitHubApp
 from gh_assets.github.governor import Governor, GovernorLimits
-from gh_assets.local.services import running, wait_for
-from gh_assets.local.standin import Dataset, StandinServer
 from gh_assets.partitions import PageWindow
 from gh_assets.storage import RedisStore
+from gh_assets_devtools.services import running, wait_for
+from gh_assets_devtools.standin import Dataset, StandinServer
 from gh_assets_tests.crawled import stored, truth
 from gh_assets_tests.pacing import most_in_window
 

@@ -20,8 +20,8 @@ import jsonschema
 import pytest
 import requests
 
-from gh_assets.local.standin import Dataset, StandinAdmin, StandinAdminError, StandinServer
-from gh_assets.local.standin.data import ground_truth
+from gh_assets_devtools.standin import Dataset, StandinAdmin, StandinAdminError, StandinServer
+from gh_assets_devtools.standin.data import ground_truth
 from gh_assets_tests import RECORDINGS
 
 SIZE = 3000
@@ -446,7 +446,7 @@ def test_state_counts_api_requests_by_status_and_route(
 def test_the_command_line_serves_until_sigterm(tmp_path: Path) -> None:
     port_file = tmp_path / "standin.url"
     victim = Dataset(200, seed=5).users_between(20, 200)[0].id
-    command = [sys.executable, "-m", "gh_assets.local.standin", "--size", "200", "--seed", "5",
+    command = [sys.executable, "-m", "gh_assets_devtools.standin", "--size", "200", "--seed", "5",
                "--fail-ids", f"{victim}-{victim + 1}", "--fail-ids", "300",
                "--port-file", str(port_file)]  # fmt: skip
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -25,7 +25,7 @@ import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from gh_assets.local.standin import Dataset, StandinAdmin, StandinAdminError, StandinServer
+from gh_assets_devtools.standin import Dataset, StandinAdmin, StandinAdminError, StandinServer
 from gh_assets_tests import RECORDINGS
 
 UA = "gh-assets-tests"
@@ -601,7 +601,7 @@ def test_an_installation_token_is_an_account_with_its_own_budget_until_it_expire
 
 def test_the_command_line_takes_tokens_and_secondary_limits(tmp_path: Path) -> None:
     port_file = tmp_path / "standin.url"
-    command = [sys.executable, "-m", "gh_assets.local.standin", "--size", "50",
+    command = [sys.executable, "-m", "gh_assets_devtools.standin", "--size", "50",
                "--tokens", "tokA=alice,tokB=alice", "--minute", "2",
                "--rest-points-per-minute", "2", "--no-secondary-retry-after",
                "--secondary-status", "429", "--secondary-block", "0.5",

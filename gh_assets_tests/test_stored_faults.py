@@ -21,10 +21,10 @@ from gh_assets.checks import (
 )
 from gh_assets.crawl import crawl_page
 from gh_assets.github import GitHubClient
-from gh_assets.local.standin import Dataset, StandinServer
-from gh_assets.local.standin.http_server import Reply, Request
 from gh_assets.partitions import PageWindow
 from gh_assets.storage import READ_REPORT, RedisStore, ascii_lower, bulk_read
+from gh_assets_devtools.standin import Dataset, StandinServer
+from gh_assets_devtools.standin.http_server import Reply, Request
 
 from .conftest import KEYS
 from .crawled import WINDOW, stored, truth

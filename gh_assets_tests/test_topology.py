@@ -1,6 +1,6 @@
 """The scale-out deployment (docker-compose.yml, deploy/) with native processes: the instance on
 PostgreSQL, runs as Celery tasks on two workers, each Dagster process a host of its own
-(gh_assets/local/topology.py). Driven over GraphQL as a person drives the UI."""
+(devtools/gh_assets_devtools/topology.py). Driven over GraphQL as a person drives the UI."""
 
 from __future__ import annotations
 
@@ -12,17 +12,17 @@ from collections.abc import Iterator
 import pytest
 
 from gh_assets.assets import USERS_KEY
-from gh_assets.local.dagster_graphql import SENSOR_TAG, Run
-from gh_assets.local.services import wait_for
-from gh_assets.local.standin import StandinAdmin
-from gh_assets.local.topology import CELERY_TASK_TAG, Topology, running_topology
-from gh_assets.local.topology_probes import (
+from gh_assets.partitions import PageWindow
+from gh_assets_devtools.dagster_graphql import SENSOR_TAG, Run
+from gh_assets_devtools.services import wait_for
+from gh_assets_devtools.standin import StandinAdmin
+from gh_assets_devtools.topology import CELERY_TASK_TAG, Topology, running_topology
+from gh_assets_devtools.topology_probes import (
     crawl_in_process,
     last_materialization,
     launch_assets,
     redis_snapshot,
 )
-from gh_assets.partitions import PageWindow
 
 pytestmark = pytest.mark.slow
 

@@ -20,9 +20,9 @@ import pytest
 
 from gh_assets.crawl import crawl_page
 from gh_assets.github import GitHubClient
-from gh_assets.local.standin import Dataset, StandinServer
 from gh_assets.partitions import PageWindow
 from gh_assets.storage import RedisStore
+from gh_assets_devtools.standin import Dataset, StandinServer
 
 REPO = Path(__file__).resolve().parents[1]
 PREVIOUS_RELEASE = "a1802fd"  # the last release without created_at

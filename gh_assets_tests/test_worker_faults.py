@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from gh_assets.local import services
+from gh_assets_devtools import services
 
 GRACE = 60  # seconds a refusal may take at most here; the old worker retried for minutes
 PASSWORD = "pg-hunter2"
@@ -116,8 +116,8 @@ def test_without_the_scale_extra_the_worker_says_what_to_install(
 def test_a_worker_whose_services_all_answer_starts_and_a_missing_database_is_named(
     worker_env: dict[str, str], tmp_path: Path
 ) -> None:
-    from gh_assets.local.postgres import postgres_server
     from gh_assets.worker_checks import service_fault
+    from gh_assets_devtools.postgres import postgres_server
 
     with postgres_server(tmp_path) as postgres:
         env = worker_env | {

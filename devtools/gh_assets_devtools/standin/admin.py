@@ -8,8 +8,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from gh_assets.local.services import LocalClient
-from gh_assets.local.standin.data import stored_form
+from gh_assets_devtools.services import LocalClient
+from gh_assets_devtools.standin.data import stored_form
 
 
 class StandinAdminError(RuntimeError):

@@ -19,7 +19,7 @@ from typing import IO
 
 import redis
 
-from gh_assets.local import services
+from gh_assets_devtools import services
 
 
 @contextlib.contextmanager

@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from gh_assets.local.standin.http_server import Reply
+from gh_assets_devtools.standin.http_server import Reply
 
 HTML_ERRORS = {
     502: "<html><body><h1>502 Bad Gateway</h1>"

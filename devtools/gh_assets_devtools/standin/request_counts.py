@@ -5,7 +5,7 @@ import threading
 from collections import Counter
 from typing import Any
 
-from gh_assets.local.standin import rest_api
+from gh_assets_devtools.standin import rest_api
 
 GRAPHQL_PATH = "/graphql"
 

@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from gh_assets.local.services import LocalClient, wait_for
+from gh_assets_devtools.services import LocalClient, wait_for
 
 if TYPE_CHECKING:
     from dagster import AssetKey

@@ -330,11 +330,11 @@ def kill_live_groups() -> None:
 def standin_server(
     log_dir: Path, *, size: int = 1000, seed: int = 0, extra_args: Sequence[str] = ()
 ) -> Iterator[str]:
-    """Run the GitHub stand-in (``python -m gh_assets.local.standin``); yield its URL."""
+    """Run the GitHub stand-in (``python -m gh_assets_devtools.standin``); yield its URL."""
     log_dir.mkdir(parents=True, exist_ok=True)
     port_file = log_dir / f"standin-{os.getpid()}-{time.monotonic_ns()}.url"
     command = [
-        sys.executable, "-m", "gh_assets.local.standin",
+        sys.executable, "-m", "gh_assets_devtools.standin",
         "--port", "0",
         "--size", str(size),
         "--seed", str(seed),

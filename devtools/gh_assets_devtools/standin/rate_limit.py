@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from gh_assets.local.standin.http_server import Reply, json_reply
+from gh_assets_devtools.standin.http_server import Reply, json_reply
 
 API_VERSION = "2022-11-28"
 RATE_LIMIT_DOCS = "https://docs.github.com/rest/overview/resources-in-the-rest-api#rate-limiting"

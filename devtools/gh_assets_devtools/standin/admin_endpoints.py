@@ -12,12 +12,12 @@ import re
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
 
-from gh_assets.local.standin.data import ground_truth
-from gh_assets.local.standin.http_server import Reply, Request, json_reply
-from gh_assets.local.standin.rest_api import int_param
+from gh_assets_devtools.standin.data import ground_truth
+from gh_assets_devtools.standin.http_server import Reply, Request, json_reply
+from gh_assets_devtools.standin.rest_api import int_param
 
 if TYPE_CHECKING:
-    from gh_assets.local.standin.server import StandinServer
+    from gh_assets_devtools.standin.server import StandinServer
 
 _ADMIN_USER_PATH = re.compile(r"/_standin/users/([0-9]{1,18})")
 

@@ -27,10 +27,10 @@ from typing import Any
 import redis
 import yaml
 
-from gh_assets.local import services
-from gh_assets.local.dagster_graphql import DagsterGraphQL
-from gh_assets.local.deployment import REPO, _answers, clean_environment
-from gh_assets.local.postgres import Postgres, postgres_server
+from gh_assets_devtools import services
+from gh_assets_devtools.dagster_graphql import DagsterGraphQL
+from gh_assets_devtools.deployment import REPO, _answers, clean_environment
+from gh_assets_devtools.postgres import Postgres, postgres_server
 
 DEPLOY = REPO / "deploy"
 BIN = Path(sys.executable).parent

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gh_assets.local import services
+from gh_assets_devtools import services
 
 POSTGRES_USER = "dagster"
 POSTGRES_DB = "dagster"

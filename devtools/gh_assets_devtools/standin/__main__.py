@@ -1,4 +1,4 @@
-"""``python -m gh_assets.local.standin``: serve the GitHub stand-in until SIGTERM or Ctrl-C.
+"""``python -m gh_assets_devtools.standin``: serve the GitHub stand-in until SIGTERM or Ctrl-C.
 
 ``--port-file`` appears (atomically) only once the server listens, so a parent process can wait
 for the file instead of polling the port.
@@ -15,8 +15,8 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from gh_assets.local.standin.data import Dataset
-from gh_assets.local.standin.server import StandinServer
+from gh_assets_devtools.standin.data import Dataset
+from gh_assets_devtools.standin.server import StandinServer
 
 
 def id_range(text: str) -> tuple[int, int]:
@@ -48,7 +48,7 @@ NOT_SERVER_OPTIONS = ("size", "port_file")
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m gh_assets.local.standin", description=__doc__.splitlines()[0]
+        prog="python -m gh_assets_devtools.standin", description=__doc__.splitlines()[0]
     )
     add = parser.add_argument
     add("--host", default="127.0.0.1")
@@ -98,7 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         server = StandinServer(Dataset(size=args.size, seed=args.seed), **options).start()
     except (ValueError, OSError) as exc:
-        print(f"gh_assets.local.standin: {exc}", file=sys.stderr)
+        print(f"gh_assets_devtools.standin: {exc}", file=sys.stderr)
         return 2
     try:
         url = server.url

@@ -23,9 +23,9 @@ from typing import Any
 
 import jwt
 
-from gh_assets.local.standin.data import StandinUser, valid_login
-from gh_assets.local.standin.http_server import Reply, json_reply
-from gh_assets.local.standin.rest_api import public_user, simple_user
+from gh_assets_devtools.standin.data import StandinUser, valid_login
+from gh_assets_devtools.standin.http_server import Reply, json_reply
+from gh_assets_devtools.standin.rest_api import public_user, simple_user
 
 FIRST_ACCOUNT_ID = 9_000_001  # above any dataset id a test uses, so the two never collide
 AUTHENTICATED_USER_DOCS = "https://docs.github.com/rest/users/users#get-the-authenticated-user"

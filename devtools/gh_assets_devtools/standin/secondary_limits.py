@@ -27,9 +27,9 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from gh_assets.local.standin.account_record import AccountRecord
-from gh_assets.local.standin.http_server import Reply, json_reply
-from gh_assets.local.standin.rate_limit import Budget, api_headers
+from gh_assets_devtools.standin.account_record import AccountRecord
+from gh_assets_devtools.standin.http_server import Reply, json_reply
+from gh_assets_devtools.standin.rate_limit import Budget, api_headers
 
 SECONDARY_DOCS = (
     "https://docs.github.com/free-pro-team@latest/rest/overview/"

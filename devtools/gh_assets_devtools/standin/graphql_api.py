@@ -35,9 +35,9 @@ from graphql import (
 )
 from graphql.execution.values import get_variable_values
 
-from gh_assets.local.standin.data import Dataset, StandinUser
-from gh_assets.local.standin.graphql_cost import Prepared, price
-from gh_assets.local.standin.graphql_schema import SDL, decode_node_id, node_id
+from gh_assets_devtools.standin.data import Dataset, StandinUser
+from gh_assets_devtools.standin.graphql_cost import Prepared, price
+from gh_assets_devtools.standin.graphql_schema import SDL, decode_node_id, node_id
 
 DOCUMENTATION_URL = "https://docs.github.com/graphql"
 _UNDEFINED_FIELD = re.compile(r"Cannot query field '(\w+)' on type '(\w+)'\.")

@@ -7,23 +7,23 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
-from gh_assets.local.standin import rest_api
-from gh_assets.local.standin.accounts import Identity, bad_credentials
-from gh_assets.local.standin.faults import edge_error
-from gh_assets.local.standin.graphql_api import RateLimitState
-from gh_assets.local.standin.graphql_cost import Prepared
-from gh_assets.local.standin.http_server import Reply, Request, json_body, json_reply
-from gh_assets.local.standin.rate_limit import (
+from gh_assets_devtools.standin import rest_api
+from gh_assets_devtools.standin.accounts import Identity, bad_credentials
+from gh_assets_devtools.standin.faults import edge_error
+from gh_assets_devtools.standin.graphql_api import RateLimitState
+from gh_assets_devtools.standin.graphql_cost import Prepared
+from gh_assets_devtools.standin.http_server import Reply, Request, json_body, json_reply
+from gh_assets_devtools.standin.rate_limit import (
     Budget,
     api_headers,
     rate_limit_body,
     rate_limited,
 )
-from gh_assets.local.standin.request_counts import GRAPHQL_PATH
-from gh_assets.local.standin.secondary_limits import Admission, secondary_refusal
+from gh_assets_devtools.standin.request_counts import GRAPHQL_PATH
+from gh_assets_devtools.standin.secondary_limits import Admission, secondary_refusal
 
 if TYPE_CHECKING:
-    from gh_assets.local.standin.server import StandinServer
+    from gh_assets_devtools.standin.server import StandinServer
 
 USER_AGENT_DOCS = (
     "https://docs.github.com/rest/overview/resources-in-the-rest-api#user-agent-required"

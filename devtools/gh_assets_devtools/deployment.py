@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, TypeVar
 import redis
 import requests
 
-from gh_assets.local import services
-from gh_assets.local.dagster_graphql import DagsterGraphQL
-from gh_assets.local.standin import StandinAdmin
 from gh_assets.storage import RedisStore
+from gh_assets_devtools import services
+from gh_assets_devtools.dagster_graphql import DagsterGraphQL
+from gh_assets_devtools.standin import StandinAdmin
 
 if TYPE_CHECKING:
     from dagster import AssetKey

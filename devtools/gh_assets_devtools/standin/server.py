@@ -29,17 +29,17 @@ from types import TracebackType
 from typing import Any, Self
 from urllib.parse import urlsplit
 
-from gh_assets.local.standin.accounts import AccountRegistry
-from gh_assets.local.standin.admin_endpoints import answer_admin
-from gh_assets.local.standin.api_answers import answer_api
-from gh_assets.local.standin.app_auth import GitHubApps
-from gh_assets.local.standin.data import Dataset
-from gh_assets.local.standin.faults import Faults
-from gh_assets.local.standin.graphql_api import GraphQLApi
-from gh_assets.local.standin.http_server import KeepAliveHTTPServer, Reply, Request
-from gh_assets.local.standin.rate_limit import RateLimiter
-from gh_assets.local.standin.request_counts import RequestCounts
-from gh_assets.local.standin.secondary_limits import SecondaryLimits
+from gh_assets_devtools.standin.accounts import AccountRegistry
+from gh_assets_devtools.standin.admin_endpoints import answer_admin
+from gh_assets_devtools.standin.api_answers import answer_api
+from gh_assets_devtools.standin.app_auth import GitHubApps
+from gh_assets_devtools.standin.data import Dataset
+from gh_assets_devtools.standin.faults import Faults
+from gh_assets_devtools.standin.graphql_api import GraphQLApi
+from gh_assets_devtools.standin.http_server import KeepAliveHTTPServer, Reply, Request
+from gh_assets_devtools.standin.rate_limit import RateLimiter
+from gh_assets_devtools.standin.request_counts import RequestCounts
+from gh_assets_devtools.standin.secondary_limits import SecondaryLimits
 
 KEEP: Any = object()  # set_secondary_limits: leave this setting as it is
 

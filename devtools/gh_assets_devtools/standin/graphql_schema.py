@@ -15,7 +15,7 @@ import base64
 import binascii
 import re
 
-from gh_assets.local.standin.data import StandinUser
+from gh_assets_devtools.standin.data import StandinUser
 
 SDL = '''
 """An object with an ID."""

@@ -19,7 +19,7 @@ from typing import Any
 import redis
 from redis.cluster import RedisCluster
 
-from gh_assets.local import services
+from gh_assets_devtools import services
 
 SLOTS = 16384
 HOST = "127.0.0.1"

@@ -11,9 +11,9 @@ import re
 from dataclasses import fields
 from typing import Any
 
-from gh_assets.local.standin.data import Dataset, StandinUser
-from gh_assets.local.standin.graphql_schema import node_id
-from gh_assets.local.standin.http_server import Request
+from gh_assets_devtools.standin.data import Dataset, StandinUser
+from gh_assets_devtools.standin.graphql_schema import node_id
+from gh_assets_devtools.standin.http_server import Request
 
 DEFAULT_PER_PAGE = 30
 MAX_PER_PAGE = 100

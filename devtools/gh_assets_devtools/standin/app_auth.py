@@ -25,10 +25,10 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPublicKey
 
-from gh_assets.local.standin.accounts import AccountRegistry, Identity, account_summary
-from gh_assets.local.standin.http_server import Reply, Request, json_body
-from gh_assets.local.standin.rate_limit import API_VERSION
-from gh_assets.local.standin.rest_api import DEFAULT_PER_PAGE, MAX_PER_PAGE, int_param
+from gh_assets_devtools.standin.accounts import AccountRegistry, Identity, account_summary
+from gh_assets_devtools.standin.http_server import Reply, Request, json_body
+from gh_assets_devtools.standin.rate_limit import API_VERSION
+from gh_assets_devtools.standin.rest_api import DEFAULT_PER_PAGE, MAX_PER_PAGE, int_param
 
 JWT_DOCS = "https://docs.github.com/rest"
 TOKEN_DOCS = "https://docs.github.com/rest/apps/apps#create-an-installation-access-token-for-an-app"

@@ -1,6 +1,7 @@
 """The github_api pool's limit (page runs calling GitHub at once): read from
 ``GH_ASSETS_POOL_LIMIT`` or the instance's ``pools.default_limit``, and written into the instance
-before any run starts (``demo``, ``dev`` and ``set-pool-limit`` share this)."""
+before any run starts (``demo``, ``dev`` and ``set-pool-limit`` share this; the first two are in
+the devtools, the last runs in production)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ POOL_LIMIT_VARIABLE = "GH_ASSETS_POOL_LIMIT"
 
 def pool_limit(instance) -> int | None:
     """The github_api pool's limit: ``GH_ASSETS_POOL_LIMIT`` when set, else the instance's
-    ``concurrency.pools.default_limit`` (locally gh_assets/local/dagster.yaml's, scaled out
+    ``concurrency.pools.default_limit`` (locally the devtools' dagster.yaml, scaled out
     deploy/dagster.yaml's: deploy/daemon.sh runs ``set-pool-limit``); None when neither is set.
     Below 1, either is refused: no page run would ever start."""
     raw = os.environ.get(POOL_LIMIT_VARIABLE, "").strip()
@@ -48,3 +49,28 @@ def limit_source() -> str:
     if os.environ.get(POOL_LIMIT_VARIABLE, "").strip():
         return POOL_LIMIT_VARIABLE
     return "the instance's pools.default_limit"
+
+
+def limit_dagster_home() -> str:
+    """``gh-assets set-pool-limit``: the limit written into the instance of ``DAGSTER_HOME``, as
+    ``demo`` and ``dev`` do; the line to print. No limit, or a storage without pools, is refused:
+    the scale-out crawl relies on the pool."""
+    import dagster as dg
+
+    from gh_assets.assets import GITHUB_POOL
+
+    if not os.environ.get("DAGSTER_HOME", "").strip():
+        raise SettingsError("DAGSTER_HOME is not set: the instance whose pool to limit")
+    with dg.DagsterInstance.get() as instance:
+        limit = pool_limit(instance)
+        if limit is None:
+            raise SettingsError(
+                f"no limit for the {GITHUB_POOL} pool: set {POOL_LIMIT_VARIABLE} or "
+                "concurrency.pools.default_limit in the instance's dagster.yaml"
+            )
+        if not instance.event_log_storage.supports_global_concurrency_limits:
+            raise SettingsError(
+                f"the instance's storage does not support pools: {GITHUB_POOL} cannot be limited"
+            )
+        set_pool_limit(instance)
+    return f"Pool {GITHUB_POOL}: at most {limit} page runs at once ({limit_source()})"

@@ -9,8 +9,8 @@ from typing import Any
 
 import redis
 
-from gh_assets.local.dagster_graphql import LOCATION, REPOSITORY, DagsterGraphQL
 from gh_assets.storage.schema import CRAWL_TIME_FIELDS, HISTORY_KEYS
+from gh_assets_devtools.dagster_graphql import LOCATION, REPOSITORY, DagsterGraphQL
 
 
 def crawl_in_process(

@@ -30,8 +30,8 @@ from graphql import (
 )
 from graphql.execution.values import get_argument_values
 
-from gh_assets.local.standin.data import Dataset
-from gh_assets.local.standin.graphql_schema import decode_node_id
+from gh_assets_devtools.standin.data import Dataset
+from gh_assets_devtools.standin.graphql_schema import decode_node_id
 
 MAX_NODE_IDS = 100  # GitHub: "You may not provide more than 100 node ids"
 CONNECTION_REQUESTS_PER_POINT = 100
