@@ -51,21 +51,10 @@ class StandinAdmin(LocalClient):
         return self._call("POST", "heal")
 
     def set_rate_limit(
-        self,
-        limit: int | None = None,
-        window: float | None = None,
-        *,
-        reset: bool = False,
-        graphql_limit: int | None = None,
-        installation_limit: int | None = None,
+        self, limit: int | None = None, window: float | None = None, **options: Any
     ) -> dict[str, Any]:
-        body = {
-            "limit": limit,
-            "window": window,
-            "reset": reset,
-            "graphql_limit": graphql_limit,
-            "installation_limit": installation_limit,
-        }
+        """As ``StandinServer.set_rate_limit``, whose keywords (``reset``...) it passes on."""
+        body = {"limit": limit, "window": window} | options
         return self._call("POST", "rate-limit", {k: v for k, v in body.items() if v is not None})
 
     # accounts and their limits ---------------------------------------------------------------

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 import re
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 from gh_assets_devtools.standin.data import ground_truth
@@ -21,6 +22,21 @@ if TYPE_CHECKING:
 
 _ADMIN_USER_PATH = re.compile(r"/_standin/users/([0-9]{1,18})")
 
+# The endpoints that are one control method called with the JSON body as its keyword arguments
+# (a bad or unknown one is a TypeError or ValueError: 400).
+_CONTROLS: dict[tuple[str, str], Callable[[StandinServer, dict[str, Any]], object]] = {
+    ("GET", "/_standin/state"): lambda s, body: s.stats(),
+    ("POST", "/_standin/faults"): lambda s, body: s.set_faults(**body),
+    ("POST", "/_standin/heal"): lambda s, body: s.heal(),
+    ("POST", "/_standin/rate-limit"): lambda s, body: s.set_rate_limit(**body),
+    ("POST", "/_standin/secondary-limits"): lambda s, body: s.set_secondary_limits(**body),
+    ("POST", "/_standin/refuse-next"): lambda s, body: s.refuse_next(**body),
+    ("GET", "/_standin/accounts"): lambda s, body: s.accounts_report(),
+    ("POST", "/_standin/reset-accounts"): lambda s, body: s.reset_accounts(),
+    ("POST", "/_standin/apps"): lambda s, body: s.add_app(**body),
+    ("POST", "/_standin/reset-stats"): lambda s, body: s.reset_stats(),
+}
+
 
 def answer_admin(standin: StandinServer, request: Request) -> Reply:
     """The JSON answer of an admin endpoint: 400 for a bad value, 404 for an unknown one."""
@@ -30,24 +46,8 @@ def answer_admin(standin: StandinServer, request: Request) -> Reply:
         data = json.loads(request.body) if request.body.strip() else {}
         if not isinstance(data, dict):
             raise ValueError("the body must be a JSON object")
-        if (method, path) == ("GET", "/_standin/state"):
-            return json_reply(200, standin.stats())
-        if (method, path) == ("POST", "/_standin/faults"):
-            return json_reply(200, standin.set_faults(**data))
-        if (method, path) == ("POST", "/_standin/heal"):
-            return json_reply(200, standin.heal())
-        if (method, path) == ("POST", "/_standin/rate-limit"):
-            limit, window = data.get("limit"), data.get("window")
-            reset = bool(data.get("reset", False))
-            graphql_limit = data.get("graphql_limit")
-            state = standin.set_rate_limit(
-                limit,
-                window,
-                reset=reset,
-                graphql_limit=graphql_limit,
-                installation_limit=data.get("installation_limit"),
-            )
-            return json_reply(200, state)
+        if control := _CONTROLS.get((method, path)):
+            return json_reply(200, control(standin, data))
         if (method, path) == ("POST", "/_standin/tokens"):
             tokens = data.get("tokens")
             if not isinstance(tokens, dict):
@@ -55,18 +55,6 @@ def answer_admin(standin: StandinServer, request: Request) -> Reply:
             return json_reply(200, standin.add_tokens(tokens))
         if (method, path) == ("POST", "/_standin/revoke"):
             return json_reply(200, {"revoked": standin.accounts.revoke(data.get("tokens"))})
-        if (method, path) == ("POST", "/_standin/secondary-limits"):
-            return json_reply(200, standin.set_secondary_limits(**data))
-        if (method, path) == ("POST", "/_standin/refuse-next"):
-            return json_reply(200, standin.refuse_next(**data))
-        if (method, path) == ("GET", "/_standin/accounts"):
-            return json_reply(200, standin.accounts_report())
-        if (method, path) == ("POST", "/_standin/reset-accounts"):
-            return json_reply(200, standin.reset_accounts())
-        if (method, path) == ("POST", "/_standin/apps"):
-            return json_reply(200, standin.add_app(**data))
-        if (method, path) == ("POST", "/_standin/reset-stats"):
-            return json_reply(200, standin.reset_stats())
         if (method, path) == ("GET", "/_standin/users"):
             query = parse_qs(parts.query)
             first = int_param(query, "first", 1)
