@@ -14,10 +14,28 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from string import Template
 
 from gh_assets_devtools.standin.data import StandinUser
 
-SDL = '''
+
+def _account(kind: str, login: str, name: str) -> str:
+    """The fields User and Organization share, with GitHub's descriptions."""
+    return f'''  """The Node ID of the {kind} object"""
+  id: ID!
+  """Identifies the primary key from the database."""
+  databaseId: Int
+  """{login}"""
+  login: String!
+  """{name}"""
+  name: String
+  """Identifies the date and time when the object was created."""
+  createdAt: DateTime!
+  """Identifies the date and time when the object was last updated."""
+  updatedAt: DateTime!'''
+
+
+SDL = Template('''
 """An object with an ID."""
 interface Node {
   """ID of the object."""
@@ -97,18 +115,7 @@ type RateLimit {
 
 """A user is an individual's account on GitHub that owns repositories and can make new content."""
 type User implements Node {
-  """The Node ID of the User object"""
-  id: ID!
-  """Identifies the primary key from the database."""
-  databaseId: Int
-  """The username used to login."""
-  login: String!
-  """The user's public profile name."""
-  name: String
-  """Identifies the date and time when the object was created."""
-  createdAt: DateTime!
-  """Identifies the date and time when the object was last updated."""
-  updatedAt: DateTime!
+$user
   """A list of users the given user is followed by."""
   followers: FollowerConnection!
   """A list of users the given user is following."""
@@ -129,18 +136,7 @@ type User implements Node {
 
 """An account on GitHub, with one or more owners, that has repositories, members and teams."""
 type Organization implements Node {
-  """The Node ID of the Organization object"""
-  id: ID!
-  """Identifies the primary key from the database."""
-  databaseId: Int
-  """The organization's login name."""
-  login: String!
-  """The organization's public profile name."""
-  name: String
-  """Identifies the date and time when the object was created."""
-  createdAt: DateTime!
-  """Identifies the date and time when the object was last updated."""
-  updatedAt: DateTime!
+$organization
 }
 
 """The query root of GitHub's GraphQL interface."""
@@ -163,7 +159,12 @@ type Query {
     login: String!
   ): User
 }
-'''
+''').substitute(
+    user=_account("User", "The username used to login.", "The user's public profile name."),
+    organization=_account(
+        "Organization", "The organization's login name.", "The organization's public profile name."
+    ),
+)
 
 _LEGACY_ID = re.compile(r"0?(\d{1,2}):(User|Organization)([1-9][0-9]{0,17})")
 
