@@ -137,14 +137,7 @@ def _graphql(
             "errors": [{"type": "RATE_LIMITED", "message": f"API rate limit exceeded for {by}."}],
         }
     else:
-        state = RateLimitState(
-            cost=prepared.cost,
-            limit=budget.limit,
-            remaining=budget.remaining,
-            used=budget.used,
-            reset=budget.reset,
-            node_count=prepared.node_count,
-        )
+        state = RateLimitState(budget, prepared.cost, prepared.node_count)
         payload = server.graphql.execute(prepared, state)
     reply = json_reply(200, payload)
     reply.headers |= headers

@@ -38,6 +38,7 @@ from graphql.execution.values import get_variable_values
 from gh_assets_devtools.standin.data import Dataset, StandinUser
 from gh_assets_devtools.standin.graphql_cost import Prepared, price
 from gh_assets_devtools.standin.graphql_schema import SDL, decode_node_id, node_id
+from gh_assets_devtools.standin.rate_limit import Budget
 
 DOCUMENTATION_URL = "https://docs.github.com/graphql"
 _UNDEFINED_FIELD = re.compile(r"Cannot query field '(\w+)' on type '(\w+)'\.")
@@ -45,13 +46,10 @@ _UNDEFINED_FIELD = re.compile(r"Cannot query field '(\w+)' on type '(\w+)'\.")
 
 @dataclass(frozen=True)
 class RateLimitState:
-    """What ``rateLimit`` reports: the budget after this query was charged."""
+    """What ``rateLimit`` reports: the query's price and the budget after it was charged."""
 
+    budget: Budget
     cost: int
-    limit: int
-    remaining: int
-    used: int
-    reset: int  # epoch seconds
     node_count: int
 
 
@@ -209,13 +207,14 @@ class GraphQLApi:
 
 def _rate_limit(_: Any, info: GraphQLResolveInfo) -> dict[str, Any]:
     state: RateLimitState = info.context
+    budget = state.budget
     return {
         "cost": state.cost,
-        "limit": state.limit,
-        "remaining": state.remaining,
-        "used": state.used,
+        "limit": budget.limit,
+        "remaining": budget.remaining,
+        "used": budget.used,
         "nodeCount": state.node_count,
-        "resetAt": datetime.fromtimestamp(state.reset, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "resetAt": datetime.fromtimestamp(budget.reset, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
 
 
