@@ -74,26 +74,27 @@ _BIOS = (
 )  # fmt: skip
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class StandinUser:
-    """One account with every field GitHub's ``public-user`` shows (URLs are derived)."""
+    """One account with every field GitHub's ``public-user`` shows (URLs are derived); the
+    defaults are what GitHub shows of an account that filled in no profile and has no counts."""
 
     id: int
     login: str
     type: str  # "User" or "Organization"
-    site_admin: bool
-    name: str | None
-    company: str | None
-    blog: str  # GitHub answers "" rather than null when there is no blog
-    location: str | None
-    email: str | None
-    hireable: bool | None
-    bio: str | None
-    twitter_username: str | None
-    public_repos: int
-    public_gists: int
-    followers: int
-    following: int
+    site_admin: bool = False
+    name: str | None = None
+    company: str | None = None
+    blog: str = ""  # GitHub answers "" rather than null when there is no blog
+    location: str | None = None
+    email: str | None = None
+    hireable: bool | None = None
+    bio: str | None = None
+    twitter_username: str | None = None
+    public_repos: int = 0
+    public_gists: int = 0
+    followers: int = 0
+    following: int = 0
     created_at: str
     updated_at: str
 
@@ -268,24 +269,16 @@ class Dataset:
         handle = rng.choice((f"{a}-{b}", a + b, a.title() + b.title()))
         login = _login(handle, user_id, rng)
         created, updated = _dates(user_id, self.size, rng)
-        # GET /users/{org} reports followers, following and gists as 0 (see recording 13).
+        # GET /users/{org} reports followers, following and gists as 0 (see recording 13): the
+        # defaults, as are an empty company, email, hireable, bio and twitter_username.
         return StandinUser(
             id=user_id,
             login=login,
             type="Organization",
-            site_admin=False,
             name=f"{a.title()} {b.title()}" if rng.random() < 0.8 else None,
-            company=None,
             blog=f"https://{login.lower()}.org" if rng.random() < 0.5 else "",
             location=rng.choice(_CITIES) if rng.random() < 0.3 else None,
-            email=None,
-            hireable=None,
-            bio=None,
-            twitter_username=None,
             public_repos=1 + _heavy_tail(rng, scale=3.0, alpha=1.0, cap=20_000),
-            public_gists=0,
-            followers=0,
-            following=0,
             created_at=created,
             updated_at=updated,
         )
