@@ -24,19 +24,13 @@ TERMINAL_BACKFILL = SUCCESSFUL_BACKFILL | {"COMPLETED_FAILED", "FAILED", "CANCEL
 
 _ERROR = "__typename ... on Error { message }"
 
-_LAUNCH_BACKFILL = f"""
-mutation Launch($params: LaunchBackfillParams!) {{
-  launchPartitionBackfill(backfillParams: $params) {{
+# A mutation that starts a backfill (a new one, or a re-execution): formatted with the
+# mutation's field, its argument's name and its parameters' input type.
+_START_BACKFILL = """
+mutation StartBackfill($params: {params_type}!) {{
+  {field}({argument}: $params) {{
     ... on LaunchBackfillSuccess {{ backfillId }}
-    {_ERROR}
-  }}
-}}"""
-
-_REEXECUTE_BACKFILL = f"""
-mutation Reexecute($params: ReexecutionParams!) {{
-  reexecutePartitionBackfill(reexecutionParams: $params) {{
-    ... on LaunchBackfillSuccess {{ backfillId }}
-    {_ERROR}
+    {error}
   }}
 }}"""
 
@@ -219,12 +213,24 @@ class DagsterGraphQL(LocalClient):
             params["allPartitions"] = True
         else:
             params["partitionNames"] = list(partitions)
-        data = self.query(_LAUNCH_BACKFILL, params=params)["launchPartitionBackfill"]
-        return self._member(data, "LaunchBackfillSuccess")["backfillId"]
+        return self._start_backfill(
+            "launchPartitionBackfill", "backfillParams", "LaunchBackfillParams", params
+        )
 
     def reexecute_backfill(self, backfill_id: str, strategy: str = "FROM_FAILURE") -> str:
         params = {"parentRunId": backfill_id, "strategy": strategy}
-        data = self.query(_REEXECUTE_BACKFILL, params=params)["reexecutePartitionBackfill"]
+        return self._start_backfill(
+            "reexecutePartitionBackfill", "reexecutionParams", "ReexecutionParams", params
+        )
+
+    def _start_backfill(
+        self, field: str, argument: str, params_type: str, params: Mapping[str, object]
+    ) -> str:
+        """Run the mutation ``field`` that starts a backfill; the backfill's id."""
+        query = _START_BACKFILL.format(
+            field=field, argument=argument, params_type=params_type, error=_ERROR
+        )
+        data = self.query(query, params=params)[field]
         return self._member(data, "LaunchBackfillSuccess")["backfillId"]
 
     def backfill(self, backfill_id: str) -> Mapping[str, Any]:
