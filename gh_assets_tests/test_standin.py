@@ -5,9 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -23,6 +20,8 @@ import requests
 from gh_assets_devtools.standin import Dataset, StandinAdmin, StandinAdminError, StandinServer
 from gh_assets_devtools.standin.data import ground_truth
 from gh_assets_tests import RECORDINGS
+
+from .standin_command import standin_command
 
 SIZE = 3000
 SEED = 11
@@ -446,16 +445,8 @@ def test_state_counts_api_requests_by_status_and_route(
 def test_the_command_line_serves_until_sigterm(tmp_path: Path) -> None:
     port_file = tmp_path / "standin.url"
     victim = Dataset(200, seed=5).users_between(20, 200)[0].id
-    command = [sys.executable, "-m", "gh_assets_devtools.standin", "--size", "200", "--seed", "5",
-               "--fail-ids", f"{victim}-{victim + 1}", "--fail-ids", "300",
-               "--port-file", str(port_file)]  # fmt: skip
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 20
-        while not port_file.exists():
-            assert process.poll() is None and time.monotonic() < deadline, process.stderr
-            time.sleep(0.02)
-        url = port_file.read_text().strip()
+    fail_ids = ("--fail-ids", f"{victim}-{victim + 1}", "--fail-ids", "300")
+    with standin_command(port_file, "--size", "200", "--seed", "5", *fail_ids) as (process, url):
         assert process.stdout is not None
         assert process.stdout.readline() == f"GitHub stand-in serving 200 ids (seed 5) at {url}\n"
         state = requests.get(f"{url}/_standin/state").json()
@@ -464,9 +455,5 @@ def test_the_command_line_serves_until_sigterm(tmp_path: Path) -> None:
         page = requests.get(f"{url}/users", params={"per_page": 5}).json()
         assert [u["id"] for u in page] == [u.id for u in Dataset(200, seed=5).users_after(0, 5)]
         assert requests.get(f"{url}/user/{victim}").status_code == 502
-    finally:
-        process.send_signal(signal.SIGTERM)
-        _, stderr = process.communicate(timeout=10)
-    assert process.returncode == 0 and stderr == ""  # quiet: no per-request lines
     assert not port_file.exists()
     assert os.listdir(tmp_path) == []

@@ -8,9 +8,6 @@ Minutes here last one or two seconds and the limits are tiny, so each test takes
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -27,6 +24,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from gh_assets_devtools.standin import Dataset, StandinAdmin, StandinAdminError, StandinServer
 from gh_assets_tests import RECORDINGS
+
+from .standin_command import standin_command
 
 UA = "gh-assets-tests"
 # Assembled, so that no token-shaped literal sits in the source.
@@ -601,36 +600,21 @@ def test_an_installation_token_is_an_account_with_its_own_budget_until_it_expire
 
 def test_the_command_line_takes_tokens_and_secondary_limits(tmp_path: Path) -> None:
     port_file = tmp_path / "standin.url"
-    command = [sys.executable, "-m", "gh_assets_devtools.standin", "--size", "50",
-               "--tokens", "tokA=alice,tokB=alice", "--minute", "2",
-               "--rest-points-per-minute", "2", "--no-secondary-retry-after",
-               "--secondary-status", "429", "--secondary-block", "0.5",
-               "--port-file", str(port_file)]  # fmt: skip
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 20
-        while not port_file.exists():
-            assert process.poll() is None and time.monotonic() < deadline, process.stderr
-            time.sleep(0.02)
-        url = port_file.read_text().strip()
-        with StandinAdmin(url) as admin:
-            assert admin.stats()["secondary_limits"] == {
-                "minute": 2.0,
-                "secondary_in_flight": None,
-                "rest_points_per_minute": 2,
-                "graphql_points_per_minute": None,
-                "secondary_retry_after": False,
-                "secondary_status": 429,
-                "secondary_block": 0.5,
-            }
-            headers = {"User-Agent": UA}
-            answers = [
-                requests.get(f"{url}/user", headers=headers | auth(t)) for t in ("tokA", "tokB")
-            ]
-            assert [a.json()["login"] for a in answers] == ["alice", "alice"]
-            assert_secondary(requests.get(f"{url}/user", headers=headers | auth("tokA")), 429, None)
-            assert admin.accounts_report()["alice"]["secondary_refusals"] == 1
-    finally:
-        process.send_signal(signal.SIGTERM)
-        _, stderr = process.communicate(timeout=10)
-    assert process.returncode == 0 and stderr == ""
+    args = ["--size", "50", "--tokens", "tokA=alice,tokB=alice", "--minute", "2",
+            "--rest-points-per-minute", "2", "--no-secondary-retry-after",
+            "--secondary-status", "429", "--secondary-block", "0.5"]  # fmt: skip
+    with standin_command(port_file, *args) as (_, url), StandinAdmin(url) as admin:
+        assert admin.stats()["secondary_limits"] == {
+            "minute": 2.0,
+            "secondary_in_flight": None,
+            "rest_points_per_minute": 2,
+            "graphql_points_per_minute": None,
+            "secondary_retry_after": False,
+            "secondary_status": 429,
+            "secondary_block": 0.5,
+        }
+        headers = {"User-Agent": UA}
+        answers = [requests.get(f"{url}/user", headers=headers | auth(t)) for t in ("tokA", "tokB")]
+        assert [a.json()["login"] for a in answers] == ["alice", "alice"]
+        assert_secondary(requests.get(f"{url}/user", headers=headers | auth("tokA")), 429, None)
+        assert admin.accounts_report()["alice"]["secondary_refusals"] == 1
