@@ -27,19 +27,16 @@ from gh_assets.partitions import PageWindow
 from gh_assets.storage import COUNTERS, RedisStore
 from gh_assets.summary import summarize
 from gh_assets_devtools.dagster_graphql import SENSOR_TAG, DagsterGraphQL
-from gh_assets_devtools.deployment import Deployment, standin_deployment
+from gh_assets_devtools.deployment import Deployment
 from gh_assets_devtools.standin import StandinAdmin
 from gh_assets_tests.browser import Browser, chromium, dismiss_first_visit_dialog, loaded_width
+
+from .four_pages import PAGE_COUNT, PAGES, four_pages_deployed
 
 # The deployment's start, a backfill with a failure and the automation come first: minutes.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
-PAGE_SIZE = 100
-PAGE_COUNT = 4
-PAGES = [PageWindow.number(k, PAGE_SIZE) for k in range(PAGE_COUNT)]
-KEYS = [page.key for page in PAGES]
 FAILING = PAGES[2]  # page 3
-STANDIN_SIZE = PAGE_COUNT * PAGE_SIZE  # nothing beyond the crawl: no frontier growth
 ASSETS = ("github_users", "github_users_frame", "github_user_summary")
 SUMMARY = "/assets/github_user_summary"
 REFRESH_SENSOR = "refresh_analysis_sensor"
@@ -78,15 +75,9 @@ class Env:
 
 @pytest.fixture(scope="module")
 def env(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
-    with standin_deployment(
+    with four_pages_deployed(
         tmp_path_factory.mktemp("browser"),
         redis_url,
-        standin_size=STANDIN_SIZE,
-        pages=KEYS,
-        GH_ASSETS_PAGE_SIZE=PAGE_SIZE,
-        GH_ASSETS_PAGES=PAGE_COUNT,
-        GH_ASSETS_SENSOR_INTERVAL=5,
-        GH_ASSETS_RECRAWL_AFTER=3600,
         GH_ASSETS_PAGE_RETRIES=0,  # the failing page fails at once
     ) as found:
         failed = backfill_with_a_failing_page(found.deployment, found.standin)

@@ -23,19 +23,15 @@ from gh_assets.assets import USERS_KEY
 from gh_assets.partitions import PageWindow
 from gh_assets.storage import RedisStore
 from gh_assets_devtools.dagster_graphql import SENSOR_TAG, DagsterGraphQL, Run
-from gh_assets_devtools.deployment import Deployment, standin_deployment
+from gh_assets_devtools.deployment import Deployment
 from gh_assets_devtools.standin import StandinAdmin
 from gh_assets_devtools.standin.data import STORED_FIELDS
 
+from .four_pages import KEYS, PAGES, STANDIN_SIZE, four_pages_deployed
+
 pytestmark = pytest.mark.slow
 
-PAGE_SIZE = 100
-PAGE_COUNT = 4
-PAGES = [PageWindow.number(k, PAGE_SIZE) for k in range(PAGE_COUNT)]
-KEYS = [page.key for page in PAGES]
-SENSOR_INTERVAL = 5
 PAGE_RETRIES = 1  # the failing page is retried once (not twice, the default): a faster test
-STANDIN_SIZE = PAGE_COUNT * PAGE_SIZE  # nothing beyond the crawl: no frontier growth
 STALE_SENSOR = "stale_pages_sensor"
 REFRESH_SENSOR = "refresh_analysis_sensor"
 T = TypeVar("T")
@@ -104,15 +100,9 @@ class Env:
 
 @pytest.fixture(scope="module")
 def env(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
-    with standin_deployment(
+    with four_pages_deployed(
         tmp_path_factory.mktemp("daemon"),
         redis_url,
-        standin_size=STANDIN_SIZE,
-        pages=KEYS,  # registered by github_pages_sensor's first tick, no more
-        GH_ASSETS_PAGE_SIZE=PAGE_SIZE,
-        GH_ASSETS_PAGES=PAGE_COUNT,
-        GH_ASSETS_SENSOR_INTERVAL=SENSOR_INTERVAL,
-        GH_ASSETS_RECRAWL_AFTER=3600,
         GH_ASSETS_RECRAWL_BATCH=10,
         GH_ASSETS_PAGE_RETRIES=PAGE_RETRIES,
         GH_ASSETS_MAX_RATE_LIMIT_WAIT=2,
