@@ -41,17 +41,14 @@ $(RUNTIME): $(LOCKED) | $(UV)
 	$(SYNC)
 	@touch $@
 
-$(TESTING): $(LOCKED) | $(UV)
-	$(SYNC) --extra test
-	@touch $@ $(RUNTIME) $(DEVTOOLS) $(DEMOING)
+# An extra's install: `uv sync --extra NAME` for $(VENV)/.installed-NAME, then the stamps of the
+# runtime and of the extras that NAME includes (INCLUDES_NAME, as pyproject.toml's extras do).
+$(VENV)/.installed-%: $(LOCKED) | $(UV)
+	$(SYNC) --extra $*
+	@touch $@ $(RUNTIME) $(INCLUDES_$*)
 
-$(DEVTOOLS): $(LOCKED) | $(UV)
-	$(SYNC) --extra dev
-	@touch $@ $(RUNTIME) $(DEMOING)
-
-$(DEMOING): $(LOCKED) | $(UV)
-	$(SYNC) --extra demo
-	@touch $@ $(RUNTIME)
+INCLUDES_test := $(DEVTOOLS) $(DEMOING)
+INCLUDES_dev := $(DEMOING)
 
 install: $(RUNTIME)
 
@@ -97,9 +94,7 @@ clean:
 NOTEBOOKING := $(VENV)/.installed-notebook
 .PHONY: notebook
 
-$(NOTEBOOKING): $(LOCKED) | $(UV)
-	$(SYNC) --extra notebook
-	@touch $@ $(RUNTIME) $(DEMOING)
+INCLUDES_notebook := $(DEMOING)
 
 notebook: $(NOTEBOOKING)
 	$(BIN)/gh-assets notebook $(NOTEBOOK_ARGS)
@@ -110,9 +105,7 @@ notebook: $(NOTEBOOKING)
 BENCHING := $(VENV)/.installed-bench
 .PHONY: bench
 
-$(BENCHING): $(LOCKED) | $(UV)
-	$(SYNC) --extra bench
-	@touch $@ $(RUNTIME) $(DEMOING)
+INCLUDES_bench := $(DEMOING)
 
 bench: $(BENCHING)
 	$(BIN)/python -m bench $(BENCH_ARGS)
