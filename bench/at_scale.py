@@ -54,7 +54,7 @@ import yaml
 
 from bench.figures import BenchError, Section
 from bench.servers import Context, standin_process
-from gh_assets.assets import USERS_KEY
+from gh_assets.defs.crawl.page_asset import USERS_KEY
 from gh_assets.partitions import PageWindow, add_missing_pages, github_pages
 from gh_assets.storage import RedisStore
 from gh_assets.storage.store import PageWrite

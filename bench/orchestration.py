@@ -26,8 +26,8 @@ from dataclasses import dataclass
 
 from bench.figures import BenchError, Row, Section
 from bench.servers import Context, standin_process
-from gh_assets.assets import USERS_KEY
 from gh_assets.crawl import crawl_pages
+from gh_assets.defs.crawl.page_asset import USERS_KEY
 from gh_assets.github import GitHubClient
 from gh_assets.partitions import PageWindow
 from gh_assets.storage import RedisStore

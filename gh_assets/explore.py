@@ -12,7 +12,7 @@ import pandas as pd
 import redis
 
 from gh_assets.asset_storage import ParquetReadError, column_schema, read_frame
-from gh_assets.checks import page_findings
+from gh_assets.page_audit import page_findings
 from gh_assets.partitions import PageWindow
 from gh_assets.preflight import redis_fault
 from gh_assets.settings import Settings

@@ -178,3 +178,14 @@ def forget_pages(
     for key in keys:  # after Redis: a page still registered is merely crawled again
         instance.delete_dynamic_partition(github_pages.name, key)
     return dropped
+
+
+def pages_up_to(frontier: int, newest_id: int, width: int, room: int) -> list[str]:
+    """Keys of the pages of ``width`` IDs after ``frontier`` that reach ``newest_id``, at most
+    ``room`` of them."""
+    keys = []
+    first = frontier + 1
+    while first <= newest_id and len(keys) < room:
+        keys.append(PageWindow(first, first + width - 1).key)
+        first += width
+    return keys

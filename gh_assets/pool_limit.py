@@ -35,7 +35,7 @@ def set_pool_limit(instance) -> int | None:
     """Write the github_api pool's limit into the instance, as ``dagster instance concurrency set
     github_api N`` does. A fresh instance ignores ``pools.default_limit`` on its first burst of
     runs (the limit is read before the pool exists), so it is set before any run starts."""
-    from gh_assets.assets import GITHUB_POOL
+    from gh_assets.defs.crawl.page_asset import GITHUB_POOL
 
     limit = pool_limit(instance)
     if limit is None or not instance.event_log_storage.supports_global_concurrency_limits:
@@ -57,7 +57,7 @@ def limit_dagster_home() -> str:
     the scale-out crawl relies on the pool."""
     import dagster as dg
 
-    from gh_assets.assets import GITHUB_POOL
+    from gh_assets.defs.crawl.page_asset import GITHUB_POOL
 
     if not os.environ.get("DAGSTER_HOME", "").strip():
         raise SettingsError("DAGSTER_HOME is not set: the instance whose pool to limit")

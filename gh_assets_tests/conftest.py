@@ -17,7 +17,7 @@ import pytest
 import redis
 
 from gh_assets.asset_storage import storage_resources
-from gh_assets.assets import build_github_users
+from gh_assets.defs.crawl.page_asset import build_github_users
 from gh_assets.github import GitHubClient
 from gh_assets.partitions import PageWindow, add_missing_pages
 from gh_assets.resources import GitHubResource, RedisResource

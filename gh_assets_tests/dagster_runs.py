@@ -10,8 +10,9 @@ from typing import Any
 import dagster as dg
 from dagster import DagsterEventType
 
-from gh_assets.assets import github_user_summary, github_users_frame
-from gh_assets.checks import frame_checks, summary_checks
+from gh_assets.defs.analysis.frame import github_users_frame
+from gh_assets.defs.analysis.frame_checks import frame_checks
+from gh_assets.defs.analysis.summary import github_user_summary, summary_checks
 from gh_assets.partitions import PageWindow, add_missing_pages
 
 from .conftest import github_users

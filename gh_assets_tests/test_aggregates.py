@@ -28,8 +28,8 @@ from gh_assets.aggregates import (
     summarize_pages,
     summary_differences,
 )
-from gh_assets.assets import github_user_summary
 from gh_assets.crawl import crawl_pages
+from gh_assets.defs.analysis.summary import github_user_summary
 from gh_assets.github import GitHubClient
 from gh_assets.partitions import PageWindow
 from gh_assets.plots import PLOTS

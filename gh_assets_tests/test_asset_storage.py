@@ -14,7 +14,8 @@ import pytest
 
 from gh_assets import explore
 from gh_assets.asset_storage import ParquetSchemaError, storage_resources
-from gh_assets.assets import github_user_summary, github_users_frame
+from gh_assets.defs.analysis.frame import github_users_frame
+from gh_assets.defs.analysis.summary import github_user_summary
 from gh_assets.partitions import PageWindow, add_missing_pages
 from gh_assets.resources import GitHubResource, RedisResource
 from gh_assets.storage import READ_REPORT, RedisStore

@@ -11,10 +11,11 @@ import pytest
 
 from gh_assets.aggregates import summarize_pages
 from gh_assets.asset_storage import storage_resources
-from gh_assets.assets import github_user_summary, github_users_frame
+from gh_assets.defs.analysis.frame import github_users_frame
+from gh_assets.defs.analysis.summary import github_user_summary
+from gh_assets.defs.crawl.sensors import crawl_sensors
 from gh_assets.partitions import PageWindow, add_missing_pages, github_pages
 from gh_assets.resources import GitHubResource, RedisResource
-from gh_assets.sensors import build_sensors
 from gh_assets.settings import Settings
 from gh_assets.storage import COUNTERS
 from gh_assets.summary import UserSummary
@@ -196,7 +197,7 @@ def test_a_failed_page_leaves_the_others_and_reruns_alone(
 
 
 def pages_sensor(**settings: int) -> dg.SensorDefinition:
-    (sensor,) = [s for s in build_sensors(Settings(**settings)) if s.name == "github_pages_sensor"]
+    (sensor,) = [s for s in crawl_sensors(Settings(**settings)) if s.name == "github_pages_sensor"]
     return sensor
 
 

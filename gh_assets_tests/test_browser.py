@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
-from gh_assets.assets import USERS_KEY
+from gh_assets.defs.crawl.page_asset import USERS_KEY
 from gh_assets.partitions import PageWindow
 from gh_assets.storage import COUNTERS, RedisStore
 from gh_assets.summary import summarize

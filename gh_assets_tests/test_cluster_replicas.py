@@ -14,8 +14,9 @@ import pandas as pd
 import pytest
 
 from gh_assets.asset_storage import storage_resources
-from gh_assets.assets import github_users_frame
-from gh_assets.checks import frame_checks, page_findings
+from gh_assets.defs.analysis.frame import github_users_frame
+from gh_assets.defs.analysis.frame_checks import frame_checks
+from gh_assets.page_audit import page_findings
 from gh_assets.resources import RedisResource
 from gh_assets.storage import READ_REPORT, RedisStore
 from gh_assets_devtools import services

@@ -21,9 +21,9 @@ import pytest
 from gh_assets import preflight
 from gh_assets.aggregates import merge_pages, summarize_pages
 from gh_assets.asset_storage import storage_resources
-from gh_assets.checks import page_findings
 from gh_assets.crawl import crawl_pages
 from gh_assets.github import GitHubClient
+from gh_assets.page_audit import page_findings
 from gh_assets.partitions import PageWindow, add_missing_pages
 from gh_assets.resources import GitHubResource, RedisResource
 from gh_assets.storage import READ_REPORT, PageWrite, RedisStore

@@ -18,7 +18,7 @@ import pytest
 import redis
 import yaml
 
-from gh_assets.assets import USERS_KEY
+from gh_assets.defs.crawl.page_asset import USERS_KEY
 from gh_assets.partitions import PageWindow
 from gh_assets.storage import RedisStore
 from gh_assets_devtools.dagster_graphql import DagsterGraphQL, Run

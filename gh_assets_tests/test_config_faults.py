@@ -16,8 +16,11 @@ import pytest
 
 from gh_assets import preflight
 from gh_assets.asset_storage import storage_resources
-from gh_assets.assets import build_github_users, github_user_summary, github_users_frame
-from gh_assets.checks import frame_checks
+from gh_assets.defs.analysis.frame import github_users_frame
+from gh_assets.defs.analysis.frame_checks import frame_checks
+from gh_assets.defs.analysis.summary import github_user_summary
+from gh_assets.defs.crawl.page_asset import build_github_users
+from gh_assets.defs.crawl.sensors import crawl_sensors
 from gh_assets.partitions import (
     PageOverlapError,
     PageWindow,
@@ -29,7 +32,6 @@ from gh_assets.partitions import (
 )
 from gh_assets.preflight import PreflightError
 from gh_assets.resources import GitHubResource, RedisResource
-from gh_assets.sensors import build_sensors
 from gh_assets.settings import Settings, SettingsError
 from gh_assets.storage import RedisStore
 from gh_assets_devtools.standin import Dataset, StandinServer
@@ -295,7 +297,7 @@ def test_the_pages_sensor_warns_and_adds_no_overlapping_page(
     standin: StandinServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
     settings = Settings(page_size=100_000, frontier_interval=999_999)
-    (sensor,) = [s for s in build_sensors(settings) if s.name == "github_pages_sensor"]
+    (sensor,) = [s for s in crawl_sensors(settings) if s.name == "github_pages_sensor"]
     with dg.instance_for_test() as instance:
         add_missing_pages(instance, OLD_WIDTH)
         with dg.build_sensor_context(

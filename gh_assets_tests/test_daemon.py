@@ -19,7 +19,7 @@ from typing import TypeVar
 import pytest
 import requests
 
-from gh_assets.assets import USERS_KEY
+from gh_assets.defs.crawl.page_asset import USERS_KEY
 from gh_assets.partitions import PageWindow
 from gh_assets.storage import RedisStore
 from gh_assets_devtools.dagster_graphql import SENSOR_TAG, DagsterGraphQL, Run

@@ -12,12 +12,12 @@ from collections.abc import Iterator
 import dagster as dg
 import pytest
 
+from gh_assets.defs.crawl.sensors import crawl_sensors
 from gh_assets.frontier import FrontierError, Newest, Probe, find_newest, newest_user
 from gh_assets.github import GitHubClient
 from gh_assets.github.models import ListedUser
-from gh_assets.partitions import github_pages
+from gh_assets.partitions import github_pages, pages_up_to
 from gh_assets.resources import GitHubResource
-from gh_assets.sensors import build_sensors, pages_up_to
 from gh_assets.settings import Settings
 from gh_assets_devtools.standin import Dataset, StandinServer
 from gh_assets_devtools.standin.admin import StandinAdmin
@@ -132,7 +132,7 @@ def test_the_sensor_adds_every_page_up_to_the_newest_within_the_cap(
         def tick(cursor: str | None, **settings: int) -> dg.SensorResult:
             (sensor,) = [
                 s
-                for s in build_sensors(Settings(page_size=100, pages=10, **settings))
+                for s in crawl_sensors(Settings(page_size=100, pages=10, **settings))
                 if s.name == "github_pages_sensor"
             ]
             github = {"github": GitHubResource(api_url=standin.url)}
@@ -167,7 +167,7 @@ def test_a_probe_failing_midway_adds_nothing_and_is_tried_next_time(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     settings = Settings(page_size=100, pages=10, frontier_interval=0)
-    (sensor,) = [s for s in build_sensors(settings) if s.name == "github_pages_sensor"]
+    (sensor,) = [s for s in crawl_sensors(settings) if s.name == "github_pages_sensor"]
     dataset = Dataset(size=5_000, seed=3)
     with StandinServer(dataset, fail_ids=[(2_000, 5_000)]) as standin:
         github = {"github": GitHubResource(api_url=standin.url, max_retries=0)}
@@ -189,7 +189,7 @@ def test_a_probe_failing_midway_adds_nothing_and_is_tried_next_time(
 def test_grown_pages_are_requested_a_batch_at_a_time_while_few_crawls_wait() -> None:
     (sensor,) = [
         s
-        for s in build_sensors(Settings(page_size=100, pages=1, recrawl_batch=4))
+        for s in crawl_sensors(Settings(page_size=100, pages=1, recrawl_batch=4))
         if s.name == "github_pages_sensor"
     ]
     pending = pages_up_to(100, 1_000, 100, 100)  # 9 pages found by an earlier probe

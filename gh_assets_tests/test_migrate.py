@@ -17,7 +17,7 @@ import redis
 
 from gh_assets import cli
 from gh_assets.aggregates import summarize_pages
-from gh_assets.assets import build_github_users
+from gh_assets.defs.crawl.page_asset import build_github_users
 from gh_assets.partitions import PageWindow
 from gh_assets.resources import GitHubResource, RedisResource
 from gh_assets.settings import Settings

@@ -21,7 +21,8 @@ from nbclient.exceptions import CellExecutionError
 
 from gh_assets import cli
 from gh_assets.asset_storage import storage_resources
-from gh_assets.assets import github_user_summary, github_users_frame
+from gh_assets.defs.analysis.frame import github_users_frame
+from gh_assets.defs.analysis.summary import github_user_summary
 from gh_assets.partitions import PageWindow, add_missing_pages
 from gh_assets.resources import GitHubResource, RedisResource
 from gh_assets.storage import RedisStore

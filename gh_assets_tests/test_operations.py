@@ -11,14 +11,15 @@ import dagster as dg
 from dagster import DagsterRunStatus
 
 from gh_assets.asset_storage import storage_resources
-from gh_assets.assets import github_user_summary, github_users_frame
 from gh_assets.crawl import crawl_page
-from gh_assets.jobs import crawl_job
+from gh_assets.defs.analysis.frame import github_users_frame
+from gh_assets.defs.analysis.summary import github_user_summary
+from gh_assets.defs.crawl.jobs import crawl_job
+from gh_assets.defs.crawl.recrawl import RANGE_END_TAG, RANGE_START_TAG
+from gh_assets.defs.crawl.schedules import weekly_recrawl_schedule
+from gh_assets.defs.crawl.sensors import crawl_sensors
 from gh_assets.partitions import PageWindow, add_missing_pages
-from gh_assets.recrawl import RANGE_END_TAG, RANGE_START_TAG
 from gh_assets.resources import GitHubResource, RedisResource
-from gh_assets.schedules import build_schedules
-from gh_assets.sensors import build_sensors
 from gh_assets.settings import Settings
 from gh_assets.storage import RedisStore
 from gh_assets_devtools.standin import Dataset, StandinServer
@@ -39,7 +40,7 @@ def test_page_checks_pass_on_a_crawled_page_and_catch_a_broken_one(
         "index_matches_hashes": True,
     }
 
-    from gh_assets.checks import audit_pages
+    from gh_assets.defs.crawl.page_asset import audit_pages
 
     window = PageWindow.from_key(KEYS[0])
     victim = min(store.page_members(KEYS[0]))
@@ -179,7 +180,7 @@ CRAWL = dg.Definitions(
 
 
 def stale_pages_sensor(settings: Settings) -> dg.SensorDefinition:
-    (sensor,) = [s for s in build_sensors(settings) if s.name == "stale_pages_sensor"]
+    (sensor,) = [s for s in crawl_sensors(settings) if s.name == "stale_pages_sensor"]
     return sensor
 
 
@@ -325,7 +326,7 @@ def test_schedules(instance, resources, store: RedisStore) -> None:
     for key in KEYS:
         assert crawl(instance, resources, key).success
     age(store, KEYS[2], 1)
-    weekly_recrawl_schedule, _ = build_schedules(Settings(recrawl_batch=2))
+    weekly = weekly_recrawl_schedule(Settings(recrawl_batch=2))
     # The next tick after the pages were written (a fixed date would age out of the test).
     when = datetime.now(UTC).replace(hour=3, minute=0, second=0, microsecond=0) + timedelta(days=1)
     # Entered, so that it lets go of the instance it holds: left open, the instance's state
@@ -333,7 +334,7 @@ def test_schedules(instance, resources, store: RedisStore) -> None:
     with dg.build_schedule_context(
         instance=instance, resources=redis_only(resources), scheduled_execution_time=when
     ) as context:
-        requests = weekly_recrawl_schedule(context)
+        requests = weekly(context)
     assert [r.partition_key for r in requests] == [KEYS[2], KEYS[0]]
     assert requests[0].run_key == f"{KEYS[2]}@{when:%Y-%m-%d}T03:00"
 

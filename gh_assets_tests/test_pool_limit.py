@@ -16,7 +16,7 @@ import dagster as dg
 import pytest
 import yaml
 
-from gh_assets.assets import GITHUB_POOL
+from gh_assets.defs.crawl.page_asset import GITHUB_POOL
 from gh_assets.pool_limit import POOL_LIMIT_VARIABLE
 from gh_assets.settings import SettingsError
 from gh_assets_devtools import commands

@@ -5,10 +5,9 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 import pytest
 
+from gh_assets.defs.crawl.recrawl import choose_pages
 from gh_assets.github import safe_url
-from gh_assets.partitions import PageWindow, default_page_keys
-from gh_assets.recrawl import choose_pages
-from gh_assets.sensors import pages_up_to
+from gh_assets.partitions import PageWindow, default_page_keys, pages_up_to
 from gh_assets.settings import Settings
 from gh_assets.summary import summarize
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from gh_assets.assets import USERS_KEY
 from gh_assets.definitions import build_defs
+from gh_assets.defs.crawl.page_asset import USERS_KEY
 from gh_assets.settings import Settings, SettingsError
 
 from .conftest import REPO

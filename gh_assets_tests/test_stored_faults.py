@@ -14,12 +14,12 @@ import pandas as pd
 import pytest
 import redis
 
-from gh_assets.checks import (
+from gh_assets.crawl import crawl_page
+from gh_assets.defs.analysis.frame_checks import (
     frame_every_indexed_user_read,
     frame_ids_and_logins_unique,
     frame_rows_match_pages,
 )
-from gh_assets.crawl import crawl_page
 from gh_assets.github import GitHubClient
 from gh_assets.partitions import PageWindow
 from gh_assets.storage import READ_REPORT, RedisStore, ascii_lower, bulk_read

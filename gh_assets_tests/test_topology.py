@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from gh_assets.assets import USERS_KEY
+from gh_assets.defs.crawl.page_asset import USERS_KEY
 from gh_assets.partitions import PageWindow
 from gh_assets_devtools.dagster_graphql import SENSOR_TAG, Run
 from gh_assets_devtools.services import wait_for

@@ -121,7 +121,8 @@ def demo(pages: list[str] | None) -> int:
         from gh_assets.definitions import build_defs
 
         warnings.filterwarnings("ignore", category=dg.BetaWarning)  # backfill_policy, on a terminal
-        from gh_assets.jobs import crawl_job, summary_job
+        from gh_assets.defs.analysis.refresh import summary_job
+        from gh_assets.defs.crawl.jobs import crawl_job
         from gh_assets.partitions import add_missing_pages
 
         instance = dg.DagsterInstance.get()

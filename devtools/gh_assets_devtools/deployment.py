@@ -177,7 +177,8 @@ def standin_deployment(
         ):
             store = RedisStore.from_url(redis_url, prefix)
             try:
-                from gh_assets.assets import USERS_KEY  # Dagster's import: only where needed
+                # Dagster's import: only where needed
+                from gh_assets.defs.crawl.page_asset import USERS_KEY
 
                 registered = found.wait_for_partitions(USERS_KEY, list(pages), timeout=120)
                 if registered != list(pages):

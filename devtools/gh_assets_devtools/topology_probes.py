@@ -20,7 +20,7 @@ def crawl_in_process(
     temporary instance, into ``redis_url`` under ``prefix``."""
     import dagster as dg
 
-    from gh_assets.assets import build_github_users
+    from gh_assets.defs.crawl.page_asset import build_github_users
     from gh_assets.partitions import add_missing_pages
     from gh_assets.resources import GitHubResource, RedisResource
     from gh_assets.settings import Settings

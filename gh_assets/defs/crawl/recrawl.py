@@ -6,8 +6,8 @@ from typing import NamedTuple
 
 import dagster as dg
 
-from gh_assets.assets import USERS_KEY
-from gh_assets.jobs import crawl_job
+from gh_assets.defs.crawl.jobs import crawl_job
+from gh_assets.defs.crawl.page_asset import USERS_KEY
 from gh_assets.lost_pages import missing_pages
 from gh_assets.storage import RedisStore
 

@@ -1,5 +1,5 @@
-"""Sensors: register pages (and new ones as GitHub grows), re-crawl stale pages, and refresh the
-analysis after pages change."""
+"""The crawl's sensors: register pages (and new ones as GitHub grows), and re-crawl pages that are
+stale, lost from Redis or past their rate-limit reset."""
 
 import json
 import time
@@ -9,44 +9,32 @@ from typing import Any
 
 import dagster as dg
 
-from gh_assets.assets import github_user_summary, github_users_frame
+from gh_assets.defs.crawl.jobs import crawl_job
+from gh_assets.defs.crawl.recrawl import pages_due
 from gh_assets.frontier import FrontierError, newest_user
 from gh_assets.github import GitHubError
-from gh_assets.jobs import crawl_job
 from gh_assets.partitions import (
     PageWindow,
     default_page_keys,
     github_pages,
     overlap_message,
     overlaps,
+    pages_up_to,
 )
-from gh_assets.recrawl import pages_due
 from gh_assets.resources import GitHubResource, RedisResource
-from gh_assets.settings import Settings
+from gh_assets.settings import Settings, at_load
 
 ADD_CHUNK = 5_000  # page keys per dynamic-partitions request
+
+
+@dg.definitions
+def sensors() -> dg.Definitions:
+    return dg.Definitions(sensors=crawl_sensors(at_load()))
 
 
 def crawl_sensors(settings: Settings) -> list[dg.SensorDefinition]:
     """The sensors that launch ``crawl_job``, ticking every ``settings.sensor_interval`` s."""
     return [_pages_sensor(settings), _stale_pages_sensor(settings)]
-
-
-def refresh_analysis_sensor(settings: Settings) -> dg.SensorDefinition:
-    """Refreshes the analysis after pages change, ticking like the crawl's sensors."""
-    return dg.AutomationConditionSensorDefinition(
-        "refresh_analysis_sensor",
-        target=dg.AssetSelection.assets(github_users_frame, github_user_summary),
-        minimum_interval_seconds=settings.sensor_interval,
-        default_status=dg.DefaultSensorStatus.RUNNING,
-        description="Refreshes github_users_frame (with its checks) and github_user_summary "
-        "after pages change: once per batch of page runs, when none is in progress.",
-    )
-
-
-def build_sensors(settings: Settings) -> list[dg.SensorDefinition]:
-    """The three sensors (gh_assets/defs/ declares them by concern; tests take them here)."""
-    return [*crawl_sensors(settings), refresh_analysis_sensor(settings)]
 
 
 def _crawl_sensor(
@@ -177,17 +165,6 @@ def _grown_pages(
             f"({settings.max_pages}); raise it or GH_ASSETS_PAGE_SIZE to follow them"
         )
     return grown
-
-
-def pages_up_to(frontier: int, newest_id: int, width: int, room: int) -> list[str]:
-    """Keys of the pages of ``width`` IDs after ``frontier`` that reach ``newest_id``, at most
-    ``room`` of them."""
-    keys = []
-    first = frontier + 1
-    while first <= newest_id and len(keys) < room:
-        keys.append(PageWindow(first, first + width - 1).key)
-        first += width
-    return keys
 
 
 def _stale_pages_sensor(settings: Settings) -> dg.SensorDefinition:

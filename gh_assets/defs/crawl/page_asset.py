@@ -1,14 +1,12 @@
-"""The asset graph: pages of GitHub users -> one DataFrame -> summary statistics."""
+"""The page asset: GitHub users of one page (a fixed window of user IDs) crawled into Redis, one
+partition per page, with the checks each run grades its pages by; GitHub's errors become the
+run's outcome (retried, deferred until a rate limit's reset, or failed in one line)."""
 
-import base64
 import time
+from collections.abc import Sequence
 
 import dagster as dg
-import pandas as pd
 
-from gh_assets.aggregates import merge_pages
-from gh_assets.asset_storage import COLUMN_SCHEMA, column_schema
-from gh_assets.checks import PAGE_CHECKS, USERS_KEY, audit_pages
 from gh_assets.crawl import PageReport, crawl_pages
 from gh_assets.github import (
     GitHubConfigError,
@@ -16,24 +14,25 @@ from gh_assets.github import (
     MalformedResponseError,
     RateLimitError,
 )
-from gh_assets.lost_pages import missing_pages
+from gh_assets.page_audit import PAGE_CHECKS, page_findings
 from gh_assets.partitions import PageWindow, github_pages
-from gh_assets.plots import PLOTS
 from gh_assets.preflight import github_failure, redis_failures
 from gh_assets.resources import GitHubResource, RedisResource
-from gh_assets.settings import Settings
-from gh_assets.storage import READ_REPORT, RedisStore, frame_from_batches, iso_utc
-from gh_assets.summary import UserSummary
+from gh_assets.settings import Settings, at_load
+from gh_assets.storage import RedisStore, iso_utc
 
-GITHUB_POOL = "github_api"  # its limit is the instance's (locally the devtools' dagster.yaml)
+USERS_KEY = dg.AssetKey("github_users")
+GITHUB_POOL = "github_api"  # its limit is the instance's (devtools/gh_assets_devtools/dagster.yaml)
 PERMANENT_STATUSES = {400, 401, 403, 404, 410, 422}  # retrying cannot fix these
+PAGE_CHECK_SPECS = tuple(
+    dg.AssetCheckSpec(name, asset=USERS_KEY, description=description)
+    for name, description in PAGE_CHECKS.items()
+)
 
-# Downstream of the pages: refresh once a batch of page runs is over, not once per page.
-AFTER_PAGES_CHANGE = (
-    dg.AutomationCondition.any_deps_updated().since_last_handled()
-    & ~dg.AutomationCondition.any_deps_in_progress()
-    & ~dg.AutomationCondition.in_progress()
-).with_label("after its inputs change, once none is in progress")
+
+@dg.definitions
+def page_asset() -> dg.Definitions:
+    return dg.Definitions(assets=[build_github_users(at_load())])
 
 
 def build_github_users(settings: Settings) -> dg.AssetsDefinition:
@@ -51,7 +50,7 @@ def build_github_users(settings: Settings) -> dg.AssetsDefinition:
             jitter=dg.Jitter.PLUS_MINUS,
         ),
         backfill_policy=dg.BackfillPolicy.multi_run(settings.pages_per_run),
-        check_specs=PAGE_CHECKS,
+        check_specs=PAGE_CHECK_SPECS,
         kinds={"python", "redis"},
         group_name="github",
         description="GitHub users of one page (a fixed window of user IDs), one Redis hash each.",
@@ -165,98 +164,15 @@ def _run_metadata(reports: list[PageReport], seconds: float) -> dict[str, int | 
     }
 
 
-@dg.asset(
-    deps=[USERS_KEY],
-    automation_condition=AFTER_PAGES_CHANGE,
-    kinds={"pandas", "redis", "parquet"},
-    group_name="analysis",
-    description="Every stored GitHub user in one DataFrame, read from Redis; stored as Parquet "
-    "(its path is in each materialization's metadata).",
-    # The columns every frame has; the IO manager refuses a stored file that differs.
-    metadata={COLUMN_SCHEMA: column_schema(frame_from_batches([]))},
-)
-def github_users_frame(redis: RedisResource) -> dg.MaterializeResult:
-    with redis_failures(redis.url):  # one line naming REDIS_URL (the old key schema, too)
-        frame = redis.get_store().read_frame(from_replicas=redis.frame_from_replicas)
-    return dg.MaterializeResult(
-        value=frame,
-        metadata={
-            "dagster/row_count": len(frame),
-            "preview": _table(frame.head(10)),
-            "organizations": int((frame["type"] == "Organization").sum()),
-            # What the read saw beside the rows (frame.attrs, graded by the frame checks).
-            **{f"read_{name}": value for name, value in frame.attrs[READ_REPORT].items()},
-        },
-    )
-
-
-@dg.asset(
-    deps=[USERS_KEY],  # refreshed after pages change, like the frame, but never reads it
-    automation_condition=AFTER_PAGES_CHANGE,
-    io_manager_key="summary_io_manager",
-    kinds={"pandas", "redis", "parquet"},
-    group_name="analysis",
-    description="Summary statistics of every stored user (counters, account types, top "
-    "followed), merged from the pages' aggregates in Redis: the users themselves are not read.",
-)
-def github_user_summary(
-    context: dg.AssetExecutionContext, redis: RedisResource
-) -> dg.MaterializeResult:
-    with redis_failures(redis.url):  # one line naming REDIS_URL (the old key schema, too)
-        store = redis.get_store()
-        merged = merge_pages(store)
-        pages = store.pages_meta().values()
-        missing = missing_pages(store, context.instance, USERS_KEY)
-    if missing.pages:  # the summary lacks their users (check materialized_pages_in_redis)
-        context.log.warning(missing.describe())
-    summary: UserSummary = merged.summary()
-    followers = summary.counters.loc["followers"]
-    written, unchanged = (sum(int(p.get(k, 0)) for p in pages) for k in ("users", "not_modified"))
-    return dg.MaterializeResult(
-        value=summary,
-        metadata={
-            # Numbers first: the UI's Plots tab charts each one across materializations.
-            "accounts": merged.accounts,
-            "organizations": merged.type_accounts("Organization"),
-            "followers_p50": round(float(followers["median"]), 3),
-            "followers_p90": round(float(followers["p90"]), 3),
-            "followers_p99": round(float(followers["p99"]), 3),
-            # Of the users the pages' latest crawls wrote, those GitHub answered 304 for.
-            "share_not_modified": round(unchanged / max(written, 1), 4),
-            # Pages Dagster holds as materialized (or begun) whose users the summary lacks.
-            "pages_missing": len(missing.pages),
-            "pages_missing_keys": ", ".join(missing.pages[:100]),
-            "counters": _table(summary.counters.round(3).rename_axis("counter").reset_index()),
-            "by_type": _table(summary.by_type.round(4).reset_index()),
-            "top_followers": _table(summary.top_followers),
-            **{name: _image(plot(merged), name.replace("_", " ")) for name, plot in PLOTS.items()},
-        },
-    )
-
-
-def _image(png: bytes, title: str) -> dg.MarkdownMetadataValue:
-    """A PNG inline in Markdown metadata (the UI has no image metadata type)."""
-    encoded = base64.b64encode(png).decode()
-    return dg.MetadataValue.md(f"![{title}](data:image/png;base64,{encoded})")
-
-
-def _table(frame: pd.DataFrame) -> dg.TableMetadataValue:
-    """A DataFrame as a table in the Dagster UI."""
-    kinds = {"i": "int", "u": "int", "f": "float", "b": "bool"}
-    columns = [
-        dg.TableColumn(str(name), kinds.get(dtype.kind, "string"))
-        for name, dtype in frame.dtypes.items()
+def audit_pages(store: RedisStore, windows: Sequence[PageWindow]) -> list[dg.AssetCheckResult]:
+    """Read back what the run wrote and grade it; one result per check over all its pages."""
+    pages = {"pages": len(windows)}
+    detail = {"counters_valid": "invalid_users"}  # the metadata key of what is off
+    return [
+        dg.AssetCheckResult(
+            check_name=check,
+            passed=not off,
+            metadata=pages | {detail.get(check, "pages_off"): str(off)[:1000]} if off else pages,
+        )
+        for check, off in page_findings(store, windows).items()
     ]
-    records = [
-        dg.TableRecord({str(k): _plain(v) for k, v in row.items()})
-        for row in frame.to_dict(orient="records")
-    ]
-    return dg.MetadataValue.table(records, dg.TableSchema(columns=columns))
-
-
-def _plain(value: object) -> str | int | float | bool | None:
-    if value is None or isinstance(value, str | bool | int | float):
-        return value
-    if hasattr(value, "item"):  # numpy scalars
-        return value.item()
-    return str(value)

@@ -1,14 +1,20 @@
-"""Schedules: a weekly re-crawl in bounded batches, and a daily refresh of the summary."""
+"""A weekly re-crawl in bounded batches: off by default, an alternative to stale_pages_sensor for a
+fixed weekly window."""
 
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
-from gh_assets.jobs import crawl_job, summary_job
+from gh_assets.defs.crawl.jobs import crawl_job
+from gh_assets.defs.crawl.recrawl import pages_due
 from gh_assets.partitions import github_pages
-from gh_assets.recrawl import pages_due
 from gh_assets.resources import RedisResource
-from gh_assets.settings import Settings
+from gh_assets.settings import Settings, at_load
+
+
+@dg.definitions
+def schedules() -> dg.Definitions:
+    return dg.Definitions(schedules=[weekly_recrawl_schedule(at_load())])
 
 
 def weekly_recrawl_schedule(settings: Settings) -> dg.ScheduleDefinition:
@@ -48,17 +54,3 @@ def weekly_recrawl_schedule(settings: Settings) -> dg.ScheduleDefinition:
         ]
 
     return weekly_recrawl_schedule
-
-
-daily_summary_schedule = dg.ScheduleDefinition(
-    name="daily_summary_schedule",
-    job=summary_job,
-    cron_schedule="0 6 * * *",
-    default_status=dg.DefaultScheduleStatus.RUNNING,
-    description="Every day at 06:00 UTC: re-reads every user from Redis into the frame (and its "
-    "checks) and recomputes the summary from the pages' aggregates.",
-)
-
-
-def build_schedules(settings: Settings) -> list[dg.ScheduleDefinition]:
-    return [weekly_recrawl_schedule(settings), daily_summary_schedule]
