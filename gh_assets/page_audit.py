@@ -1,5 +1,5 @@
-"""What each stored page is checked for (its asset checks, and the notebook's ``explore``): whole
-and consistent, read back from Redis. No Dagster here, so the notebook's API loads without it."""
+"""What each stored page is checked for: whole and consistent, read back from Redis. Apart from
+the page asset, so the notebook's ``explore`` names failing pages without the asset's code."""
 
 from collections.abc import Sequence
 
