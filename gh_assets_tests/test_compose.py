@@ -11,6 +11,7 @@ import hashlib
 import json
 import time
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -35,6 +36,8 @@ from gh_assets_tests.compose_stack import (
     docker_engine,
     missing_tools,
 )
+
+from .backfills import backfill_succeeds
 
 pytestmark = pytest.mark.slow
 
@@ -159,13 +162,7 @@ def test_1_a_backfill_runs_on_both_worker_containers(stack: ComposeStack) -> Non
     started = time.time()
     registered = lambda: {w.key for w in PAGES} <= set(api.partitions(USERS_KEY)["keys"])  # noqa: E731
     wait(stack, registered, 120, "the pages sensor to register the pages")
-    backfill_id = api.launch_backfill(USERS_KEY, keys)
-    status = api.wait_backfill(backfill_id, timeout=600, state=lambda: state(stack))
-    assert status == "COMPLETED_SUCCESS", state(stack, status=status)
-
-    runs = api.backfill_runs(backfill_id)
-    assert sorted(run.partition for run in runs) == keys, [r.brief() for r in runs]
-    assert all(run.status == "SUCCESS" for run in runs), [r.brief() for r in runs]
+    runs = backfill_succeeds(api, USERS_KEY, keys, timeout=600, state=partial(state, stack))
     assert set(keys) <= set(api.partitions(USERS_KEY)["materialized"])
     ran_on = {run.partition: worker_of(stack, run) for run in runs}
     assert set(ran_on.values()) == set(stack.containers("worker")), ran_on

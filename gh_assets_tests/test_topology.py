@@ -24,6 +24,8 @@ from gh_assets_devtools.topology_probes import (
     redis_snapshot,
 )
 
+from .backfills import backfill_succeeds
+
 pytestmark = pytest.mark.slow
 
 PAGE_SIZE = 100
@@ -92,13 +94,8 @@ def test_1_backfill_runs_on_both_workers_one_page_at_a_time(topology: Topology) 
         60,
         "github_pages_sensor to register the pages",
     )
-    backfill_id = api.launch_backfill(USERS_KEY, BACKFILLED)
-    status = api.wait_backfill(backfill_id, timeout=240, state=lambda: state(topology))
-    assert status == "COMPLETED_SUCCESS", state(topology, status=status)
-
-    runs = api.backfill_runs(backfill_id)
-    assert sorted(run.partition for run in runs) == BACKFILLED, [r.brief() for r in runs]
-    assert all(run.status == "SUCCESS" for run in runs), [r.brief() for r in runs]
+    topology_state = functools.partial(state, topology)
+    runs = backfill_succeeds(api, USERS_KEY, BACKFILLED, timeout=240, state=topology_state)
     # Each run was one Celery task; the result backend says which worker ran it.
     results = {run.run_id: topology.task_result(run.tags[CELERY_TASK_TAG]) for run in runs}
     assert all(meta and meta["status"] == "SUCCESS" for meta in results.values()), results
