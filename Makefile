@@ -1,5 +1,6 @@
 # gh_assets: `make demo` crawls and summarises offline, `make dev` opens the Dagster UI,
 # `make test` runs the whole suite (CI), `make check` lint and the fast tests (the edit loop),
+# `make test-unit` the tests that need no server,
 # `make test-compose` docker-compose.yml built and run on a Docker engine (in `make test` too).
 # The first call creates the virtualenv in $(VENV). Every install takes the versions in uv.lock
 # (one lock for every extra: what CI tested), through uv; after editing pyproject.toml's
@@ -27,7 +28,7 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 export UV_SYSTEM_CERTS ?= 1
 SYNC := $(UV) sync --locked --inexact --quiet
 
-.PHONY: install demo dev test test-compose prerequisites check lint format clean
+.PHONY: install demo dev test test-unit test-compose prerequisites check lint format clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
@@ -80,10 +81,14 @@ test-compose: $(TESTING) prerequisites
 	$(BIN)/python -m pytest gh_assets_tests/test_compose.py -v -s
 
 # Under 2 minutes on 2 cores: the definitions loaded as Dagster loads them (dg check defs), then
-# every test but those marked slow (pyproject.toml).
+# the unit tests and the integration tests not marked slow (the tiers: pyproject.toml's markers).
 check: lint
 	$(DG) check defs
-	$(BIN)/python -m pytest -m "not slow"
+	$(BIN)/python -m pytest -m "unit or (integration and not slow)"
+
+# The unit tier alone: no server, no process, seconds.
+test-unit: $(TESTING)
+	$(BIN)/python -m pytest -m unit
 
 clean:
 	rm -rf .data

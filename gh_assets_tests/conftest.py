@@ -8,8 +8,10 @@ one instead. Either way each test writes under a key prefix of its own and delet
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import dagster as dg
@@ -121,3 +123,42 @@ def instance() -> Iterator[dg.DagsterInstance]:
     with dg.instance_for_test() as instance:
         add_missing_pages(instance, KEYS)
         yield instance
+
+
+# pyproject.toml's markers; docs/testing.md says which tier runs where.
+TIERS = ("unit", "integration", "e2e")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test is in exactly one tier, so what `make check` selects by tier cannot quietly
+    lose a new test or run one twice; checked before `-m` deselects anything."""
+    wrong = []
+    for item in items:
+        tiers = sorted({mark.name for mark in item.iter_markers() if mark.name in TIERS})
+        if len(tiers) != 1:
+            found = " and ".join(tiers) or "no tier"
+            wrong.append(f"{item.nodeid}: {found}; mark it with one of {', '.join(TIERS)}")
+    if wrong:
+        raise pytest.UsageError("\n".join(wrong))
+
+
+@pytest.fixture(autouse=True)
+def _unit_tests_stay_in_process(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A unit test that connects a socket, binds one (starts a server) or starts a process fails
+    at once saying so: it belongs in the integration tier."""
+    if request.node.get_closest_marker("unit") is None:
+        return
+
+    def refused(what: str) -> Callable[..., None]:
+        def refuse(*args: object, **kwargs: object) -> None:
+            raise AssertionError(f"a unit test {what}: mark it integration (docs/testing.md)")
+
+        return refuse
+
+    monkeypatch.setattr(socket.socket, "connect", refused("connects a socket"))
+    monkeypatch.setattr(socket.socket, "connect_ex", refused("connects a socket"))
+    monkeypatch.setattr(socket.socket, "bind", refused("starts a server"))
+    monkeypatch.setattr(subprocess.Popen, "__init__", refused("starts a process"))

@@ -84,6 +84,7 @@ CRAFTED = {
 }
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("case", list(CRAFTED))
 def test_crafted_users_summarise_as_pandas_does(store: RedisStore, case: str) -> None:
     users = CRAFTED[case]
@@ -100,6 +101,7 @@ def test_crafted_users_summarise_as_pandas_does(store: RedisStore, case: str) ->
         )
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("size", [2, 3, 4, 10, 101, 599, 600, 601, 1000, 2345])
 def test_random_counters_of_any_size_summarise_as_pandas_does(store: RedisStore, size: int) -> None:
     # Sizes on both sides of numpy's 600-element median paths; heavy tails, odd and even counts.
@@ -120,12 +122,14 @@ def test_random_counters_of_any_size_summarise_as_pandas_does(store: RedisStore,
     assert_same_summary(store)
 
 
+@pytest.mark.integration
 def test_a_sum_beyond_int64_is_refused_not_wrapped(store: RedisStore) -> None:
     write_pages(store, [account(1, followers=2**62), account(2, followers=2**62)])
     with pytest.raises(AggregatesError, match=r"^followers: the sum .* exceeds int64$"):
         summarize_pages(store)
 
 
+@pytest.mark.integration
 def test_an_empty_store_gives_pandas_empty_summary(store: RedisStore) -> None:
     expected = summarize(store.read_frame())
     found = summarize_pages(store)
@@ -136,6 +140,7 @@ def test_an_empty_store_gives_pandas_empty_summary(store: RedisStore) -> None:
     assert summarize_pages(store).counters["count"].tolist() == [0, 0, 0, 0]
 
 
+@pytest.mark.integration
 def test_summary_differences_name_each_difference(store: RedisStore) -> None:
     write_pages(store, [account(i, followers=i % 7, public_repos=i) for i in range(1, 40)])
     expected, found = summarize(store.read_frame()), summarize_pages(store)
@@ -158,6 +163,7 @@ def test_summary_differences_name_each_difference(store: RedisStore) -> None:
     ]
 
 
+@pytest.mark.integration
 def test_a_page_without_aggregates_is_named_in_one_line(store: RedisStore) -> None:
     write_pages(store, [account(i) for i in range(1, 20)], per_page=5)
     for number in (1, 3):  # as a page written before the aggregates existed
@@ -182,6 +188,7 @@ def expected_aggregates(store: RedisStore, users: list[dict], key: str = P1) -> 
     }
 
 
+@pytest.mark.integration
 def test_a_pages_aggregates_are_replaced_with_the_page(store: RedisStore) -> None:
     before = [account(i, followers=i, public_repos=i % 3) for i in range(1, 9)]
     after = [  # one gone, one changed type and counters, one new
@@ -218,6 +225,7 @@ def test_a_pages_aggregates_are_replaced_with_the_page(store: RedisStore) -> Non
     assert store.client.exists(*store.aggregate_keys(P1)) == 0
 
 
+@pytest.mark.integration
 def test_a_reader_never_sees_one_versions_users_with_anothers_aggregates(
     store: RedisStore,
 ) -> None:
@@ -250,6 +258,8 @@ def test_a_reader_never_sees_one_versions_users_with_anothers_aggregates(
     assert all(observed in expected for observed in seen)
 
 
+@pytest.mark.integration
+@pytest.mark.slow
 def test_a_crawl_its_recrawls_and_deleted_accounts_summarise_as_pandas_does(
     store: RedisStore, dataset: Dataset, client: GitHubClient
 ) -> None:
@@ -277,6 +287,8 @@ def test_a_crawl_its_recrawls_and_deleted_accounts_summarise_as_pandas_does(
     assert final.counters.at["followers", "count"] == again.counters.at["followers", "count"] - 5
 
 
+@pytest.mark.integration
+@pytest.mark.slow
 def test_the_summary_asset_reads_the_aggregates_and_plots_them(
     store: RedisStore, redis_url: str
 ) -> None:
@@ -307,6 +319,8 @@ def test_the_summary_asset_reads_the_aggregates_and_plots_them(
         assert "data:image/png;base64,iVBORw0KGgo" in result.metadata[name].value, name
 
 
+@pytest.mark.integration
+@pytest.mark.slow
 @pytest.mark.parametrize("accounts", [0, 1])
 def test_the_plots_draw_small_and_empty_stores(store: RedisStore, accounts: int) -> None:
     write_pages(store, [account(1, "Organization")][:accounts])
@@ -315,6 +329,7 @@ def test_the_plots_draw_small_and_empty_stores(store: RedisStore, accounts: int)
         assert plot(merged).startswith(PNG), name
 
 
+@pytest.mark.unit
 def test_the_merged_histograms_are_the_distribution() -> None:
     # The pure part: page_aggregates' histograms add up to numpy's own counts.
     rng = np.random.default_rng(3)
@@ -326,6 +341,7 @@ def test_the_merged_histograms_are_the_distribution() -> None:
     assert followers == {str(v): str(c) for v, c in zip(distinct, counts, strict=True)}
 
 
+@pytest.mark.unit
 def test_the_statistics_repeat_pandas_bit_for_bit_on_random_columns() -> None:
     # The arithmetic alone, on many columns: numpy's interpolation step for step (dropping its
     # "nearer end" branch, or taking the median as the 0.5 quantile, fails here by an ulp).
@@ -387,6 +403,7 @@ def pages_read(store: RedisStore, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return seen
 
 
+@pytest.mark.integration
 def test_a_summary_reads_again_only_the_blocks_of_pages_written_since(
     blocks_store: RedisStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -417,6 +434,7 @@ def test_a_summary_reads_again_only_the_blocks_of_pages_written_since(
     assert seen == [PageWindow(101, 200).key]
 
 
+@pytest.mark.integration
 def test_a_block_written_during_its_merge_is_not_stored_as_current(
     blocks_store: RedisStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -436,6 +454,7 @@ def test_a_block_written_during_its_merge_is_not_stored_as_current(
     assert_same_summary(store)  # 20 users, merged again
 
 
+@pytest.mark.integration
 def test_an_unreadable_stored_block_summary_is_merged_again(blocks_store: RedisStore) -> None:
     store = blocks_store
     write_window(store, 1, [account(i, followers=i) for i in range(1, 20)])
@@ -450,6 +469,7 @@ def test_an_unreadable_stored_block_summary_is_merged_again(blocks_store: RedisS
     assert json.loads(store.client.get(store.block_summary_key(0)))["version"] == version
 
 
+@pytest.mark.integration
 def test_a_block_merge_kept_by_an_older_release_is_merged_again(blocks_store: RedisStore) -> None:
     """A release whose merge differs (here a top list of 3, and no format) kept a block's merge
     at the block's current version: the summary merges the block again, not serve the old."""

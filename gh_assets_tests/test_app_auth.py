@@ -87,6 +87,7 @@ def assert_no_secrets(text: str, *secrets: str) -> None:
 # -- load_private_key --------------------------------------------------------------------------
 
 
+@pytest.mark.unit
 def test_load_private_key_from_text(keys: Keys) -> None:
     assert load_private_key(keys.pkcs1) == keys.pkcs1
     assert load_private_key(keys.pkcs8) == keys.pkcs8
@@ -95,6 +96,7 @@ def test_load_private_key_from_text(keys: Keys) -> None:
     assert load_private_key(keys.pkcs1.strip().replace("\n", "\\n")) == keys.pkcs1
 
 
+@pytest.mark.unit
 def test_load_private_key_from_a_file(keys: Keys, tmp_path: Path) -> None:
     path = tmp_path / "my-app.2024-01-01.private-key.pem"
     path.write_text(keys.pkcs1)
@@ -102,6 +104,7 @@ def test_load_private_key_from_a_file(keys: Keys, tmp_path: Path) -> None:
     assert load_private_key(f"  {path}\n") == keys.pkcs1
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     "case",
     ["empty", "garbage", "body_only", "truncated", "public", "ec", "encrypted", "missing"],
@@ -151,6 +154,7 @@ def test_load_private_key_refusals_quote_no_key(keys: Keys, case: str, tmp_path:
     assert expected[case] in message
 
 
+@pytest.mark.unit
 def test_load_private_key_refuses_a_file_that_is_no_key(keys: Keys, tmp_path: Path) -> None:
     path = tmp_path / "notes.txt"
     path.write_text("hello\n")
@@ -285,6 +289,7 @@ def make_app(
 # -- the JWT -----------------------------------------------------------------------------------
 
 
+@pytest.mark.unit
 def test_jwt_claims_verify_with_the_public_key(keys: Keys) -> None:
     clock = FakeClock(time.time())
     app = make_app("https://api.github.com", keys, clock)
@@ -299,6 +304,7 @@ def test_jwt_claims_verify_with_the_public_key(keys: Keys) -> None:
         pyjwt.decode(token, other_public, algorithms=["RS256"])  # type: ignore[arg-type]
 
 
+@pytest.mark.unit
 def test_jwt_is_cached_until_a_minute_is_left(keys: Keys) -> None:
     clock = FakeClock()
     app = make_app("https://api.github.com", keys, clock)
@@ -313,6 +319,7 @@ def test_jwt_is_cached_until_a_minute_is_left(keys: Keys) -> None:
     assert claims["iat"] == int(clock.now) - 60 and claims["exp"] == int(clock.now) + 540
 
 
+@pytest.mark.unit
 def test_repr_identity_and_config_errors(keys: Keys) -> None:
     app = make_app("https://ghe.example.com/api/v3/", keys)
     assert repr(app) == "GitHubApp(app_id='424242', api_url='https://ghe.example.com/api/v3')"
@@ -332,6 +339,7 @@ def test_repr_identity_and_config_errors(keys: Keys) -> None:
 # -- installation tokens, on a fake clock ------------------------------------------------------
 
 
+@pytest.mark.integration
 def test_token_is_cached_and_renewed_before_it_expires(
     keys: Keys, serve: Callable[..., Scripted]
 ) -> None:
@@ -360,6 +368,7 @@ def test_token_is_cached_and_renewed_before_it_expires(
     assert app.installation_token(7).startswith("ghs_7_0004")
 
 
+@pytest.mark.integration
 def test_token_requests_carry_the_jwt_and_github_headers(
     keys: Keys, serve: Callable[..., Scripted]
 ) -> None:
@@ -381,6 +390,7 @@ def test_token_requests_carry_the_jwt_and_github_headers(
         assert pyjwt.decode(credential, keys.public, algorithms=["RS256"])["iss"] == APP_ID
 
 
+@pytest.mark.integration
 def test_concurrent_callers_share_one_mint(keys: Keys, serve: Callable[..., Scripted]) -> None:
     clock = FakeClock()
     minter = Minter(clock, delay=0.3)
@@ -416,6 +426,7 @@ def installation(installation_id: int, suspended: bool = False) -> dict[str, Any
     }
 
 
+@pytest.mark.integration
 def test_installation_ids_follow_next_links(keys: Keys, serve: Callable[..., Scripted]) -> None:
     pages: dict[str, Reply] = {}
     github = serve(lambda method, path: pages[path])
@@ -430,6 +441,7 @@ def test_installation_ids_follow_next_links(keys: Keys, serve: Callable[..., Scr
     assert all(s.headers["authorization"].startswith("Bearer ey") for s in github.seen)
 
 
+@pytest.mark.integration
 def test_installation_ids_stay_in_the_api_origin(
     keys: Keys, serve: Callable[..., Scripted]
 ) -> None:
@@ -440,6 +452,7 @@ def test_installation_ids_stay_in_the_api_origin(
     assert len(github.seen) == 1
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(
     ("body", "problem"),
     [({"installations": []}, "expected a JSON array"), ([{"id": "7"}], "positive integer id")],
@@ -456,6 +469,7 @@ def test_installation_ids_refuse_malformed_pages(
 # -- errors ------------------------------------------------------------------------------------
 
 
+@pytest.mark.integration
 def test_401_names_the_app_id_and_key_and_is_not_retried(
     keys: Keys, serve: Callable[..., Scripted]
 ) -> None:
@@ -476,6 +490,7 @@ def test_401_names_the_app_id_and_key_and_is_not_retried(
     assert len(github.seen) == 1 and waits == []
 
 
+@pytest.mark.integration
 def test_server_errors_are_retried_briefly(keys: Keys, serve: Callable[..., Scripted]) -> None:
     clock = FakeClock()
     minter = Minter(clock)
@@ -487,6 +502,7 @@ def test_server_errors_are_retried_briefly(keys: Keys, serve: Callable[..., Scri
     assert len(github.seen) == 3 and len(waits) == 2 and all(0 <= w <= 4 for w in waits)
 
 
+@pytest.mark.integration
 def test_retries_end_with_one_line_error(keys: Keys, serve: Callable[..., Scripted]) -> None:
     github = serve(lambda method, path: Reply(503, b"<html>\nunavailable\n</html>"))
     waits: list[float] = []
@@ -499,6 +515,7 @@ def test_retries_end_with_one_line_error(keys: Keys, serve: Callable[..., Script
     assert len(waits) == 3
 
 
+@pytest.mark.integration
 def test_unreachable_api(keys: Keys) -> None:
     with socket.socket() as sock:  # a port nothing listens on: bound, then closed
         sock.bind(("127.0.0.1", 0))
@@ -511,6 +528,7 @@ def test_unreachable_api(keys: Keys) -> None:
     assert_no_secrets(str(refused.value), app.jwt(), keys.pkcs1)
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(
     ("reply", "problem", "attempts"),
     [
@@ -539,6 +557,7 @@ def test_malformed_token_answers_show_no_token(
     assert len(github.seen) == attempts
 
 
+@pytest.mark.integration
 def test_rate_limited_app_raises_rate_limit_error(
     keys: Keys, serve: Callable[..., Scripted]
 ) -> None:
@@ -573,6 +592,7 @@ def users_page(session: requests.Session, url: str, token: str) -> requests.Resp
     )
 
 
+@pytest.mark.integration
 def test_standin_lists_installations_and_mints_working_tokens(
     keys: Keys, session: requests.Session, standin_apps: StandinServer
 ) -> None:
@@ -590,6 +610,8 @@ def test_standin_lists_installations_and_mints_working_tokens(
     assert {app.identity(101), app.identity(250)} <= set(report)
 
 
+@pytest.mark.integration
+@pytest.mark.slow
 def test_standin_token_is_renewed_before_it_expires(
     keys: Keys, session: requests.Session, dataset: Dataset
 ) -> None:
@@ -613,6 +635,7 @@ def test_standin_token_is_renewed_before_it_expires(
         assert app.installation_token(7) == second
 
 
+@pytest.mark.integration
 def test_standin_refuses_a_wrong_key_in_one_line_without_secrets(
     keys: Keys, standin_apps: StandinServer
 ) -> None:

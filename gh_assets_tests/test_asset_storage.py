@@ -24,6 +24,8 @@ from gh_assets_devtools.services import free_port
 
 from .conftest import github_users
 
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
 WINDOWS = [PageWindow.number(k, 100) for k in range(2)]
 ASSETS = [github_users, github_users_frame, github_user_summary]
 

@@ -24,6 +24,8 @@ from gh_assets_devtools.standin import Dataset, StandinServer
 from .conftest import github_users
 from .same_summary import assert_same_summary
 
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
 WINDOWS = [PageWindow.number(k, 100) for k in range(4)]
 KEYS = [window.key for window in WINDOWS]
 # Built at run time so no token-shaped literal sits in the repository for scanners to flag.

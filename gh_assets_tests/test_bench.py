@@ -19,7 +19,7 @@ from gh_assets_devtools.deployment import clean_environment
 
 from .conftest import REPO
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.e2e
 BENCHMARKS = {
     "crawl",
     "writes",

@@ -34,7 +34,7 @@ from gh_assets_tests.browser import Browser, chromium, dismiss_first_visit_dialo
 from .four_pages import PAGE_COUNT, PAGES, four_pages_deployed
 
 # The deployment's start, a backfill with a failure and the automation come first: minutes.
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
 FAILING = PAGES[2]  # page 3
 ASSETS = ("github_users", "github_users_frame", "github_user_summary")

@@ -31,6 +31,8 @@ from gh_assets_devtools.standin import Dataset, StandinServer
 from gh_assets_tests.conftest import github_users
 from gh_assets_tests.header_proxy import header_proxy, reset_at, strip_every
 
+pytestmark = pytest.mark.integration
+
 TRIES = 50
 
 
@@ -51,6 +53,7 @@ def refused(standin: StandinServer) -> int:
     return standin.stats()["requests"]["by_status"].get("403", 0)
 
 
+@pytest.mark.slow
 def test_answers_without_headers_through_a_proxy_never_switch_the_budget_off(
     primary_standin: StandinServer, store: RedisStore, key_prefix: str
 ) -> None:
@@ -67,6 +70,7 @@ def test_answers_without_headers_through_a_proxy_never_switch_the_budget_off(
     assert sent_into_the_limit == 0
 
 
+@pytest.mark.slow
 def test_a_reset_behind_redis_clock_through_a_proxy_sends_nothing_into_the_limit(
     primary_standin: StandinServer, store: RedisStore, key_prefix: str
 ) -> None:
@@ -98,6 +102,7 @@ def _get_user(client: GitHubClient, user_id: int) -> str:
     return "ok"
 
 
+@pytest.mark.slow
 def test_the_budget_kept_in_its_own_redis_named_by_gh_assets_budget_redis_url(
     standin: StandinServer, redis_url: str, key_prefix: str, tmp_path: Path, monkeypatch
 ) -> None:

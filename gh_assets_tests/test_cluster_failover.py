@@ -18,7 +18,7 @@ from gh_assets.storage import RedisStore
 from gh_assets_devtools.redis_cluster import redis_cluster
 from gh_assets_devtools.standin import Dataset, StandinServer
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 BLOCK = 200
 WINDOWS = [PageWindow.number(k, 100) for k in range(2)]
 LOGGER = "gh_assets.storage.failover"

@@ -27,7 +27,7 @@ from .cluster_crawl import BLOCK, WINDOWS, crawl_all, primaries
 from .conftest import STANDIN_SEED, STANDIN_SIZE
 from .dagster_runs import checks_of
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 READS = ("hmget", "hgetall", "zrange", "zcard", "smembers", "scard", "evalsha", "eval", "hget")
 
 

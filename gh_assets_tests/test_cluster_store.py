@@ -36,7 +36,8 @@ from .cluster_crawl import BLOCK, WINDOWS, crawl_all, primaries
 from .dagster_runs import analyse, checks_of, crawl
 from .page_writes import WHEN, user
 
-pytestmark = pytest.mark.slow  # about 40 s: a cluster, stand-ins and slow slot moves
+# about 40 s: a cluster, stand-ins and slow slot moves
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 VOLATILE = frozenset(field.encode() for field in CRAWL_TIME_FIELDS)
 
 

@@ -39,7 +39,7 @@ from gh_assets_tests.compose_stack import (
 
 from .backfills import backfill_succeeds
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.e2e
 
 PAGE_SIZE = 100
 PAGES = [PageWindow.number(k, PAGE_SIZE) for k in range(7)]

@@ -72,10 +72,13 @@ def refused(settings: Settings) -> tuple[str, float]:
 # --- preflight ---------------------------------------------------------------------------------
 
 
+@pytest.mark.integration
+@pytest.mark.slow
 def test_preflight_passes_when_redis_and_github_answer(standin, redis_url: str) -> None:
     preflight.check(Settings(api_url=standin.url, redis_url=redis_url))
 
 
+@pytest.mark.integration
 def test_preflight_names_an_unreachable_redis_within_seconds(
     standin: StandinServer, dead_port: int, tmp_path: Path
 ) -> None:
@@ -91,6 +94,7 @@ def test_preflight_names_an_unreachable_redis_within_seconds(
     assert message == f"REDIS_URL='{socket_url}': nothing answers there (no such socket file)"
 
 
+@pytest.mark.integration
 def test_preflight_names_a_redis_url_or_password_redis_refuses(
     standin: StandinServer, redis_url: str
 ) -> None:
@@ -111,6 +115,8 @@ def test_preflight_names_a_redis_url_or_password_redis_refuses(
     assert message.startswith(f"REDIS_URL='{not_redis}': what answers there is not Redis (")
 
 
+@pytest.mark.integration
+@pytest.mark.slow
 def test_preflight_names_an_unreachable_github_within_seconds(
     redis_url: str, dead_port: int
 ) -> None:
@@ -120,6 +126,8 @@ def test_preflight_names_an_unreachable_github_within_seconds(
     assert seconds < 5
 
 
+@pytest.mark.integration
+@pytest.mark.slow
 def test_preflight_names_a_refused_credential_after_one_request(
     replay: Replay, redis_url: str
 ) -> None:
@@ -144,6 +152,8 @@ def test_preflight_names_a_refused_credential_after_one_request(
     )
 
 
+@pytest.mark.integration
+@pytest.mark.slow
 def test_preflight_accepts_an_enterprise_server_without_rate_limits(
     replay: Replay, redis_url: str
 ) -> None:
@@ -152,11 +162,13 @@ def test_preflight_accepts_an_enterprise_server_without_rate_limits(
     assert [seen.path for seen in replay.seen] == ["/api/v3/rate_limit"]
 
 
+@pytest.mark.integration
 def test_preflight_refuses_anonymous_graphql_on_github_without_a_request(redis_url: str) -> None:
     message, _ = refused(Settings(detail_mode="graphql", redis_url=redis_url))
     assert message.startswith("detail_mode='graphql' needs a token") and "GITHUB_TOKEN" in message
 
 
+@pytest.mark.unit
 def test_the_banner_says_which_credential_without_showing_it() -> None:
     assert preflight.github_target("https://octo:hunter2@ghe.example/api/v3", None) == (
         "https://ghe.example/api/v3, with the user and password in GITHUB_API_URL"
@@ -211,6 +223,7 @@ CONFIG_ERRORS: dict[str, tuple[Resources, str]] = {
 }
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("case", list(CONFIG_ERRORS))
 def test_a_configuration_error_fails_the_page_once_in_one_line(
     case: str, standin: StandinServer, replay: Replay, redis_url: str
@@ -224,6 +237,7 @@ def test_a_configuration_error_fails_the_page_once_in_one_line(
     assert TOKEN not in str(result.all_events)
 
 
+@pytest.mark.integration
 def test_a_redis_password_redis_refuses_fails_the_page_once(standin, redis_url: str) -> None:
     wrong = with_password(redis_url, "hunter2")
     resources = {"github": GitHubResource(api_url=standin.url), "redis": RedisResource(url=wrong)}
@@ -240,6 +254,8 @@ def no_retry_delay(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("dagster._core.definitions.policy.random", lambda: 0.0)
 
 
+@pytest.mark.integration
+@pytest.mark.slow
 @pytest.mark.usefixtures("no_retry_delay")
 @pytest.mark.parametrize("down", ["redis", "github"])
 def test_an_unreachable_service_is_retried_and_named_in_one_line(
@@ -280,6 +296,7 @@ def registered(instance: dg.DagsterInstance) -> list[str]:
     return sorted(instance.get_dynamic_partitions(github_pages.name))
 
 
+@pytest.mark.unit
 def test_pages_of_another_width_are_refused_with_the_way_out() -> None:
     with dg.instance_for_test() as instance:
         add_missing_pages(instance, OLD_WIDTH)
@@ -293,6 +310,8 @@ def test_pages_of_another_width_are_refused_with_the_way_out() -> None:
         assert add_missing_pages(instance, OLD_WIDTH) == []  # the same pages again: nothing new
 
 
+@pytest.mark.integration
+@pytest.mark.slow
 def test_the_pages_sensor_warns_and_adds_no_overlapping_page(
     standin: StandinServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -312,6 +331,8 @@ def test_the_pages_sensor_warns_and_adds_no_overlapping_page(
     ]
 
 
+@pytest.mark.integration
+@pytest.mark.slow
 def test_after_forgetting_the_old_pages_the_new_width_counts_each_user_once(
     standin: StandinServer, dataset: Dataset, redis_url: str, store: RedisStore, tmp_path: Path
 ) -> None:

@@ -19,6 +19,8 @@ from gh_assets_devtools.standin.http_server import Reply, Request
 
 from .crawled import WINDOW, stored, truth
 
+pytestmark = pytest.mark.integration
+
 
 def test_a_page_holds_exactly_its_users(
     client: GitHubClient, store: RedisStore, dataset: Dataset
@@ -204,6 +206,7 @@ def crawl_threads() -> set[threading.Thread]:
     return {t for t in threading.enumerate() if "process_request_thread" not in t.name}
 
 
+@pytest.mark.slow
 def test_overlapping_pages_hold_exactly_their_users_and_count_their_own_requests(
     recording: RecordingStandin, store: RedisStore, dataset: Dataset
 ) -> None:
@@ -227,6 +230,7 @@ def test_overlapping_pages_hold_exactly_their_users_and_count_their_own_requests
         assert store.page_meta(window.key)["requests"] == str(by_page[window.key])
 
 
+@pytest.mark.slow
 def test_overlapping_pages_never_exceed_the_clients_requests_in_flight(
     recording: RecordingStandin, store: RedisStore, dataset: Dataset
 ) -> None:

@@ -29,7 +29,7 @@ from gh_assets_devtools.standin.data import STORED_FIELDS
 
 from .four_pages import KEYS, PAGES, STANDIN_SIZE, four_pages_deployed
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.e2e
 
 PAGE_RETRIES = 1  # the failing page is retried once (not twice, the default): a faster test
 STALE_SENSOR = "stale_pages_sensor"

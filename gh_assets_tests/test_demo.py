@@ -19,7 +19,7 @@ from gh_assets_devtools.standin import Dataset
 
 from .conftest import REPO
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture

@@ -56,6 +56,7 @@ def compose() -> dict:
     return yaml.safe_load((REPO / "docker-compose.yml").read_text())
 
 
+@pytest.mark.unit
 def test_dagster_packages_ride_one_release_train() -> None:
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     core = pins(project["dependencies"])
@@ -75,6 +76,7 @@ def test_dagster_packages_ride_one_release_train() -> None:
     assert "uv export --project /src --locked --no-emit-project" in dockerfile
 
 
+@pytest.mark.unit
 def test_compose_runs_the_scale_out_topology() -> None:
     services = compose()["services"]
     assert set(services) == SERVICES
@@ -99,6 +101,7 @@ def test_compose_runs_the_scale_out_topology() -> None:
         assert "healthcheck" in services[name], name
 
 
+@pytest.mark.unit
 def test_compose_passes_every_setting_to_every_dagster_service() -> None:
     """docs/scaling-out.md: every GH_ASSETS_* reaches the containers. Unset in the shell running
     compose, a setting arrives empty, which the code reads as unset: its default."""
@@ -118,6 +121,7 @@ def test_compose_passes_every_setting_to_every_dagster_service() -> None:
     )
 
 
+@pytest.mark.unit
 def test_the_daemon_sets_the_pool_limit_at_start() -> None:
     script = (REPO / "deploy" / "daemon.sh").read_text()
     assert "\ngh-assets set-pool-limit\n" in script  # the project's own rule, not a copy of it
@@ -125,6 +129,7 @@ def test_the_daemon_sets_the_pool_limit_at_start() -> None:
     assert script.index("set-pool-limit") < script.index("exec dagster-daemon run")
 
 
+@pytest.mark.unit
 def test_the_instance_runs_on_postgres_and_celery() -> None:
     instance = yaml.safe_load((REPO / "deploy" / "dagster.yaml").read_text())
     assert instance["storage"]["postgres"]["postgres_db"]["scheme"] == "postgresql+psycopg2"
@@ -152,6 +157,8 @@ def test_the_instance_runs_on_postgres_and_celery() -> None:
     assert instance["compute_logs"]["class"] == "NoOpComputeLogManager"
 
 
+@pytest.mark.integration
+@pytest.mark.slow
 def test_a_worker_without_redis_url_refuses_to_start() -> None:
     assert missing_settings(dict.fromkeys(REQUIRED, "x") | {BROKER_VARIABLE: "redis://b"}) is None
     problem = missing_settings({"GH_ASSETS_ASSET_STORAGE": "/shared", "DAGSTER_HOME": "/h"})
@@ -169,6 +176,7 @@ def test_a_worker_without_redis_url_refuses_to_start() -> None:
     assert line.startswith("gh_assets worker: refusing to start without REDIS_URL"), line
 
 
+@pytest.mark.unit
 def test_a_worker_refuses_a_broker_other_than_redis() -> None:
     """RabbitMQ is not tested, and the workers' delivery settings are the Redis transport's."""
     settings = dict.fromkeys(REQUIRED, "x")
@@ -182,6 +190,7 @@ def test_a_worker_refuses_a_broker_other_than_redis() -> None:
         assert missing_settings(settings | {BROKER_VARIABLE: url}) is None
 
 
+@pytest.mark.integration
 def test_a_started_run_keeps_its_state_in_the_result_backend(
     redis_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -209,6 +218,7 @@ def test_a_started_run_keeps_its_state_in_the_result_backend(
         client.close()
 
 
+@pytest.mark.unit
 def test_a_worker_needs_the_broker_backend_and_instance_of_the_daemon(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -234,6 +244,8 @@ def test_a_worker_needs_the_broker_backend_and_instance_of_the_daemon(
     assert build_app({BROKER_VARIABLE: "redis://broker:6379/0"}).conf.result_backend is None
 
 
+@pytest.mark.integration
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "command",
     [["-m", "gh_assets.worker"], ["-m", "celery", "-A", "gh_assets.worker", "worker"]],
@@ -274,6 +286,7 @@ def compose_command() -> list[str] | None:
     return ["docker-compose"] if shutil.which("docker-compose") else None
 
 
+@pytest.mark.integration
 def test_docker_compose_accepts_the_file() -> None:
     command = compose_command()
     if command is None:

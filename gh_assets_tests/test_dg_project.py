@@ -159,6 +159,7 @@ sys.exit(main())
 
 
 @pytest.mark.integration
+@pytest.mark.slow
 def test_the_runtime_wheel_carries_no_local_tooling(runtime_wheel: Path, tmp_path: Path) -> None:
     """`pip install .` (what the image installs) carries only what production runs: the stand-in,
     the harnesses and the local commands are the devtools' (devtools/), which the installed

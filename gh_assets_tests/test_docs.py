@@ -18,6 +18,8 @@ from markdown_it import MarkdownIt
 
 from .conftest import REPO
 
+pytestmark = pytest.mark.unit
+
 PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 CONFIGURATION = REPO / "docs" / "configuration.md"
 # What the package reads from the environment: string constants of these shapes.

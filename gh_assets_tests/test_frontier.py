@@ -43,6 +43,7 @@ def big() -> Iterator[StandinServer]:
         yield server
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("gap", [10_000, 10_003, 9_998])
 def test_a_newest_user_10000_ids_past_the_frontier_is_found_exactly(
     big: StandinServer, gap: int
@@ -55,6 +56,7 @@ def test_a_newest_user_10000_ids_past_the_frontier_is_found_exactly(
     assert found.requests <= bound(gap) < 17
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("kind", ["ids", "users"])
 @pytest.mark.parametrize("gap", [0, 1, 99, 100, 101])
 def test_small_gaps_in_ids_or_users_give_the_newest_exactly(
@@ -68,6 +70,7 @@ def test_small_gaps_in_ids_or_users_give_the_newest_exactly(
     assert found.requests <= bound(newest - frontier)
 
 
+@pytest.mark.integration
 def test_a_deleted_newest_user_leaves_the_one_before(
     standin: StandinServer, dataset: Dataset, client: GitHubClient
 ) -> None:
@@ -91,6 +94,7 @@ def probe_over(ids: list[int]) -> tuple[list[int], Probe]:
     return asked, probe
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("seed", range(12))
 def test_the_search_is_exact_and_logarithmic_over_ids_with_holes(seed: int) -> None:
     rng = random.Random(seed)
@@ -108,6 +112,7 @@ def test_the_search_is_exact_and_logarithmic_over_ids_with_holes(seed: int) -> N
         assert found.requests <= bound(ids[-1] - since), (since, asked)
 
 
+@pytest.mark.unit
 def test_stop_at_ends_the_search_at_the_first_user_that_far() -> None:
     ids = list(range(1, 1_000_001, 3))
     asked, probe = probe_over(ids)
@@ -116,12 +121,14 @@ def test_stop_at_ends_the_search_at_the_first_user_that_far() -> None:
     assert find_newest(probe, ids[-1] - 30, stop_at=1).exact  # a short page is exact anyway
 
 
+@pytest.mark.unit
 def test_an_answer_that_ignores_since_is_refused_not_looped_on() -> None:
     first_page = [ListedUser(i, f"u{i}", "User") for i in range(1, 101)]
     with pytest.raises(FrontierError, match=r"since=5000 answered user 1 after 5000"):
         find_newest(lambda since, limit: first_page, 5_000)
 
 
+@pytest.mark.integration
 def test_the_sensor_adds_every_page_up_to_the_newest_within_the_cap(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -163,6 +170,7 @@ def test_the_sensor_adds_every_page_up_to_the_newest_within_the_cap(
         assert list_requests(standin) == requests + 1
 
 
+@pytest.mark.integration
 def test_a_probe_failing_midway_adds_nothing_and_is_tried_next_time(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -186,6 +194,7 @@ def test_a_probe_failing_midway_adds_nothing_and_is_tried_next_time(
             assert added.partition_keys == pages_up_to(1_000, newest_of(dataset), 100, 1_000)
 
 
+@pytest.mark.unit
 def test_grown_pages_are_requested_a_batch_at_a_time_while_few_crawls_wait() -> None:
     (sensor,) = [
         s

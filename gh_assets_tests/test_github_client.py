@@ -141,12 +141,14 @@ def opaque(etag: str | None) -> str | None:
     return match.group(1) if match else None
 
 
+@pytest.mark.unit
 def test_the_recordings_are_in_the_repository() -> None:
     """A fresh clone replays every recording (none is skipped for a folder outside the repo)."""
     assert len(RECORDED) == 19 and RECORDED[0].startswith("01_list_users")
     assert len(list((RECORDINGS / "schemas").glob("*.jsonschema.json"))) == 7
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("name", RECORDED)
 def test_every_recording_is_understood(
     name: str, replay: Replay, make_client: Callable[..., GitHubClient], waits: list[float]
@@ -218,6 +220,7 @@ def test_every_recording_is_understood(
         pytest.fail(f"{name}: no expectation for status {status}")
 
 
+@pytest.mark.integration
 def test_recorded_pages_chain_through_their_link_headers(
     replay: Replay, make_client: Callable[..., GitHubClient]
 ) -> None:
@@ -239,6 +242,7 @@ def test_recorded_pages_chain_through_their_link_headers(
 # --- paging ----------------------------------------------------------------------------------
 
 
+@pytest.mark.integration
 def test_pages_follow_next_links_under_a_path_prefix(
     replay: Replay, make_client: Callable[..., GitHubClient]
 ) -> None:
@@ -255,6 +259,7 @@ def test_pages_follow_next_links_under_a_path_prefix(
     ]
 
 
+@pytest.mark.integration
 def test_paging_stops_without_a_next_link_or_on_an_empty_page(
     replay: Replay, make_client: Callable[..., GitHubClient]
 ) -> None:
@@ -267,6 +272,7 @@ def test_paging_stops_without_a_next_link_or_on_an_empty_page(
     assert len(replay.seen) == 2
 
 
+@pytest.mark.integration
 def test_a_next_link_to_another_host_is_refused(
     replay: Replay, make_client: Callable[..., GitHubClient]
 ) -> None:
@@ -276,6 +282,7 @@ def test_a_next_link_to_another_host_is_refused(
     assert len(replay.seen) == 1
 
 
+@pytest.mark.integration
 def test_a_redirect_to_another_origin_is_refused(
     replay: Replay, make_client: Callable[..., GitHubClient]
 ) -> None:
@@ -293,6 +300,7 @@ def test_a_redirect_to_another_origin_is_refused(
     assert len(replay.seen) == 1
 
 
+@pytest.mark.integration
 def test_a_redirect_within_the_api_is_followed(
     replay: Replay, make_client: Callable[..., GitHubClient]
 ) -> None:
@@ -308,6 +316,7 @@ def test_a_redirect_within_the_api_is_followed(
     assert [s.headers["authorization"] for s in replay.seen] == [f"Bearer {TOKEN}"] * 2
 
 
+@pytest.mark.integration
 def test_a_frontier_probe_reports_the_real_status(
     replay: Replay, make_client: Callable[..., GitHubClient]
 ) -> None:
@@ -329,6 +338,7 @@ def top_of_jitter(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(transport.random, "uniform", lambda low, high: high)
 
 
+@pytest.mark.integration
 @pytest.mark.usefixtures("top_of_jitter")
 @pytest.mark.parametrize(
     "failure",
@@ -358,6 +368,7 @@ def test_transient_failures_are_retried_with_growing_backoff(
     assert len(replay.seen) == 9
 
 
+@pytest.mark.integration
 def test_timeouts_are_retried_then_reported(
     replay: Replay, make_client: Callable[..., GitHubClient], waits: list[float]
 ) -> None:
@@ -369,6 +380,7 @@ def test_timeouts_are_retried_then_reported(
     assert len(waits) == 2 and client.stats.requests == 3
 
 
+@pytest.mark.integration
 def test_jitter_stays_within_the_exponential_bound(
     replay: Replay, make_client: Callable[..., GitHubClient], waits: list[float]
 ) -> None:
@@ -386,6 +398,7 @@ def limited(status: int, message: str, *headers: tuple[str, str]) -> Reply:
     return Reply(status, {"message": message}, headers)
 
 
+@pytest.mark.integration
 def test_429_with_retry_after_waits_that_long(
     replay: Replay, make_client: Callable[..., GitHubClient], waits: list[float]
 ) -> None:
@@ -396,6 +409,7 @@ def test_429_with_retry_after_waits_that_long(
     assert (client.stats.requests, client.stats.retries) == (2, 1)
 
 
+@pytest.mark.integration
 def test_exhausted_primary_budget_waits_for_a_near_reset(
     replay: Replay, make_client: Callable[..., GitHubClient], waits: list[float]
 ) -> None:
@@ -408,6 +422,7 @@ def test_exhausted_primary_budget_waits_for_a_near_reset(
     assert client.stats.rate_limit_remaining is None  # the 200 carried no rate-limit headers
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("status", [403, 429])
 def test_a_distant_reset_raises_at_once(
     status: int, replay: Replay, make_client: Callable[..., GitHubClient], waits: list[float]
@@ -428,6 +443,7 @@ def test_a_distant_reset_raises_at_once(
     assert (client.stats.rate_limit_remaining, client.stats.rate_limit_reset) == (0, error.reset_at)
 
 
+@pytest.mark.integration
 def test_secondary_limit_without_retry_after_waits_a_minute_doubling(
     replay: Replay, make_client: Callable[..., GitHubClient], waits: list[float]
 ) -> None:
@@ -442,6 +458,7 @@ def test_secondary_limit_without_retry_after_waits_a_minute_doubling(
     assert raised.value.secondary and waits[3:] == [60.0]
 
 
+@pytest.mark.integration
 def test_rate_limit_waits_are_bounded(
     replay: Replay, make_client: Callable[..., GitHubClient], waits: list[float]
 ) -> None:
@@ -451,6 +468,7 @@ def test_rate_limit_waits_are_bounded(
     assert waits == [1.0] * transport.MAX_RATE_LIMIT_WAITS
 
 
+@pytest.mark.integration
 def test_a_plain_403_is_forbidden_not_limited(
     replay: Replay, make_client: Callable[..., GitHubClient], waits: list[float]
 ) -> None:
@@ -461,6 +479,7 @@ def test_a_plain_403_is_forbidden_not_limited(
     assert waits == [] and len(replay.seen) == 1
 
 
+@pytest.mark.integration
 def test_rate_limit_headers_are_tracked(
     replay: Replay, make_client: Callable[..., GitHubClient]
 ) -> None:
@@ -478,6 +497,7 @@ def test_rate_limit_headers_are_tracked(
 # --- malformed answers -----------------------------------------------------------------------
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(
     "page",
     [
@@ -511,6 +531,7 @@ def test_malformed_pages_are_refused_without_retry(
     assert raised.value.status == 200 and len(replay.seen) == 1 and waits == []
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(
     "body",
     [
@@ -540,6 +561,7 @@ def body_limit_1000(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(session, "MAX_BODY_BYTES", 1000)
 
 
+@pytest.mark.integration
 @pytest.mark.usefixtures("body_limit_1000")
 def test_oversized_bodies_are_refused(
     replay: Replay, make_client: Callable[..., GitHubClient]
@@ -550,6 +572,7 @@ def test_oversized_bodies_are_refused(
     assert len(replay.seen) == 1
 
 
+@pytest.mark.integration
 @pytest.mark.usefixtures("body_limit_1000")
 def test_gzip_bodies_are_measured_decompressed(
     replay: Replay, make_client: Callable[..., GitHubClient]
@@ -565,6 +588,7 @@ def test_gzip_bodies_are_measured_decompressed(
         client.get_user(1)
 
 
+@pytest.mark.integration
 def test_organizations_and_old_bodies_without_node_id_parse(
     replay: Replay, make_client: Callable[..., GitHubClient]
 ) -> None:
@@ -578,6 +602,7 @@ def test_organizations_and_old_bodies_without_node_id_parse(
 # --- conditional requests --------------------------------------------------------------------
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(
     ("etag_header", "expected"),
     [
@@ -602,6 +627,7 @@ def test_etags_are_kept_opaque_and_sent_back_weak(
     assert (client.stats.requests, client.stats.not_modified) == (2, 1)
 
 
+@pytest.mark.integration
 def test_a_user_without_etag_has_none(
     replay: Replay, make_client: Callable[..., GitHubClient]
 ) -> None:
@@ -620,6 +646,7 @@ def by_id(path: str) -> int:
     return int(match.group(1))
 
 
+@pytest.mark.integration
 def test_get_users_keeps_at_most_max_concurrency_in_flight(
     replay: Replay, make_client: Callable[..., GitHubClient]
 ) -> None:
@@ -638,6 +665,7 @@ def test_get_users_keeps_at_most_max_concurrency_in_flight(
     assert client.get_users([]) == {}
 
 
+@pytest.mark.integration
 def test_get_users_stops_at_the_first_error(
     replay: Replay, make_client: Callable[..., GitHubClient]
 ) -> None:
@@ -652,6 +680,7 @@ def test_get_users_stops_at_the_first_error(
     assert len(replay.seen) < 12  # the rest were cancelled before they started
 
 
+@pytest.mark.integration
 def test_max_concurrency_bounds_the_whole_client_across_threads(
     replay: Replay, make_client: Callable[..., GitHubClient]
 ) -> None:
@@ -674,6 +703,7 @@ def test_max_concurrency_bounds_the_whole_client_across_threads(
     assert replay.peak == 3  # 4 callers with 3 to 6 requests each, never more than 3 at once
 
 
+@pytest.mark.unit
 def test_a_freed_slot_goes_to_the_lowest_rank_then_the_longest_waiting() -> None:
     slots = concurrency._Slots(1)
     slots.__enter__()  # the only slot is taken
@@ -697,6 +727,7 @@ def test_a_freed_slot_goes_to_the_lowest_rank_then_the_longest_waiting() -> None
         slots.__exit__(None, None, None)
 
 
+@pytest.mark.integration
 def test_a_backoff_sleep_holds_no_request_slot(
     replay: Replay, make_client: Callable[..., GitHubClient]
 ) -> None:
@@ -716,6 +747,7 @@ def test_a_backoff_sleep_holds_no_request_slot(
     assert [d.id for d in during] == [2]
 
 
+@pytest.mark.integration
 def test_a_request_tally_counts_its_own_requests_and_retries_in_worker_threads(
     replay: Replay, make_client: Callable[..., GitHubClient]
 ) -> None:
@@ -749,6 +781,7 @@ def test_a_request_tally_counts_its_own_requests_and_retries_in_worker_threads(
 # --- headers and secrets ---------------------------------------------------------------------
 
 
+@pytest.mark.integration
 def test_required_headers_are_sent(
     replay: Replay, make_client: Callable[..., GitHubClient]
 ) -> None:
@@ -763,6 +796,7 @@ def test_required_headers_are_sent(
     assert "authorization" not in anonymous and anonymous["user-agent"] == "tests/1"
 
 
+@pytest.mark.integration
 def test_the_token_never_leaks(
     replay: Replay,
     make_client: Callable[..., GitHubClient],
@@ -814,6 +848,7 @@ def test_the_token_never_leaks(
     )
 
 
+@pytest.mark.integration
 def test_a_netrc_entry_for_the_api_host_is_never_sent(
     replay: Replay,
     make_client: Callable[..., GitHubClient],
@@ -830,6 +865,7 @@ def test_a_netrc_entry_for_the_api_host_is_never_sent(
     assert [s.headers.get("authorization") for s in replay.seen] == ["Bearer tok-123", None]
 
 
+@pytest.mark.unit
 def test_urls_in_messages_lose_their_credentials() -> None:
     assert (
         transport.safe_url("https://user:pw@ghe.example/api/v3/users?since=5&client_secret=s#x")
@@ -838,6 +874,7 @@ def test_urls_in_messages_lose_their_credentials() -> None:
     assert "pw" not in repr(GitHubClient("https://user:pw@ghe.example/api/v3"))
 
 
+@pytest.mark.integration
 def test_a_user_and_password_in_the_api_url_go_with_every_request_to_the_api(
     replay: Replay, make_client: Callable[..., GitHubClient]
 ) -> None:
@@ -863,6 +900,7 @@ def test_a_user_and_password_in_the_api_url_go_with_every_request_to_the_api(
     assert len(ids) == 2 and all(i.startswith("sha256:") for i in ids)
 
 
+@pytest.mark.integration
 def test_an_unreachable_api_is_named_in_a_few_words(
     make_client: Callable[..., GitHubClient], waits: list[float]
 ) -> None:
@@ -878,6 +916,8 @@ def test_an_unreachable_api_is_named_in_a_few_words(
     )
 
 
+@pytest.mark.integration
+@pytest.mark.slow
 def test_a_refused_token_of_several_is_named_by_number_and_digest(
     replay: Replay, redis_url: str, key_prefix: str
 ) -> None:

@@ -15,6 +15,8 @@ from gh_assets.github.governor import RESET_MARGIN, BudgetWaitTooLong, Governor,
 
 from .pacing import most_in_window
 
+pytestmark = pytest.mark.integration
+
 MINUTE = 1.0  # GitHub's minute, shortened
 TRIES = 50
 
@@ -46,6 +48,7 @@ def headers(limit: int, remaining: int, reset: float, resource: str = "core") ->
     }
 
 
+@pytest.mark.slow
 def test_pacing_holds_every_rolling_minute_to_the_rate_across_threads(
     connection: redis.Redis, key_prefix: str
 ) -> None:
@@ -114,6 +117,7 @@ def test_answers_overtaking_each_other_keep_the_lowest_count(gov: Governor) -> N
     assert gov.state("user:1")["core:remaining"] == 4999
 
 
+@pytest.mark.slow
 def test_a_passed_reset_refills_the_budget(connection: redis.Redis, key_prefix: str) -> None:
     gov = governor(connection, key_prefix, reset_margin=1.0)
     gov.observe("user:1", headers(60, 0, int(time.time()) + 2))  # GitHub's resets are whole
@@ -143,6 +147,7 @@ def test_rest_and_graphql_are_separate_budgets(gov: Governor) -> None:
     assert gov.state("user:1")["graphql:reserved"] == 4
 
 
+@pytest.mark.slow
 def test_a_block_stops_every_process_doubles_and_lowers_the_rate_after(
     connection: redis.Redis, key_prefix: str
 ) -> None:
@@ -172,6 +177,7 @@ def test_retry_after_is_honoured_exactly(gov: Governor) -> None:
     assert 0.6 <= time.monotonic() - started <= 1.5
 
 
+@pytest.mark.slow
 def test_a_grant_waiting_for_its_slot_sends_nothing_once_blocked(
     connection: redis.Redis, key_prefix: str
 ) -> None:
@@ -262,6 +268,7 @@ def test_a_reset_past_by_redis_clock_is_held_a_margin_and_never_refilled_again(
     assert 0 < held.value.seconds <= gov.limits.reset_margin  # held until reset + margin
 
 
+@pytest.mark.slow
 def test_a_reset_that_stays_past_gets_one_probe_per_refill_however_many_threads_wait(
     connection: redis.Redis, key_prefix: str
 ) -> None:
@@ -331,6 +338,7 @@ def _holding(gov: Governor, tries: int) -> int:
     return tries
 
 
+@pytest.mark.slow
 def test_lost_budget_keys_start_cautiously_past_the_slots_already_granted(
     connection: redis.Redis, key_prefix: str
 ) -> None:

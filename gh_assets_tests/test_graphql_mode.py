@@ -123,6 +123,7 @@ def listing_requests(standin: StandinServer, window: PageWindow) -> int:
 # -- the same data, far fewer requests --------------------------------------------------------
 
 
+@pytest.mark.integration
 def test_both_modes_write_identical_hashes(
     standin: StandinServer,
     dataset: Dataset,
@@ -158,6 +159,7 @@ def test_both_modes_write_identical_hashes(
     assert meta["requests"] == str(graphql.requests)
 
 
+@pytest.mark.integration
 def test_graphql_needs_under_three_hundredths_of_a_request_per_user(
     standin: StandinServer, dataset: Dataset, gql: GitHubClient, store: RedisStore
 ) -> None:
@@ -189,6 +191,7 @@ def test_graphql_needs_under_three_hundredths_of_a_request_per_user(
     assert gql.stats.graphql_remaining is not None
 
 
+@pytest.mark.integration
 def test_more_than_100_users_are_chunked(
     standin: StandinServer,
     dataset: Dataset,
@@ -226,6 +229,7 @@ def test_more_than_100_users_are_chunked(
 # -- what the query asks, and what GraphQL cannot answer ---------------------------------------
 
 
+@pytest.mark.integration
 def test_owner_affiliations_are_sent_and_change_the_count(
     standin: StandinServer,
     dataset: Dataset,
@@ -278,6 +282,7 @@ def _fields(document: Any) -> Iterator[Any]:
             stack.extend(selection_set.selections)
 
 
+@pytest.mark.integration
 def test_what_graphql_cannot_answer_comes_from_rest(
     standin: StandinServer, dataset: Dataset, store: RedisStore
 ) -> None:
@@ -311,6 +316,7 @@ def test_what_graphql_cannot_answer_comes_from_rest(
     assert report.requests == 2 + len(rest)
 
 
+@pytest.mark.integration
 def test_a_node_deleted_after_listing_is_recorded_gone(
     standin: StandinServer, dataset: Dataset, store: RedisStore
 ) -> None:
@@ -348,6 +354,7 @@ def test_a_node_deleted_after_listing_is_recorded_gone(
     }
 
 
+@pytest.mark.integration
 def test_a_recrawl_in_graphql_mode_drops_the_rest_etags(
     client: GitHubClient, gql: GitHubClient, store: RedisStore, dataset: Dataset
 ) -> None:
@@ -364,6 +371,7 @@ def test_a_recrawl_in_graphql_mode_drops_the_rest_etags(
 # -- rate limits and faults --------------------------------------------------------------------
 
 
+@pytest.mark.integration
 def test_graphql_rate_limited_with_http_200_waits_for_a_near_reset(
     standin: StandinServer, dataset: Dataset, store: RedisStore
 ) -> None:
@@ -384,6 +392,7 @@ def test_graphql_rate_limited_with_http_200_waits_for_a_near_reset(
     assert standin.stats()["requests"]["by_route"]["graphql"] == 4  # three queries, one again
 
 
+@pytest.mark.integration
 def test_graphql_rate_limited_with_a_distant_reset_raises(
     standin: StandinServer, gql: GitHubClient, store: RedisStore
 ) -> None:
@@ -413,6 +422,7 @@ def test_graphql_rate_limited_with_a_distant_reset_raises(
     assert store.page_meta(WINDOW.key) == {}  # nothing written
 
 
+@pytest.mark.integration
 def test_a_rate_limit_reset_in_the_answer_is_preferred(
     standin: StandinServer, gql: GitHubClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -428,6 +438,7 @@ def test_a_rate_limit_reset_in_the_answer_is_preferred(
     assert raised.value.reset_at == reset and raised.value.method == "POST"
 
 
+@pytest.mark.integration
 def test_a_502_on_graphql_is_retried(
     standin: StandinServer, dataset: Dataset, store: RedisStore
 ) -> None:
@@ -457,6 +468,7 @@ def test_a_502_on_graphql_is_retried(
             client.get_details(listed, {})
 
 
+@pytest.mark.integration
 def test_latency_and_error_rate_apply_to_graphql(standin: StandinServer) -> None:
     standin.set_faults(error_rate=1.0)
     assert post_graphql(standin, "{ rateLimit { cost } }").status_code == 503
@@ -482,6 +494,7 @@ def node_answer(**overrides: Any) -> dict[str, Any]:
     return {"data": {"nodes": [node | overrides]}}
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(
     ("payload", "error", "message"),
     [
@@ -546,6 +559,7 @@ def replay_through_schema(query: str, variables: dict[str, Any], data: Any) -> A
     return result.data
 
 
+@pytest.mark.integration
 def test_the_answers_validate_against_the_schema(
     standin: StandinServer, dataset: Dataset, gql: GitHubClient
 ) -> None:
@@ -588,6 +602,7 @@ def test_the_answers_validate_against_the_schema(
     assert standin.stats()["requests"]["by_route"] == {"graphql": 2, "rate_limit": 1}
 
 
+@pytest.mark.integration
 def test_the_schema_refuses_followers_on_an_organization(standin: StandinServer) -> None:
     answer = post_graphql(
         standin,
@@ -623,6 +638,7 @@ def test_the_schema_refuses_followers_on_an_organization(standin: StandinServer)
 # -- configuration ---------------------------------------------------------------------------
 
 
+@pytest.mark.unit
 def test_the_graphql_endpoint_follows_the_api_url() -> None:
     assert graphql_endpoint("https://api.github.com") == "https://api.github.com/graphql"
     assert graphql_endpoint("https://api.github.com/") == "https://api.github.com/graphql"
@@ -634,6 +650,7 @@ def test_the_graphql_endpoint_follows_the_api_url() -> None:
     assert custom.detail_mode == "rest"
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("api_url", ["https://api.github.com", "https://ghe.example/api/v3"])
 def test_anonymous_graphql_against_github_is_a_configuration_error(api_url: str) -> None:
     with pytest.raises(GitHubConfigError, match="needs a token"):
@@ -646,6 +663,7 @@ def test_anonymous_graphql_against_github_is_a_configuration_error(api_url: str)
         GitHubClient(api_url, TOKEN, detail_mode="soap")  # type: ignore[arg-type]
 
 
+@pytest.mark.unit
 def test_the_resource_passes_the_mode_on() -> None:
     resource = GitHubResource(api_url="http://127.0.0.1:1", detail_mode="graphql")
     with resource.get_client() as client:
@@ -656,6 +674,8 @@ def test_the_resource_passes_the_mode_on() -> None:
         GitHubResource(detail_mode="soap")
 
 
+@pytest.mark.integration
+@pytest.mark.slow
 def test_the_asset_crawls_in_the_mode_the_settings_name(
     standin: StandinServer,
     dataset: Dataset,

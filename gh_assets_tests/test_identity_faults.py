@@ -38,6 +38,7 @@ def windows(count: int) -> list[PageWindow]:
 # --- 5: a block is honoured everywhere ----------------------------------------------------------
 
 
+@pytest.mark.e2e
 def test_a_blocked_identity_gets_nothing_sent_by_two_demos_in_a_row(
     redis_url: str, key_prefix: str, tmp_path: Path
 ) -> None:
@@ -73,6 +74,7 @@ def test_a_blocked_identity_gets_nothing_sent_by_two_demos_in_a_row(
         assert "Crawling" not in run.stdout and token not in run.stdout + run.stderr
 
 
+@pytest.mark.e2e
 def test_pages_held_by_a_spent_budget_are_told_to_wait_as_the_sensor_will(
     redis_url: str, key_prefix: str, store: RedisStore, tmp_path: Path
 ) -> None:
@@ -99,6 +101,7 @@ def test_pages_held_by_a_spent_budget_are_told_to_wait_as_the_sensor_will(
         )
 
 
+@pytest.mark.integration
 def test_a_page_run_sends_no_account_lookup_while_the_token_is_blocked(
     redis_url: str, key_prefix: str
 ) -> None:
@@ -119,6 +122,7 @@ def test_a_page_run_sends_no_account_lookup_while_the_token_is_blocked(
         assert standin.stats()["requests"]["by_route"] == {"authenticated_user": 1}
 
 
+@pytest.mark.integration
 def test_a_remembered_account_is_renewed_while_its_token_is_in_use(
     redis_url: str, key_prefix: str
 ) -> None:
@@ -141,6 +145,8 @@ def test_a_remembered_account_is_renewed_while_its_token_is_in_use(
 # --- 6: a token revoked mid-crawl ---------------------------------------------------------------
 
 
+@pytest.mark.integration
+@pytest.mark.slow
 @pytest.mark.parametrize("concurrency", [1, 6])
 def test_a_token_revoked_mid_crawl_is_dropped_and_the_other_finishes_the_pages(
     concurrency: int,
@@ -189,6 +195,7 @@ def test_a_token_revoked_mid_crawl_is_dropped_and_the_other_finishes_the_pages(
     assert not any(kept in r.getMessage() or revoked in r.getMessage() for r in caplog.records)
 
 
+@pytest.mark.e2e
 def test_a_token_revoked_between_demos_is_sent_once_and_the_other_writes_the_pages(
     redis_url: str, key_prefix: str, store: RedisStore, tmp_path: Path
 ) -> None:
@@ -217,6 +224,7 @@ def test_a_token_revoked_between_demos_is_sent_once_and_the_other_writes_the_pag
     assert not any(token in output for token in tokens)
 
 
+@pytest.mark.integration
 def test_the_last_token_revoked_fails_the_page_naming_it(
     redis_url: str, key_prefix: str, store: RedisStore
 ) -> None:
@@ -274,6 +282,7 @@ def app_env(app_standin: StandinServer, redis_url: str, key_prefix: str) -> dict
     }
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     ("fault", "line"),
     [
@@ -313,6 +322,7 @@ def test_a_github_app_fault_is_one_line_from_the_preflight(
     assert app_standin.stats()["requests"]["by_route"].get("user", 0) == 0  # no page was tried
 
 
+@pytest.mark.e2e
 def test_the_banner_names_the_app_and_its_installations(
     app_keys: tuple[str, str, str],
     app_standin: StandinServer,
@@ -334,6 +344,7 @@ def test_the_banner_names_the_app_and_its_installations(
     assert all(report[f"installation:{i}"]["requests"]["rest"] > 0 for i in (11, 12))
 
 
+@pytest.mark.e2e
 def test_a_blocked_installation_of_the_app_is_one_line_from_the_preflight(
     app_keys: tuple[str, str, str],
     app_standin: StandinServer,

@@ -7,6 +7,8 @@ import sys
 
 import pytest
 
+pytestmark = pytest.mark.integration
+
 # Every module of these packages (walked) and these modules must load without Dagster.
 LIBRARIES = ("gh_assets.github", "gh_assets.storage")
 MODULES = (
@@ -51,6 +53,7 @@ def test_the_libraries_import_no_dagster() -> None:
     assert dagster == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("module", ["gh_assets.resources", "gh_assets.definitions"])
 def test_the_check_sees_a_dagster_import(module: str) -> None:
     """The check itself can fail: a module of the Dagster layer does load Dagster."""

@@ -20,6 +20,8 @@ from gh_assets_devtools.shared_redis import shared_redis
 from .commands import GH_ASSETS, gh_assets
 from .conftest import REPO
 
+pytestmark = pytest.mark.e2e
+
 # Built at run time so no token-shaped literal sits in the repository for scanners to flag.
 FAKE_TOKEN = "ghp" + "_NotARealTokenButSecretAnyway123456"
 
@@ -117,7 +119,6 @@ def test_credentials_in_the_api_url_are_never_printed(tmp_path: Path, standin) -
     assert "s3cret" not in result.stdout + result.stderr
 
 
-@pytest.mark.slow
 def test_one_signal_stops_the_whole_demo_and_its_servers(tmp_path: Path) -> None:
     demo = subprocess.Popen(
         [GH_ASSETS, "demo"],
@@ -158,7 +159,6 @@ def _answers(url: str) -> bool:
     return True
 
 
-@pytest.mark.slow
 def test_two_demos_at_once_share_the_server_and_both_succeed(tmp_path: Path) -> None:
     """Started together on a fresh data folder; the shorter one ends while the other crawls."""
 

@@ -9,7 +9,11 @@ import sys
 import tomllib
 from pathlib import Path
 
+import pytest
+
 from .conftest import REPO
+
+pytestmark = pytest.mark.integration
 
 UV = Path(sys.executable).with_name("uv")  # the Makefile installs it into the virtualenv
 

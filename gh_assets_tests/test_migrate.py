@@ -38,6 +38,8 @@ from gh_assets_devtools.standin import Dataset, StandinServer
 from .dagster_runs import attempts, failure_line, run_page
 from .page_writes import WHEN
 
+pytestmark = pytest.mark.integration
+
 # The old key schema's page script (global gh:ids and gh:logins), as its last release shipped it.
 OLD_SCRIPT = "4f75916:gh_assets/storage/write_page.lua"
 OLD_WRITE_PAGE = subprocess.run(

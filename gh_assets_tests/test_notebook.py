@@ -31,6 +31,8 @@ from gh_assets_devtools.standin import Dataset
 
 from .conftest import REPO, github_users
 
+pytestmark = pytest.mark.e2e
+
 NOTEBOOK = REPO / "notebooks" / "explore.ipynb"
 WINDOWS = [PageWindow.number(k, 100) for k in range(3)]
 ASSETS = [github_users, github_users_frame, github_user_summary]

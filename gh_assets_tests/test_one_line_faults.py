@@ -15,6 +15,8 @@ from gh_assets_devtools.commands import prepare_instance
 
 from .commands import gh_assets
 
+pytestmark = pytest.mark.e2e
+
 PAGE_KEY_HINT = (
     "(expected its first and last user ID, 10 digits each, the first not above the last, "
     "like 0000000001-0000000100)"

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
 import dagster as dg
+import pytest
 from dagster import DagsterRunStatus
 
 from gh_assets.asset_storage import storage_resources
@@ -27,6 +28,8 @@ from gh_assets_devtools.standin.http_server import Reply, Request
 
 from .conftest import KEYS, TEST_SETTINGS, github_users
 from .dagster_runs import ASSETS, analyse, checks_of, crawl
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def test_page_checks_pass_on_a_crawled_page_and_catch_a_broken_one(

@@ -23,6 +23,8 @@ from gh_assets_devtools import commands
 
 from .conftest import REPO
 
+pytestmark = pytest.mark.e2e
+
 LOCAL_CONFIG = REPO / "devtools" / "gh_assets_devtools" / "dagster.yaml"
 DEPLOY_CONFIG = REPO / "deploy" / "dagster.yaml"
 

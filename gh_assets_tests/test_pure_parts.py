@@ -11,6 +11,8 @@ from gh_assets.partitions import PageWindow, default_page_keys, pages_up_to
 from gh_assets.settings import Settings
 from gh_assets.summary import summarize
 
+pytestmark = pytest.mark.unit
+
 FRAME = pd.DataFrame(
     {
         "id": [1, 2, 3, 4],

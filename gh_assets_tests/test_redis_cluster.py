@@ -25,6 +25,8 @@ from gh_assets_devtools.redis_cluster import (
     redis_cluster,
 )
 
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterHandle]:

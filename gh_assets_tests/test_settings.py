@@ -18,6 +18,7 @@ from .conftest import REPO
 FAKE_TOKEN = "ghp" + "_NotARealTokenButSecretAnyway123456"
 
 
+@pytest.mark.unit
 def test_unset_variables_mean_the_defaults_and_set_ones_are_parsed() -> None:
     assert Settings.from_env({}) == Settings()
     settings = Settings.from_env(
@@ -37,6 +38,7 @@ def test_unset_variables_mean_the_defaults_and_set_ones_are_parsed() -> None:
     assert Settings.from_env({"GH_ASSETS_FRAME_FROM_REPLICAS": "0"}).frame_from_replicas is False
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("name", "value", "message"),
     [
@@ -76,6 +78,7 @@ def test_a_bad_value_is_one_line_naming_the_variable(name: str, value: str, mess
     assert "\n" not in str(raised.value) and "hunter2" not in str(raised.value)
 
 
+@pytest.mark.unit
 def test_a_password_in_the_api_url_beside_a_token_is_refused() -> None:
     environ = {"GITHUB_API_URL": "https://octo:hunter2@ghe.example/api/v3/"}
     assert Settings.from_env(environ).api_url == "https://octo:hunter2@ghe.example/api/v3"
@@ -89,6 +92,7 @@ def test_a_password_in_the_api_url_beside_a_token_is_refused() -> None:
         Settings(api_url="https://octo:hunter2@ghe.example", token=FAKE_TOKEN)
 
 
+@pytest.mark.unit
 def test_secrets_are_bound_by_name_never_by_value() -> None:
     environ = {
         "GITHUB_TOKEN": FAKE_TOKEN,
@@ -116,6 +120,7 @@ def test_secrets_are_bound_by_name_never_by_value() -> None:
     assert "hunter2" not in repr(basic) and "api_url='https://ghe.example/api/v3'" in repr(basic)
 
 
+@pytest.mark.unit
 def test_settings_reach_the_definitions() -> None:
     defs = build_defs(Settings(page_retries=4, pages_per_run=25, sensor_interval=5))
     users = defs.get_assets_def(USERS_KEY)
@@ -126,6 +131,7 @@ def test_settings_reach_the_definitions() -> None:
     assert set(sensors.values()) == {5} and len(sensors) == 3
 
 
+@pytest.mark.unit
 def test_asset_storage_is_a_uri_or_an_absolute_folder(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     local = Settings.from_env({"GH_ASSETS_ASSET_STORAGE": "shared/assets"})
@@ -138,6 +144,8 @@ def test_asset_storage_is_a_uri_or_an_absolute_folder(tmp_path: Path, monkeypatc
     assert build_defs(Settings()).resources["io_manager"].base_path is None  # the instance's
 
 
+@pytest.mark.integration
+@pytest.mark.slow
 def test_the_code_location_loads_with_every_variable_set() -> None:
     validate = subprocess.run(
         [sys.executable, "-m", "dagster", "definitions", "validate", "-m", "gh_assets.definitions"],
@@ -161,6 +169,8 @@ def test_the_code_location_loads_with_every_variable_set() -> None:
     assert ":pw@" not in validate.stdout + validate.stderr
 
 
+@pytest.mark.integration
+@pytest.mark.slow
 def test_a_bad_variable_stops_the_code_location_with_its_name() -> None:
     validate = subprocess.run(
         [sys.executable, "-m", "dagster", "definitions", "validate", "-m", "gh_assets.definitions"],

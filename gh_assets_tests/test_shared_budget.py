@@ -35,7 +35,7 @@ from gh_assets_devtools.standin import Dataset, StandinServer
 from gh_assets_tests.crawled import stored, truth
 from gh_assets_tests.pacing import most_in_window
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.e2e
 
 MINUTE = 1.0  # GitHub's minute, shortened
 GITHUB_RATE = 100  # what the stand-in allows per minute (GitHub: 900)

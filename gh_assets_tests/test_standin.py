@@ -82,6 +82,7 @@ def schema() -> Callable[[str], jsonschema.Draft202012Validator]:
 # -- data ------------------------------------------------------------------------------------
 
 
+@pytest.mark.unit
 def test_the_same_seed_gives_the_same_accounts_and_another_seed_others() -> None:
     first, again, other = Dataset(2000, seed=1), Dataset(2000, seed=1), Dataset(2000, seed=2)
     assert first.all_users() == again.all_users()
@@ -90,6 +91,7 @@ def test_the_same_seed_gives_the_same_accounts_and_another_seed_others() -> None
     assert first.user(1) is not None and other.user(1) is not None  # ID 1 exists, as on GitHub
 
 
+@pytest.mark.unit
 def test_ids_are_sparse_with_a_few_organizations_and_heavy_tailed_counts() -> None:
     users = Dataset(SIZE, seed=0).users_between(1, SIZE)
     assert 0.28 < 1 - len(users) / SIZE < 0.39
@@ -109,6 +111,7 @@ def test_ids_are_sparse_with_a_few_organizations_and_heavy_tailed_counts() -> No
     assert [u.created_at for u in users[:50]] == sorted(u.created_at for u in users[:50])
 
 
+@pytest.mark.unit
 def test_ten_million_ids_cost_nothing_until_asked() -> None:
     huge = Dataset(size=10_000_000, seed=3)
     tail = huge.users_between(9_999_900, 10_000_100)
@@ -117,6 +120,7 @@ def test_ten_million_ids_cost_nothing_until_asked() -> None:
     assert huge.users_after(10_000_000, 10) == []
 
 
+@pytest.mark.unit
 def test_update_renames_and_delete_removes(dataset: Dataset) -> None:
     first, second = dataset.users_between(1, 20)[:2]
     renamed = dataset.update(first.id, login="New-Name", followers=first.followers + 7)
@@ -137,6 +141,8 @@ def test_update_renames_and_delete_removes(dataset: Dataset) -> None:
 # -- GET /users ------------------------------------------------------------------------------
 
 
+@pytest.mark.integration
+@pytest.mark.slow
 def test_paging_with_link_next_lists_exactly_the_dataset(
     server: StandinServer, dataset: Dataset, http: requests.Session, schema: Callable
 ) -> None:
@@ -165,6 +171,7 @@ def test_paging_with_link_next_lists_exactly_the_dataset(
     assert "next" not in past_end.links
 
 
+@pytest.mark.integration
 def test_per_page_defaults_to_30_and_is_clamped_to_100(
     server: StandinServer, dataset: Dataset, http: requests.Session
 ) -> None:
@@ -182,6 +189,7 @@ def test_per_page_defaults_to_30_and_is_clamped_to_100(
 # -- GET /users/{login}, GET /user/{id} ------------------------------------------------------
 
 
+@pytest.mark.integration
 def test_users_by_login_and_by_id_are_full_public_users(
     server: StandinServer, dataset: Dataset, http: requests.Session, schema: Callable
 ) -> None:
@@ -205,6 +213,7 @@ def test_users_by_login_and_by_id_are_full_public_users(
         assert re.fullmatch(r'W/"[0-9a-f]{64}"', by_id.headers["ETag"])
 
 
+@pytest.mark.integration
 def test_unknown_users_and_paths_are_404(
     server: StandinServer, dataset: Dataset, http: requests.Session, schema: Callable
 ) -> None:
@@ -219,6 +228,7 @@ def test_unknown_users_and_paths_are_404(
     assert other.status_code == 404 and other.json()["message"] == "Not Found"
 
 
+@pytest.mark.integration
 def test_the_rate_limit_endpoint_is_free_and_well_formed(
     server: StandinServer, http: requests.Session, schema: Callable
 ) -> None:
@@ -233,6 +243,7 @@ def test_the_rate_limit_endpoint_is_free_and_well_formed(
 # -- conditional requests and the rate limit -------------------------------------------------
 
 
+@pytest.mark.integration
 def test_a_matching_etag_gives_a_free_304_for_that_credential_only(
     server: StandinServer, dataset: Dataset, http: requests.Session
 ) -> None:
@@ -257,6 +268,7 @@ def test_a_matching_etag_gives_a_free_304_for_that_credential_only(
     assert changed.status_code == 200 and changed.headers["ETag"] != etag
 
 
+@pytest.mark.integration
 def test_an_exhausted_budget_is_a_403_that_never_shows_the_token(
     server: StandinServer, admin: StandinAdmin, http: requests.Session
 ) -> None:
@@ -291,6 +303,7 @@ def test_an_exhausted_budget_is_a_403_that_never_shows_the_token(
     assert fresh.status_code == 200 and fresh.headers["X-RateLimit-Remaining"] == "9"
 
 
+@pytest.mark.integration
 def test_a_request_without_user_agent_is_forbidden(server: StandinServer) -> None:
     # http.client, because requests (urllib3) always adds a User-Agent of its own
     connection = HTTPConnection(urlsplit(server.url).netloc, timeout=10)
@@ -306,6 +319,7 @@ def test_a_request_without_user_agent_is_forbidden(server: StandinServer) -> Non
 # -- faults ----------------------------------------------------------------------------------
 
 
+@pytest.mark.integration
 def test_error_rate_one_answers_503_html_until_healed(
     server: StandinServer, admin: StandinAdmin, http: requests.Session
 ) -> None:
@@ -319,6 +333,7 @@ def test_error_rate_one_answers_503_html_until_healed(
     assert http.get(f"{server.url}/user/1").status_code == 200
 
 
+@pytest.mark.integration
 def test_failing_ids_answer_502_for_users_and_pages_starting_in_them_until_healed(
     server: StandinServer, admin: StandinAdmin, dataset: Dataset, http: requests.Session
 ) -> None:
@@ -345,6 +360,7 @@ def test_failing_ids_answer_502_for_users_and_pages_starting_in_them_until_heale
         assert http.get(server.url + path).status_code == 200, path
 
 
+@pytest.mark.integration
 def test_latency_delays_api_answers(server: StandinServer, http: requests.Session) -> None:
     server.set_faults(latency_ms=150)
     started = time.perf_counter()
@@ -353,6 +369,7 @@ def test_latency_delays_api_answers(server: StandinServer, http: requests.Sessio
     assert server.stats()["latency_ms"] == 150
 
 
+@pytest.mark.integration
 def test_state_reports_the_peak_of_requests_answered_at_once(server: StandinServer) -> None:
     server.set_faults(latency_ms=200)
     start = threading.Barrier(5)
@@ -376,6 +393,7 @@ def test_state_reports_the_peak_of_requests_answered_at_once(server: StandinServ
 # -- admin -----------------------------------------------------------------------------------
 
 
+@pytest.mark.integration
 def test_admin_edits_are_what_the_api_answers(
     server: StandinServer, admin: StandinAdmin, dataset: Dataset, http: requests.Session
 ) -> None:
@@ -417,6 +435,7 @@ def test_admin_edits_are_what_the_api_answers(
         assert refused.value.status == status, refused.value
 
 
+@pytest.mark.integration
 def test_state_counts_api_requests_by_status_and_route(
     server: StandinServer, admin: StandinAdmin, http: requests.Session
 ) -> None:
@@ -442,6 +461,8 @@ def test_state_counts_api_requests_by_status_and_route(
 # -- the command line ------------------------------------------------------------------------
 
 
+@pytest.mark.integration
+@pytest.mark.slow
 def test_the_command_line_serves_until_sigterm(tmp_path: Path) -> None:
     port_file = tmp_path / "standin.url"
     victim = Dataset(200, seed=5).users_between(20, 200)[0].id

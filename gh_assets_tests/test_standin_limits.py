@@ -27,6 +27,8 @@ from gh_assets_tests import RECORDINGS
 
 from .standin_command import standin_command
 
+pytestmark = pytest.mark.integration
+
 UA = "gh-assets-tests"
 # Assembled, so that no token-shaped literal sits in the source.
 TOK_A, TOK_B, TOK_C = ("ghp" + "_standinLIMITS" + c * 22 for c in "ABC")
@@ -184,6 +186,7 @@ def test_get_user_answers_the_account_of_the_token(
 # -- secondary limits --------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("retry_after", "status"), [(True, 403), (False, 429)])
 def test_over_the_rest_points_of_a_minute_is_a_secondary_refusal_not_charged(
     start: Callable[..., StandinServer], http: requests.Session, retry_after: bool, status: int
@@ -220,6 +223,7 @@ def test_over_the_rest_points_of_a_minute_is_a_secondary_refusal_not_charged(
     assert block["end"] == pytest.approx(alice["arrivals"][4][0] + 1.0)
 
 
+@pytest.mark.slow
 def test_the_block_grows_while_the_account_keeps_sending_and_ends_after(
     start: Callable[..., StandinServer], http: requests.Session
 ) -> None:
@@ -262,6 +266,7 @@ def test_304s_count_on_the_secondary_window(
     assert alice["requests"]["rest"] == 3 and alice["secondary_refusals"] == 1
 
 
+@pytest.mark.slow
 def test_more_requests_in_flight_than_allowed_are_refused(
     start: Callable[..., StandinServer],
 ) -> None:
@@ -331,6 +336,7 @@ def test_graphql_has_a_window_of_its_own(
     assert len(alice["blocks"]) == 2
 
 
+@pytest.mark.slow
 def test_admitted_requests_never_exceed_the_limit_in_any_rolling_minute(
     start: Callable[..., StandinServer],
 ) -> None:
@@ -540,6 +546,7 @@ def test_a_bad_jwt_gets_githubs_401(
         }
 
 
+@pytest.mark.slow
 def test_an_installation_token_is_an_account_with_its_own_budget_until_it_expires(
     start: Callable[..., StandinServer], http: requests.Session, app_key: rsa.RSAPrivateKey
 ) -> None:
@@ -598,6 +605,7 @@ def test_an_installation_token_is_an_account_with_its_own_budget_until_it_expire
 # -- the command line --------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_the_command_line_takes_tokens_and_secondary_limits(tmp_path: Path) -> None:
     port_file = tmp_path / "standin.url"
     args = ["--size", "50", "--tokens", "tokA=alice,tokB=alice", "--minute", "2",

@@ -16,6 +16,8 @@ from gh_assets.storage import COUNTERS, READ_REPORT, PageWrite, RedisStore, Sche
 
 from .page_writes import P1, WHEN, key, logins, page, snapshot, user
 
+pytestmark = pytest.mark.integration
+
 ETAG = "cdcdd165941281cdc3948a0cdff00dcb40d91a0ba044e67272d5b433326e8f81"
 
 

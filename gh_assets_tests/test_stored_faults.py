@@ -59,6 +59,7 @@ def recording(dataset: Dataset) -> Iterator[ConditionalRecordingStandin]:
 # --- 1. a corrupt stored hash is fetched again in full, not reused on a 304 -----------------
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(
     ("field", "value"),
     [
@@ -109,6 +110,7 @@ def test_a_recrawl_repairs_a_corrupt_stored_hash(
 # --- 2. the frame names what is wrong, and reports what it leaves out ------------------------
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(
     ("corrupt", "message"),
     [
@@ -134,6 +136,7 @@ def test_a_corrupt_hash_is_named_by_key_user_and_field(
     assert str(raised.value) == f"{store.user_key(7)} (user 7) {message}"
 
 
+@pytest.mark.integration
 def test_users_left_out_of_the_frame_are_reported_not_dropped(store: RedisStore) -> None:
     store.write_page(page([user(i) for i in range(1, 31)]))
     store.client.hdel(store.user_key(3), "login")  # a hash without a login
@@ -161,6 +164,8 @@ def test_users_left_out_of_the_frame_are_reported_not_dropped(store: RedisStore)
     assert result.metadata["no_login_ids"].value == "3"
 
 
+@pytest.mark.integration
+@pytest.mark.slow
 def test_a_hash_left_out_fails_its_check_through_dagster(
     instance: dg.DagsterInstance, resources: dict, store: RedisStore
 ) -> None:
@@ -190,6 +195,8 @@ def test_a_hash_left_out_fails_its_check_through_dagster(
 # --- 3. the rows check compares within one consistent read -----------------------------------
 
 
+@pytest.mark.integration
+@pytest.mark.slow
 def test_a_page_written_after_the_read_does_not_fail_the_rows_check(
     instance: dg.DagsterInstance,
     resources: dict,
@@ -219,6 +226,7 @@ def test_a_page_written_after_the_read_does_not_fail_the_rows_check(
     assert store.page_user_total() == len(truth(dataset, PageWindow(1, 300))) > first_two
 
 
+@pytest.mark.integration
 def test_a_user_deleted_during_the_read_is_neither_a_row_nor_a_fault(
     store: RedisStore, standin: StandinServer, dataset: Dataset, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -243,6 +251,8 @@ def test_a_user_deleted_during_the_read_is_neither_a_row_nor_a_fault(
     assert frame_every_indexed_user_read(frame).passed
 
 
+@pytest.mark.integration
+@pytest.mark.slow
 def test_a_real_mismatch_fails_the_rows_check_with_both_numbers(
     instance: dg.DagsterInstance, resources: dict, store: RedisStore
 ) -> None:
@@ -266,6 +276,7 @@ def test_a_real_mismatch_fails_the_rows_check_with_both_numbers(
 # --- 4. one rule for lower-casing logins, in Lua and in Python -------------------------------
 
 
+@pytest.mark.integration
 def test_a_non_ascii_login_is_lower_cased_the_same_on_both_sides(store: RedisStore) -> None:
     store.write_page(page([user(7, "ÄBC-Straße"), user(8, "Éclair")]))
 
@@ -285,6 +296,7 @@ def test_a_non_ascii_login_is_lower_cased_the_same_on_both_sides(store: RedisSto
     assert store.user_id_for_login("Äbc-straße2") == 7
 
 
+@pytest.mark.unit
 def test_the_unique_logins_check_lower_cases_as_the_login_index_does() -> None:
     def frame(*logins: str) -> pd.DataFrame:
         return pd.DataFrame({"id": range(len(logins)), "login": list(logins)})
@@ -293,6 +305,8 @@ def test_the_unique_logins_check_lower_cases_as_the_login_index_does() -> None:
     assert not frame_ids_and_logins_unique(frame("ÄX", "Äx")).passed  # one key
 
 
+@pytest.mark.integration
+@pytest.mark.slow
 def test_a_corrupt_page_count_is_named_by_its_key(store: RedisStore) -> None:
     store.write_page(page([user(1), user(2)]))
     store.client.hset(store.page_key(P1), "users", "two\nor so")

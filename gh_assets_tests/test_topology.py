@@ -26,7 +26,7 @@ from gh_assets_devtools.topology_probes import (
 
 from .backfills import backfill_succeeds
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.e2e
 
 PAGE_SIZE = 100
 PAGES = [PageWindow.number(k, PAGE_SIZE).key for k in range(7)]

@@ -24,6 +24,8 @@ from gh_assets.partitions import PageWindow
 from gh_assets.storage import RedisStore
 from gh_assets_devtools.standin import Dataset, StandinServer
 
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
 REPO = Path(__file__).resolve().parents[1]
 PREVIOUS_RELEASE = "a1802fd"  # the last release without created_at
 WINDOW = PageWindow(1, 100)

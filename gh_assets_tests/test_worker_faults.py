@@ -14,6 +14,8 @@ import pytest
 
 from gh_assets_devtools import services
 
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
 GRACE = 60  # seconds a refusal may take at most here; the old worker retried for minutes
 PASSWORD = "pg-hunter2"
 # deploy/dagster.yaml's variables (named here, not imported, so the tests run on any release).
