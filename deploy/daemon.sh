@@ -1,5 +1,6 @@
 #!/bin/sh
-# The daemon's start (docker-compose.yml's `daemon`; devtools/gh_assets_devtools/topology.py runs it natively):
+# The daemon's start (docker-compose.yml's `daemon`; devtools/gh_assets_devtools/topology.py
+# runs it natively):
 # set the github_api pool's limit explicitly, then run dagster-daemon. A fresh instance ignores
 # pools.default_limit on its first burst of runs (the limit is read before the pool exists), so
 # the limit is written into the instance's storage on every start; the UI and
