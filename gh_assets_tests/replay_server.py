@@ -19,6 +19,12 @@ from typing import Any
 TOKEN = "ghp" + "_SECRETSECRETSECRET0123456789abcdefXYZ"  # assembled: no token-shaped literal
 
 
+def rate_limit_headers(remaining: int, in_seconds: int) -> tuple[int, tuple[tuple[str, str], ...]]:
+    """GitHub's primary rate-limit headers with a reset ``in_seconds`` from now, and that reset."""
+    reset = int(time.time()) + in_seconds
+    return reset, (("X-RateLimit-Remaining", str(remaining)), ("X-RateLimit-Reset", str(reset)))
+
+
 @dataclass
 class Reply:
     """One scripted answer; ``body`` is JSON-encoded unless it is bytes."""

@@ -35,7 +35,7 @@ from gh_assets.github.errors import (
 )
 from gh_assets_devtools.standin import Dataset, StandinServer
 
-from .replay_server import Reply, Seen
+from .replay_server import Reply, Seen, rate_limit_headers
 
 APP_ID = "424242"
 USER_AGENT = "gh-assets-tests/1 (app auth)"
@@ -561,8 +561,7 @@ def test_malformed_token_answers_show_no_token(
 def test_rate_limited_app_raises_rate_limit_error(
     keys: Keys, serve: Callable[..., Scripted]
 ) -> None:
-    reset = int(time.time()) + 1800
-    headers = (("X-RateLimit-Remaining", "0"), ("X-RateLimit-Reset", str(reset)))
+    reset, headers = rate_limit_headers(0, 1800)
     github = serve(lambda method, path: Reply(403, {"message": "API rate limit exceeded"}, headers))
     with pytest.raises(RateLimitError) as limited:
         make_app(github.url, keys).installation_ids()

@@ -42,7 +42,7 @@ from gh_assets.github.governor import Governor, GovernorLimits
 from gh_assets.preflight import github_fault
 from gh_assets.user_fields import epoch_seconds
 from gh_assets_tests import RECORDINGS
-from gh_assets_tests.replay_server import TOKEN, Replay, Reply
+from gh_assets_tests.replay_server import TOKEN, Replay, Reply, rate_limit_headers
 
 RECORDED = sorted(p.name for p in RECORDINGS.glob("*.json"))
 # Recorded headers the replay server must not repeat: framing and encoding belong to the new
@@ -413,8 +413,7 @@ def test_429_with_retry_after_waits_that_long(
 def test_exhausted_primary_budget_waits_for_a_near_reset(
     replay: Replay, make_client: Callable[..., GitHubClient], waits: list[float]
 ) -> None:
-    reset = int(time.time()) + 2
-    headers = (("X-RateLimit-Remaining", "0"), ("X-RateLimit-Reset", str(reset)))
+    _, headers = rate_limit_headers(0, 2)
     replay.queue(limited(403, "API rate limit exceeded", *headers), Reply(200, user_body(1)))
     client = make_client()
     assert isinstance(client.get_user(1), UserDetail)
@@ -427,8 +426,7 @@ def test_exhausted_primary_budget_waits_for_a_near_reset(
 def test_a_distant_reset_raises_at_once(
     status: int, replay: Replay, make_client: Callable[..., GitHubClient], waits: list[float]
 ) -> None:
-    reset = int(time.time()) + 7200
-    headers = (("X-RateLimit-Remaining", "0"), ("X-RateLimit-Reset", str(reset)))
+    reset, headers = rate_limit_headers(0, 7200)
     replay.queue(limited(status, "API rate limit exceeded for user ID 1.", *headers))
     client = make_client()
     started = time.monotonic()
@@ -483,8 +481,7 @@ def test_a_plain_403_is_forbidden_not_limited(
 def test_rate_limit_headers_are_tracked(
     replay: Replay, make_client: Callable[..., GitHubClient]
 ) -> None:
-    reset = int(time.time()) + 600
-    headers = (("X-RateLimit-Remaining", "4999"), ("X-RateLimit-Reset", str(reset)))
+    reset, headers = rate_limit_headers(4999, 600)
     replay.queue(Reply(200, user_body(1), headers), Reply(404, {"message": "Not Found"}))
     client = make_client()
     client.get_user(1)

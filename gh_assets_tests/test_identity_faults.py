@@ -6,8 +6,9 @@ one line from the preflight. All against the stand-in over real HTTP and a real 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from subprocess import CompletedProcess
 
 import pytest
 import redis
@@ -322,15 +323,20 @@ def test_a_github_app_fault_is_one_line_from_the_preflight(
     assert app_standin.stats()["requests"]["by_route"].get("user", 0) == 0  # no page was tried
 
 
+@pytest.fixture
+def demo_as_app(
+    app_keys: tuple[str, str, str], app_env: dict[str, object], tmp_path: Path
+) -> Callable[[], CompletedProcess]:
+    """Runs ``gh-assets demo`` on one page as the App (its own key) against the stand-in."""
+    env = app_env | {"GITHUB_APP_ID": APP_ID, "GITHUB_APP_PRIVATE_KEY": app_keys[0]}
+    return lambda: gh_assets(["demo", "--pages", windows(1)[0].key], tmp_path, **env)
+
+
 @pytest.mark.e2e
 def test_the_banner_names_the_app_and_its_installations(
-    app_keys: tuple[str, str, str],
-    app_standin: StandinServer,
-    app_env: dict[str, object],
-    tmp_path: Path,
+    demo_as_app: Callable[[], CompletedProcess], app_standin: StandinServer
 ) -> None:
-    env = app_env | {"GITHUB_APP_ID": APP_ID, "GITHUB_APP_PRIVATE_KEY": app_keys[0]}
-    result = gh_assets(["demo", "--pages", windows(1)[0].key], tmp_path, **env)
+    result = demo_as_app()
     assert result.returncode == 0, result.stdout + result.stderr
     assert (
         f"GitHub: {app_standin.url}, as GitHub App 77 (GITHUB_APP_ID) on its installations\n"
@@ -346,18 +352,15 @@ def test_the_banner_names_the_app_and_its_installations(
 
 @pytest.mark.e2e
 def test_a_blocked_installation_of_the_app_is_one_line_from_the_preflight(
-    app_keys: tuple[str, str, str],
+    demo_as_app: Callable[[], CompletedProcess],
     app_standin: StandinServer,
-    app_env: dict[str, object],
     redis_url: str,
     key_prefix: str,
-    tmp_path: Path,
 ) -> None:
     governor = Governor(redis.Redis.from_url(redis_url), LIMITS, key_prefix)
     governor.block("installation:11", 3600)  # as a page run records GitHub's 429s
     governor.block("installation:12", 1800)
-    env = app_env | {"GITHUB_APP_ID": APP_ID, "GITHUB_APP_PRIVATE_KEY": app_keys[0]}
-    result = gh_assets(["demo", "--pages", windows(1)[0].key], tmp_path, **env)
+    result = demo_as_app()
     assert result.returncode == BLOCKED, result.stdout + result.stderr
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith(

@@ -147,22 +147,14 @@ def test_asset_storage_is_a_uri_or_an_absolute_folder(tmp_path: Path, monkeypatc
 @pytest.mark.integration
 @pytest.mark.slow
 def test_the_code_location_loads_with_every_variable_set() -> None:
-    validate = subprocess.run(
-        [sys.executable, "-m", "dagster", "definitions", "validate", "-m", "gh_assets.definitions"],
-        cwd=REPO,
-        env=os.environ
-        | {
-            "GITHUB_TOKEN": FAKE_TOKEN,
-            "GH_ASSETS_MAX_CONCURRENCY": "4",
-            "GH_ASSETS_MAX_RETRIES": "2",
-            "GH_ASSETS_MAX_RATE_LIMIT_WAIT": "5",
-            "GH_ASSETS_DETAIL_MODE": "graphql",
-            "GH_ASSETS_KEY_PREFIX": "x:",
-            "REDIS_URL": "redis://:pw@127.0.0.1:1/0",
-        },
-        capture_output=True,
-        text=True,
-        timeout=180,
+    validate = validate_location(
+        GITHUB_TOKEN=FAKE_TOKEN,
+        GH_ASSETS_MAX_CONCURRENCY="4",
+        GH_ASSETS_MAX_RETRIES="2",
+        GH_ASSETS_MAX_RATE_LIMIT_WAIT="5",
+        GH_ASSETS_DETAIL_MODE="graphql",
+        GH_ASSETS_KEY_PREFIX="x:",
+        REDIS_URL="redis://:pw@127.0.0.1:1/0",
     )
     assert validate.returncode == 0, validate.stdout + validate.stderr
     assert FAKE_TOKEN not in validate.stdout + validate.stderr
@@ -172,13 +164,18 @@ def test_the_code_location_loads_with_every_variable_set() -> None:
 @pytest.mark.integration
 @pytest.mark.slow
 def test_a_bad_variable_stops_the_code_location_with_its_name() -> None:
-    validate = subprocess.run(
+    validate = validate_location(GH_ASSETS_PAGE_SIZE="abc")
+    assert validate.returncode != 0
+    assert "GH_ASSETS_PAGE_SIZE='abc': expected a whole number >= 1" in validate.stdout
+
+
+def validate_location(**env: str) -> subprocess.CompletedProcess:
+    """``dagster definitions validate`` on the code location, with ``env`` over this one's."""
+    return subprocess.run(
         [sys.executable, "-m", "dagster", "definitions", "validate", "-m", "gh_assets.definitions"],
         cwd=REPO,
-        env=os.environ | {"GH_ASSETS_PAGE_SIZE": "abc"},
+        env=os.environ | env,
         capture_output=True,
         text=True,
         timeout=180,
     )
-    assert validate.returncode != 0
-    assert "GH_ASSETS_PAGE_SIZE='abc': expected a whole number >= 1" in validate.stdout
