@@ -28,6 +28,7 @@ from gh_assets.storage import RedisStore
 from gh_assets_devtools.services import redis_server
 from gh_assets_devtools.standin import Dataset, StandinServer
 
+from .github_app import Keys, make_keys
 from .replay_server import Replay, replay_server
 
 REPO = Path(__file__).resolve().parents[1]
@@ -83,6 +84,21 @@ def standin(dataset: Dataset) -> Iterator[StandinServer]:
 def client(standin: StandinServer) -> Iterator[GitHubClient]:
     with GitHubClient(standin.url, backoff_base=0.01, backoff_max=0.05) as github:
         yield github
+
+
+@pytest.fixture
+def gql(standin: StandinServer) -> Iterator[GitHubClient]:
+    """A client of the stand-in in GraphQL detail mode."""
+    with GitHubClient(
+        standin.url, detail_mode="graphql", backoff_base=0.01, backoff_max=0.05
+    ) as github:
+        yield github
+
+
+@pytest.fixture(scope="module")
+def keys() -> Keys:
+    """A GitHub App's RSA keys (``github_app.make_keys``), made once a module."""
+    return make_keys()
 
 
 @pytest.fixture(scope="session")
