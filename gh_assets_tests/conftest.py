@@ -13,6 +13,7 @@ import subprocess
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import pytest
@@ -120,6 +121,30 @@ def replay() -> Iterator[Replay]:
     """The scripted GitHub over real HTTP (``replay_server``)."""
     with replay_server() as state:
         yield state
+
+
+@pytest.fixture
+def waits() -> list[float]:
+    """The sleeps of ``make_client``'s clients, recorded instead of slept."""
+    return []
+
+
+@pytest.fixture
+def make_client(replay: Replay, waits: list[float]) -> Iterator[Callable[..., GitHubClient]]:
+    """Clients on the replay server whose sleeps are recorded in ``waits`` instead of slept."""
+    clients: list[GitHubClient] = []
+
+    def make(api_url: str | None = None, **kwargs: Any) -> GitHubClient:
+        kwargs.setdefault("max_retries", 3)
+        kwargs.setdefault("timeout", 5.0)
+        client = GitHubClient(api_url or replay.url, **kwargs)
+        client._sleep = waits.append
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.close()
 
 
 @pytest.fixture
