@@ -2,18 +2,20 @@
 
 Counts, types and login handles come from the stand-in's own generator (a template of a few
 thousand accounts, cycled); each hash gets its own id, a login ending in that id, a 64-hex ETag
-and ``etag_auth``, exactly the fields ``gh_assets.crawl`` writes.
+and ``etag_auth``, exactly the fields ``gh_assets.crawl`` writes; and the seconds such pages take
+to write (``write_pages``).
 """
 
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from functools import cache
 
 from gh_assets.partitions import PageWindow
-from gh_assets.storage import PageWrite
+from gh_assets.storage import PageWrite, RedisStore
 from gh_assets_devtools.standin import Dataset
 from gh_assets_devtools.standin.data import ground_truth, stored_form
 
@@ -71,3 +73,11 @@ def page_writes(first_id: int, users: int, per_page: int) -> Iterator[PageWrite]
         count = min(per_page, end - start)
         yield page_write(start, count)
         start += count
+
+
+def write_pages(store: RedisStore, pages: list[PageWrite]) -> float:
+    """Seconds to write every page through ``store.write_page``, one after another."""
+    started = time.perf_counter()
+    for page in pages:
+        store.write_page(page)
+    return time.perf_counter() - started

@@ -21,7 +21,7 @@ from bench.figures import BenchError, Row, Section, paired_ratios
 from bench.profiling import profile_call
 from bench.servers import Context, flush
 from bench.targets import missed
-from bench.users import page_writes, user_hash
+from bench.users import page_writes, user_hash, write_pages
 from gh_assets.storage import PageWrite, RedisStore
 
 PAGE_USERS = 100
@@ -73,10 +73,7 @@ def run(ctx: Context) -> Section:
         for _ in range(ctx.runs):
             flush(client)
             client.config_resetstat()
-            started = time.perf_counter()
-            for page in pages:
-                store.write_page(page)
-            seconds = time.perf_counter() - started
+            seconds = write_pages(store, pages)
             if store.user_count() != users:
                 raise BenchError(f"write_page stored {store.user_count()} of {users}")
             project.append(users / seconds)
