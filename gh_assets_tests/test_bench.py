@@ -146,7 +146,7 @@ def test_cluster_figures(results: dict) -> None:
     assert median(results, "cluster", "summary.speedup") > 0
     assert median(results, "cluster", "summary.speedup_end_to_end") > 0
     assert median(results, "cluster", "summary.cluster_merged_s") > 0
-    # Reuse itself is counted in test_aggregates (pages read); one tiny sample each is too
+    # Reuse itself is counted in test_stored_aggregates (pages read); one tiny sample each is too
     # noisy to order the first summary and the next.
     assert median(results, "cluster", "summary.unchanged_s") > 0
     assert median(results, "cluster", "summary.one_page_s") > 0
